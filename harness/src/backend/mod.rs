@@ -1,0 +1,61 @@
+//! Backends boot an environment, hand it a job, and report what the guest
+//! said. They know nothing of verdicts or reports: the runner turns their
+//! [`BootOutcome`] into cell results.
+
+pub mod qemu;
+
+use crate::provision::KernelArtifact;
+use kmatrix_agent::{GuestEvent, Job};
+use std::path::PathBuf;
+
+/// A host file placed into the guest.
+#[derive(Debug, Clone)]
+pub struct GuestFile {
+    pub guest_path: String,
+    pub host_path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct BootRequest {
+    /// Names this boot in logs and progress, e.g. "debian-6.1 boot 1".
+    pub label: String,
+    pub kernel: KernelArtifact,
+    pub agent: PathBuf,
+    pub files: Vec<GuestFile>,
+    pub job: Job,
+    /// Where the backend keeps this boot's console and logs.
+    pub log_dir: PathBuf,
+}
+
+/// Why a boot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootEnd {
+    /// The agent reported every cell and the guest shut down.
+    Completed,
+    /// The guest stopped before the agent finished (kernel crash, reset).
+    GuestDied { detail: String },
+    /// Nothing arrived before a deadline; the backend killed the guest.
+    DeadlineExceeded { waiting_for: String },
+    /// The user interrupted the run.
+    Interrupted,
+    /// The backend itself could not run (emulator missing, bad arguments).
+    BackendFailed { detail: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct BootOutcome {
+    pub events: Vec<GuestEvent>,
+    pub console: String,
+    /// Console log on disk.
+    pub console_path: PathBuf,
+    pub end: BootEnd,
+    /// "qemu-tcg", "qemu-kvm", ...
+    pub backend: String,
+}
+
+pub trait Backend: Sync {
+    fn name(&self) -> String;
+    /// Boots once, runs the job, and returns whatever the guest reported.
+    /// `on_event` sees each event as it arrives (for progress display).
+    fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome;
+}

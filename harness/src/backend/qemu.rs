@@ -1,0 +1,382 @@
+//! The QEMU backend: one `qemu-system-x86_64` per boot, the kernel given
+//! directly with an initramfs whose PID 1 is the agent. The first serial port
+//! is the kernel console (kept in a file and scanned for crashes), the second
+//! carries the agent's events on stdout. Every wait has a deadline.
+
+use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::initramfs::Cpio;
+use kmatrix_agent::{GuestEvent, JOB_PATH, RESULTS_PORT_PARAM};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    /// From start until the agent says hello.
+    pub boot: Duration,
+    /// Added to a cell's probe timeouts before the guest counts as hung.
+    pub cell_grace: Duration,
+    /// From the agent's last word until QEMU exits.
+    pub shutdown: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            boot: Duration::from_secs(60),
+            cell_grace: Duration::from_secs(20),
+            shutdown: Duration::from_secs(15),
+        }
+    }
+}
+
+pub struct QemuBackend {
+    pub accel: Accel,
+    pub memory_mb: u32,
+    pub deadlines: Deadlines,
+    pub interrupted: Arc<AtomicBool>,
+    /// Extra kernel command-line words (e.g. a variant's `ipv6.disable=1`).
+    pub extra_cmdline: Vec<String>,
+}
+
+pub const QEMU: &str = "qemu-system-x86_64";
+const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+impl QemuBackend {
+    pub fn new(accel: Accel, interrupted: Arc<AtomicBool>) -> Self {
+        QemuBackend {
+            accel,
+            memory_mb: 512,
+            deadlines: Deadlines::default(),
+            interrupted,
+            extra_cmdline: Vec::new(),
+        }
+    }
+
+    /// The kernel command line every boot gets.
+    pub fn cmdline(&self) -> String {
+        let mut words: Vec<String> = [
+            "console=ttyS0",
+            "rdinit=/init",
+            "panic=-1",
+            "oops=panic",
+            "loglevel=4",
+            "random.trust_cpu=on",
+            "mitigations=off",
+            "cryptomgr.notests",
+            "nokaslr",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        words.push(format!("{RESULTS_PORT_PARAM}=/dev/ttyS1"));
+        words.extend(self.extra_cmdline.iter().cloned());
+        words.join(" ")
+    }
+
+    /// The full QEMU argument list for a boot, so a person can paste it.
+    pub fn command(&self, kernel: &Path, initramfs: &Path, console: &Path) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            QEMU.into(),
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+        ];
+        if Path::new(QBOOT).exists() {
+            // qboot skips SeaBIOS's device probing: about a second saved per boot.
+            args.extend(["-bios".into(), QBOOT.into()]);
+        }
+        match self.accel {
+            Accel::Tcg => args.extend(["-accel".into(), "tcg".into(), "-cpu".into(), "max".into()]),
+            Accel::Kvm => {
+                args.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()])
+            }
+        }
+        args.extend([
+            "-m".into(),
+            self.memory_mb.to_string(),
+            "-smp".into(),
+            "1".into(),
+            "-device".into(),
+            "virtio-rng-pci".into(),
+            "-kernel".into(),
+            kernel.display().to_string(),
+            "-initrd".into(),
+            initramfs.display().to_string(),
+            "-append".into(),
+            self.cmdline(),
+            "-serial".into(),
+            format!("file:{}", console.display()),
+            "-serial".into(),
+            "stdio".into(),
+        ]);
+        args
+    }
+}
+
+/// Writes the initramfs for a boot: the agent as /init, the job, and the files.
+pub fn write_initramfs(request: &BootRequest, path: &Path) -> std::io::Result<()> {
+    let mut cpio = Cpio::new(BufWriter::new(File::create(path)?));
+    let mut dirs = std::collections::BTreeSet::new();
+    for dir in ["dev", "proc", "sys", "tmp", "run", "kmatrix"] {
+        dirs.insert(dir.to_string());
+    }
+    for file in &request.files {
+        let mut parent = Path::new(file.guest_path.trim_start_matches('/')).parent();
+        while let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
+    }
+    // BTreeSet order puts every parent before its children.
+    for dir in &dirs {
+        cpio.dir(dir)?;
+    }
+    cpio.char_device("dev/console", 0o600, 5, 1)?;
+    cpio.file("init", 0o755, &fs::read(&request.agent)?)?;
+    cpio.file(
+        JOB_PATH,
+        0o644,
+        serde_json::to_string_pretty(&request.job)
+            .expect("jobs serialise")
+            .as_bytes(),
+    )?;
+    for file in &request.files {
+        cpio.file(&file.guest_path, 0o755, &fs::read(&file.host_path)?)?;
+    }
+    cpio.finish()?;
+    Ok(())
+}
+
+impl Backend for QemuBackend {
+    fn name(&self) -> String {
+        format!("qemu-{}", self.accel.as_str())
+    }
+
+    fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
+        let console_path = request.log_dir.join("console.log");
+        let mut outcome = BootOutcome {
+            events: Vec::new(),
+            console: String::new(),
+            console_path: console_path.clone(),
+            end: BootEnd::Completed,
+            backend: self.name(),
+        };
+        let initramfs = request.log_dir.join("initramfs.cpio");
+        let prepared =
+            fs::create_dir_all(&request.log_dir).and_then(|_| write_initramfs(request, &initramfs));
+        if let Err(e) = prepared {
+            outcome.end = BootEnd::BackendFailed {
+                detail: format!("cannot write the initramfs: {e}"),
+            };
+            return outcome;
+        }
+        let args = self.command(&request.kernel.image, &initramfs, &console_path);
+        let _ = fs::write(request.log_dir.join("qemu-command.txt"), shell_words(&args));
+        let stderr_path = request.log_dir.join("qemu-stderr.log");
+        let spawned = File::create(&stderr_path).and_then(|stderr| {
+            Command::new(&args[0])
+                .args(&args[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .spawn()
+        });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                outcome.end = BootEnd::BackendFailed {
+                    detail: format!("cannot start {QEMU}: {e} (install Debian's qemu-system-x86)"),
+                };
+                return outcome;
+            }
+        };
+        let lines = read_lines(&mut child);
+        outcome.end = self.supervise(request, &mut child, &lines, &mut outcome.events, on_event);
+        // Drain what is left: events written just before the guest stopped.
+        while let Ok(line) = lines.try_recv() {
+            if let Some(event) = GuestEvent::from_line(&line) {
+                on_event(&event);
+                outcome.events.push(event);
+            }
+        }
+        let _ = child.wait();
+        outcome.console = fs::read_to_string(&console_path)
+            .map(|s| s.replace('\r', ""))
+            .unwrap_or_default();
+        if outcome.end == BootEnd::Completed
+            && !outcome.events.iter().any(|e| matches!(e, GuestEvent::Done))
+        {
+            let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+            outcome.end = BootEnd::GuestDied {
+                detail: if stderr.trim().is_empty() {
+                    "the guest stopped before the agent finished".into()
+                } else {
+                    format!("qemu: {}", stderr.lines().last().unwrap_or_default())
+                },
+            };
+        }
+        outcome
+    }
+}
+
+impl QemuBackend {
+    fn supervise(
+        &self,
+        request: &BootRequest,
+        child: &mut Child,
+        lines: &mpsc::Receiver<String>,
+        events: &mut Vec<GuestEvent>,
+        on_event: &mut dyn FnMut(&GuestEvent),
+    ) -> BootEnd {
+        let cell_budgets: BTreeMap<&str, Duration> = request
+            .job
+            .cells
+            .iter()
+            .map(|cell| {
+                let probes: u64 = cell.probes.iter().map(|p| p.timeout_ms).sum();
+                (
+                    cell.cell_id.as_str(),
+                    Duration::from_millis(probes) + self.deadlines.cell_grace,
+                )
+            })
+            .collect();
+        let mut waiting_for = "the agent to start (kernel boot)".to_string();
+        let mut deadline = Instant::now() + self.deadlines.boot;
+        loop {
+            if self.interrupted.load(Ordering::SeqCst) {
+                let _ = child.kill();
+                return BootEnd::Interrupted;
+            }
+            match lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let Some(event) = GuestEvent::from_line(&line) else {
+                        continue;
+                    };
+                    on_event(&event);
+                    (waiting_for, deadline) = match &event {
+                        GuestEvent::CellStart { cell_id } => (
+                            format!("cell {cell_id} to finish"),
+                            Instant::now()
+                                + cell_budgets
+                                    .get(cell_id.as_str())
+                                    .copied()
+                                    .unwrap_or(self.deadlines.cell_grace),
+                        ),
+                        GuestEvent::Done => (
+                            "the guest to power off".into(),
+                            Instant::now() + self.deadlines.shutdown,
+                        ),
+                        _ => (waiting_for, deadline),
+                    };
+                    events.push(event);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stdout closed: QEMU is exiting.
+                    return BootEnd::Completed;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                return BootEnd::Completed;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                if events.iter().any(|e| matches!(e, GuestEvent::Done)) {
+                    // Every result is in; a guest slow to power off costs nothing.
+                    return BootEnd::Completed;
+                }
+                return BootEnd::DeadlineExceeded { waiting_for };
+            }
+        }
+    }
+}
+
+fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while reader.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+            if sender
+                .send(String::from_utf8_lossy(&buf).into_owned())
+                .is_err()
+            {
+                break;
+            }
+            buf.clear();
+        }
+    });
+    receiver
+}
+
+/// Quotes arguments for a POSIX shell.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether QEMU can run at all here.
+pub fn qemu_available() -> Result<String, String> {
+    match Command::new(QEMU).arg("--version").output() {
+        Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()),
+        Ok(output) => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        Err(e) => Err(format!(
+            "{QEMU} not found ({e}); install Debian's qemu-system-x86 (the README's setup does)"
+        )),
+    }
+}
+
+/// A per-boot log folder name.
+pub fn boot_dir(run_dir: &Path, kernel: &str, attempt: u32) -> PathBuf {
+    run_dir.join("boots").join(format!("{kernel}-{attempt}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_quote_what_needs_it() {
+        let words = shell_words(&["qemu".into(), "-append".into(), "a b 'c'".into()]);
+        assert_eq!(words, r"qemu -append 'a b '\''c'\'''");
+    }
+}

@@ -1,0 +1,280 @@
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use kmatrix::accel::AccelChoice;
+use kmatrix::cache::Cache;
+use kmatrix::diagnostic::FileError;
+use kmatrix::runner::{self, RunOptions};
+use kmatrix::{plan, Project};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Boots real kernels in QEMU, runs each component version's reproduction in
+/// them, and writes a compatibility matrix with a classified verdict per cell
+/// (pass, fail, crash, timeout, infra-error, unavailable).
+///
+/// A cell is scenario × component version × variant × kernel. Each kernel is
+/// booted once for all its cells; finished cells are written at once to
+/// OUT/cells.jsonl, so Ctrl-C loses nothing and `--resume OUT` continues.
+#[derive(Parser)]
+#[command(name = "kmatrix", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Project root holding images/ and scenarios/ [default: nearest ancestor of the current folder with images/kernels.toml]
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Artifact cache (kernels, toolchains, builds) [default: $KMATRIX_CACHE or ~/.cache/kmatrix]
+    #[arg(long, global = true, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  kmatrix list                                   scenarios, kernels and toolchains
+  kmatrix plan --scenario kube-ovn-tproxy        the cells a run would execute
+  kmatrix run --scenario kube-ovn-tproxy --kernel debian-6.1 --out results/runs/try
+  kmatrix run --resume results/runs/try          finish an interrupted run
+  kmatrix report results/runs/try                rewrite matrix.{csv,json,md}
+
+Exit status: 0 the run completed (whatever the verdicts), 1 an error,
+2 bad input (a scenario, catalog or option; the message names file, line and fix),
+130 interrupted (finished cells are kept).";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the matrix: provision, boot, classify, write results and reports.
+    Run(RunArgs),
+    /// List the cells a run would execute, without running anything.
+    Plan(PlanArgs),
+    /// List scenarios, catalog kernels and toolchains.
+    List,
+    /// Rewrite matrix.csv, matrix.json and matrix.md of a run directory from its cells.jsonl.
+    Report {
+        /// A run directory (holding cells.jsonl).
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct SelectArgs {
+    /// Scenario id (repeatable) [default: every scenario]
+    #[arg(long = "scenario", value_name = "ID")]
+    scenarios: Vec<String>,
+    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]
+    #[arg(long = "kernel", value_name = "ID")]
+    kernels: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Results directory [default: results/runs/<UTC timestamp>]
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR: run only the cells it does not hold yet.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// VMs booted at once [default: number of cores]
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Accelerator; `auto` uses KVM only after a test guest really ran under it.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    accel: AccelChoice,
+    /// Fail instead of re-resolving a locked package version the archive no longer has.
+    #[arg(long)]
+    locked: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if let Some(file_error) = error.downcast_ref::<FileError>() {
+                eprintln!("{file_error}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode> {
+    let project = match &cli.root {
+        Some(root) => Project::new(root),
+        None => {
+            let here = std::env::current_dir()?;
+            Project::discover(&here).with_context(|| {
+                format!(
+                    "no kmatrix project at or above {} (no images/kernels.toml); run from the repository or pass --root",
+                    here.display()
+                )
+            })?
+        }
+    };
+    let cache_root = cli.cache.clone().unwrap_or_else(Cache::default_root);
+    match cli.command {
+        Command::List => list(&project),
+        Command::Plan(args) => plan_cells(&project, &args.select, args.format),
+        Command::Report { dir } => {
+            let records = kmatrix::results::read_cells(&dir)?;
+            let (catalog, scenarios) = project.load_selected(&[])?;
+            kmatrix::report::write_all(&dir, &records, &scenarios, &catalog)?;
+            println!(
+                "wrote {}/matrix.{{csv,json,md}} from {} cells",
+                dir.display(),
+                records.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run(&project, &cache_root, args),
+    }
+}
+
+fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result<ExitCode> {
+    let (out, resume) = match (args.out, args.resume) {
+        (_, Some(dir)) => (dir, true),
+        (Some(dir), None) => (dir, false),
+        (None, None) => {
+            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string()
+                .replace(':', "");
+            (project.root.join("results/runs").join(stamp), false)
+        }
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                // A second Ctrl-C means "now".
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: stopping the VMs; finished cells are kept (Ctrl-C again to quit at once)");
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    if let Err(why) = kmatrix::backend::qemu::qemu_available() {
+        anyhow::bail!("{why}");
+    }
+    let cache = Cache::open(cache_root)?;
+    let options = RunOptions {
+        scenarios: args.select.scenarios,
+        kernels: args.select.kernels,
+        out,
+        resume,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        accel: args.accel,
+        locked: args.locked,
+    };
+    let summary = runner::run(project, &cache, &options, interrupted)?;
+    let counts: Vec<String> = summary
+        .counts
+        .iter()
+        .map(|(verdict, n)| format!("{n} {verdict}"))
+        .collect();
+    println!(
+        "{} cells in {} ({}); accelerator {}; cache: {} reused, {} made",
+        summary.planned,
+        summary.out.display(),
+        counts.join(", "),
+        summary.accel.accel,
+        summary.cache.reused,
+        summary.cache.made
+    );
+    println!("matrix: {}", summary.out.join("matrix.md").display());
+    if summary.interrupted {
+        println!(
+            "interrupted: continue with `kmatrix run --resume {}`",
+            summary.out.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan_cells(project: &Project, select: &SelectArgs, format: Format) -> Result<ExitCode> {
+    let (catalog, scenarios) = project.load_selected(&select.scenarios)?;
+    let lock = kmatrix::lock::Lock::load(&project.images_dir())?;
+    let cells = plan::plan(&scenarios, &select.kernels, &catalog, &lock)?;
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = cells
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "cell_id": c.id, "scenario": c.scenario, "version": c.version,
+                        "variant": c.variant, "kernel": c.kernel,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Format::Table => {
+            println!(
+                "{:<16}  {:<22} {:<10} {:<26} kernel",
+                "cell", "scenario", "version", "variant"
+            );
+            for c in &cells {
+                println!(
+                    "{:<16}  {:<22} {:<10} {:<26} {}",
+                    c.id, c.scenario, c.version, c.variant, c.kernel
+                );
+            }
+            println!("{} cells", cells.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(project: &Project) -> Result<ExitCode> {
+    let (catalog, scenarios) = project.load_selected(&[])?;
+    println!("Scenarios:");
+    for s in &scenarios {
+        let versions: Vec<&str> = s.versions.iter().map(|v| v.id.as_str()).collect();
+        let variants: Vec<&str> = s.variants.iter().map(|v| v.id.as_str()).collect();
+        println!("  {:<22} {}", s.id, s.title);
+        println!(
+            "  {:<22} versions: {}; variants: {}; kernels: {}",
+            "",
+            versions.join(", "),
+            variants.join(", "),
+            s.kernels.join(", ")
+        );
+    }
+    println!("\nKernels (images/kernels.toml):");
+    for k in catalog.kernels.values() {
+        println!("  {:<22} {:<6} {}", k.id, k.version, k.description);
+    }
+    println!("\nToolchains (images/toolchains.toml):");
+    for t in catalog.toolchains.values() {
+        println!(
+            "  {:<22} Go {:<5} Debian {} ({})",
+            t.id,
+            t.version,
+            t.suite,
+            t.packages.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

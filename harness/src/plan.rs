@@ -1,0 +1,161 @@
+//! The plan: every cell (scenario × component version × variant × kernel)
+//! with a stable id hashed from every input that can change its result.
+
+use crate::cache::{sha256_bytes, sha256_file, sha256_tree};
+use crate::catalog::Catalog;
+use crate::diagnostic::FileError;
+use crate::lock::Lock;
+use crate::scenario::{Scenario, REPRODUCER_PLACEHOLDER};
+use regex::Regex;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Where reproducer binaries live in the guest.
+pub const GUEST_BIN_DIR: &str = "/kmatrix/bin";
+
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub id: String,
+    pub scenario: String,
+    pub component: String,
+    pub version: String,
+    pub variant: String,
+    pub kernel: String,
+    /// The guest path of the reproducer binary this cell runs.
+    pub reproducer_guest_path: String,
+    pub probes: Vec<CellProbe>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellProbe {
+    pub probe_id: String,
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout_ms: u64,
+    pub pass_exit_code: i32,
+    #[serde(serialize_with = "serialize_regex")]
+    pub pass_stdout: Option<Regex>,
+}
+
+fn serialize_regex<S: serde::Serializer>(re: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {
+    re.as_ref().map(Regex::as_str).serialize(s)
+}
+
+/// The guest path of a version's reproducer binary.
+pub fn reproducer_guest_path(scenario: &str, version: &str) -> String {
+    let safe = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect::<String>()
+    };
+    format!("{GUEST_BIN_DIR}/{}--{}", safe(scenario), safe(version))
+}
+
+/// Plans the cells of `scenarios` on `kernels` (or each scenario's own list
+/// when `kernels` is empty).
+pub fn plan(
+    scenarios: &[Scenario],
+    kernels: &[String],
+    catalog: &Catalog,
+    lock: &Lock,
+) -> Result<Vec<Cell>, FileError> {
+    for kernel in kernels {
+        if !catalog.kernels.contains_key(kernel) {
+            return Err(FileError::whole_file(
+                &catalog.dir.join(crate::catalog::KERNELS_FILE),
+                format!("unknown kernel id `{kernel}` (from --kernel)"),
+                format!(
+                    "use one of: {} (`kmatrix list` shows them)",
+                    catalog.kernel_ids().join(", ")
+                ),
+            ));
+        }
+    }
+    let mut cells = Vec::new();
+    for scenario in scenarios {
+        let scenario_hash = hash_or_error(
+            &scenario.dir.join(crate::scenario::SCENARIO_FILE),
+            sha256_file,
+        )?;
+        let source_hash = hash_or_error(&scenario.reproducer_dir, sha256_tree)?;
+        let wanted = if kernels.is_empty() {
+            &scenario.kernels
+        } else {
+            kernels
+        };
+        for version in &scenario.versions {
+            let binary = reproducer_guest_path(&scenario.id, &version.id);
+            for variant in &scenario.variants {
+                let probes: Vec<CellProbe> = scenario
+                    .probes
+                    .iter()
+                    .map(|probe| CellProbe {
+                        probe_id: probe.id.clone(),
+                        argv: probe
+                            .run
+                            .iter()
+                            .map(|arg| arg.replace(REPRODUCER_PLACEHOLDER, &binary))
+                            .collect(),
+                        env: variant
+                            .env
+                            .iter()
+                            .chain(&probe.env)
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        timeout_ms: probe.timeout_secs * 1000,
+                        pass_exit_code: probe.pass_exit_code,
+                        pass_stdout: probe.pass_stdout.clone(),
+                    })
+                    .collect();
+                for kernel in wanted {
+                    let inputs = serde_json::json!({
+                        "scenario": scenario.id,
+                        "scenario_file": scenario_hash,
+                        "reproducer_source": source_hash,
+                        "version": version.id,
+                        "toolchain": catalog.toolchains.get(&version.toolchain),
+                        "toolchain_lock": lock.get(&format!("toolchain:{}", version.toolchain)),
+                        "go_directive": version.go_directive,
+                        "variant": variant.id,
+                        "probes": probes,
+                        "kernel": catalog.kernels.get(kernel),
+                        "kernel_lock": lock.get(&format!("kernel:{kernel}")),
+                        "agent_protocol": env!("CARGO_PKG_VERSION"),
+                    });
+                    let id = sha256_bytes(inputs.to_string().as_bytes())[..16].to_string();
+                    cells.push(Cell {
+                        id,
+                        scenario: scenario.id.clone(),
+                        component: scenario.component.clone(),
+                        version: version.id.clone(),
+                        variant: variant.id.clone(),
+                        kernel: kernel.clone(),
+                        reproducer_guest_path: binary.clone(),
+                        probes: probes.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
+
+fn hash_or_error(
+    path: &Path,
+    hash: impl Fn(&Path) -> anyhow::Result<String>,
+) -> Result<String, FileError> {
+    hash(path).map_err(|e| {
+        FileError::whole_file(
+            path,
+            format!("cannot hash: {e:#}"),
+            "check the file is readable",
+        )
+    })
+}

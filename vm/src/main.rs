@@ -1,0 +1,367 @@
+//! The kmatrix guest agent: PID 1 of the initramfs the harness writes.
+//!
+//! It prepares a minimal system (filesystems, loopback, entropy, modules),
+//! runs every probe of every cell with a deadline, reports each result as one
+//! JSON line on the results serial port, and powers the guest off.
+
+use kmatrix_agent::{
+    GuestEvent, Job, JobProbe, ProcessEnd, DEFAULT_RESULTS_PORT, JOB_PATH, RESULTS_PORT_PARAM,
+};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Captured output beyond this is cut: signatures need the first lines, not megabytes.
+const OUTPUT_LIMIT: usize = 16 * 1024;
+
+fn main() {
+    let is_init = std::process::id() == 1;
+    if is_init {
+        mount_basics();
+    }
+    let mut port = open_results_port();
+    let outcome = run(&mut port);
+    if let Err(message) = outcome {
+        // The console keeps this even when the results port is gone.
+        eprintln!("kmatrix-agent: {message}");
+    }
+    let _ = port.flush();
+    if is_init {
+        power_off();
+    }
+}
+
+fn run(port: &mut File) -> Result<(), String> {
+    let job: Job = serde_json::from_str(
+        &fs::read_to_string(JOB_PATH).map_err(|e| format!("cannot read {JOB_PATH}: {e}"))?,
+    )
+    .map_err(|e| format!("{JOB_PATH} is not a valid job: {e}"))?;
+
+    credit_entropy(&job.entropy_seed_hex);
+    let mut facts = BTreeMap::new();
+    if let Err(e) = bring_up_loopback() {
+        facts.insert("loopback".into(), format!("down: {e}"));
+    }
+    load_modules(&job.modules, &mut facts);
+    collect_kernel_facts(&mut facts);
+    emit(
+        port,
+        &GuestEvent::Hello {
+            kernel_release: kernel_release(),
+            facts,
+        },
+    );
+
+    for cell in &job.cells {
+        emit(
+            port,
+            &GuestEvent::CellStart {
+                cell_id: cell.cell_id.clone(),
+            },
+        );
+        for probe in &cell.probes {
+            let started = Instant::now();
+            let (end, stdout, stderr) = run_probe(probe);
+            emit(
+                port,
+                &GuestEvent::ProbeDone {
+                    cell_id: cell.cell_id.clone(),
+                    probe_id: probe.probe_id.clone(),
+                    end,
+                    stdout,
+                    stderr,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                },
+            );
+        }
+        emit(
+            port,
+            &GuestEvent::CellDone {
+                cell_id: cell.cell_id.clone(),
+            },
+        );
+    }
+    emit(port, &GuestEvent::Done);
+    Ok(())
+}
+
+fn emit(port: &mut File, event: &GuestEvent) {
+    // One write per event keeps a line whole on the port.
+    let _ = port.write_all(event.to_line().as_bytes());
+    let _ = port.flush();
+}
+
+fn open_results_port() -> File {
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let path = cmdline
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(&format!("{RESULTS_PORT_PARAM}=")))
+        .unwrap_or(DEFAULT_RESULTS_PORT)
+        .to_string();
+    match OpenOptions::new().write(true).open(&path) {
+        Ok(file) => {
+            make_raw(&file);
+            file
+        }
+        Err(e) => {
+            eprintln!("kmatrix-agent: cannot open results port {path} ({e}); using the console");
+            OpenOptions::new()
+                .write(true)
+                .open("/dev/console")
+                .expect("no console to report on")
+        }
+    }
+}
+
+/// Turns off the tty's output processing so lines arrive as written.
+fn make_raw(file: &File) {
+    use std::os::fd::AsRawFd;
+    unsafe {
+        let mut termios: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(file.as_raw_fd(), &mut termios) == 0 {
+            libc::cfmakeraw(&mut termios);
+            libc::tcsetattr(file.as_raw_fd(), libc::TCSANOW, &termios);
+        }
+    }
+}
+
+fn mount_basics() {
+    for dir in ["/proc", "/sys", "/dev", "/tmp", "/run"] {
+        let _ = fs::create_dir_all(dir);
+    }
+    mount("proc", "/proc", "proc");
+    mount("sysfs", "/sys", "sysfs");
+    mount("devtmpfs", "/dev", "devtmpfs");
+    mount("tmpfs", "/tmp", "tmpfs");
+    mount("tmpfs", "/run", "tmpfs");
+    let _ = fs::create_dir_all("/sys/fs/bpf");
+    mount("bpf", "/sys/fs/bpf", "bpf");
+}
+
+fn mount(source: &str, target: &str, fstype: &str) {
+    let c = |s: &str| CString::new(s).expect("no NUL in mount arguments");
+    let (source, target, fstype) = (c(source), c(target), c(fstype));
+    unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        );
+    }
+}
+
+/// Credits host-provided random bytes to the pool: Go programs block in
+/// `getrandom` until the pool is ready, which takes many seconds under emulation.
+fn credit_entropy(seed_hex: &str) {
+    let bytes: Vec<u8> = (0..seed_hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&seed_hex[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    if bytes.is_empty() {
+        return;
+    }
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+    let mut info = Vec::with_capacity(8 + bytes.len());
+    info.extend_from_slice(&((bytes.len() * 8) as i32).to_ne_bytes());
+    info.extend_from_slice(&(bytes.len() as i32).to_ne_bytes());
+    info.extend_from_slice(&bytes);
+    const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+    if let Ok(random) = OpenOptions::new().write(true).open("/dev/random") {
+        use std::os::fd::AsRawFd;
+        unsafe {
+            libc::ioctl(random.as_raw_fd(), RNDADDENTROPY, info.as_ptr());
+        }
+    }
+}
+
+fn bring_up_loopback() -> Result<(), String> {
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if sock < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let result = if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(std::io::Error::last_os_error().to_string())
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(std::io::Error::last_os_error().to_string())
+            } else {
+                Ok(())
+            }
+        };
+        libc::close(sock);
+        result
+    }
+}
+
+/// Loads each module file with `finit_module`; records what happened as a fact.
+fn load_modules(modules: &[String], facts: &mut BTreeMap<String, String>) {
+    for path in modules {
+        let name = path
+            .rsplit('/')
+            .next()
+            .unwrap_or(path)
+            .trim_end_matches(".ko");
+        let state = match File::open(path) {
+            Err(e) => format!("missing: {e}"),
+            Ok(file) => {
+                use std::os::fd::AsRawFd;
+                let params = CString::default();
+                let rc = unsafe {
+                    libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0)
+                };
+                let err = std::io::Error::last_os_error();
+                if rc == 0 || err.raw_os_error() == Some(libc::EEXIST) {
+                    "loaded".to_string()
+                } else {
+                    format!("failed: {err}")
+                }
+            }
+        };
+        facts.insert(format!("module.{name}"), state);
+    }
+}
+
+fn collect_kernel_facts(facts: &mut BTreeMap<String, String>) {
+    let read = |path: &str| fs::read_to_string(path).ok().map(|s| s.trim().to_string());
+    facts.insert(
+        "mptcp.enabled".into(),
+        read("/proc/sys/net/mptcp/enabled").unwrap_or_else(|| "absent".into()),
+    );
+    facts.insert(
+        "ipv6".into(),
+        if fs::metadata("/proc/net/if_inet6").is_ok() {
+            "on".into()
+        } else {
+            "off".into()
+        },
+    );
+    facts.insert(
+        "bpf.jit_enable".into(),
+        read("/proc/sys/net/core/bpf_jit_enable").unwrap_or_else(|| "absent".into()),
+    );
+    if let Some(entropy) = read("/proc/sys/kernel/random/entropy_avail") {
+        facts.insert("entropy_avail".into(), entropy);
+    }
+}
+
+fn kernel_release() -> String {
+    unsafe {
+        let mut name: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut name) != 0 {
+            return "unknown".into();
+        }
+        std::ffi::CStr::from_ptr(name.release.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+fn run_probe(probe: &JobProbe) -> (ProcessEnd, String, String) {
+    let Some((program, args)) = probe.argv.split_first() else {
+        return (
+            ProcessEnd::SpawnFailed {
+                error: "empty argv".into(),
+            },
+            String::new(),
+            String::new(),
+        );
+    };
+    let spawned = Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/kmatrix/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(&probe.env)
+        .current_dir("/tmp")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills everything it started.
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            return (
+                ProcessEnd::SpawnFailed {
+                    error: format!("{program}: {e}"),
+                },
+                String::new(),
+                String::new(),
+            )
+        }
+    };
+    let stdout = capture(child.stdout.take().expect("stdout is piped"));
+    let stderr = capture(child.stderr.take().expect("stderr is piped"));
+    let deadline = Instant::now() + Duration::from_millis(probe.timeout_ms);
+    let end = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                break match (status.code(), status.signal()) {
+                    (Some(code), _) => ProcessEnd::Exited { code },
+                    (None, Some(signal)) => ProcessEnd::Signaled { signal },
+                    (None, None) => ProcessEnd::Exited { code: -1 },
+                }
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                unsafe {
+                    libc::kill(-(child.id() as i32), libc::SIGKILL);
+                }
+                let _ = child.wait();
+                break ProcessEnd::TimedOut;
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                break ProcessEnd::SpawnFailed {
+                    error: format!("wait: {e}"),
+                }
+            }
+        }
+    };
+    reap_orphans();
+    let join = |h: thread::JoinHandle<String>| h.join().unwrap_or_default();
+    (end, join(stdout), join(stderr))
+}
+
+fn capture(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Keep draining past the limit so the child never blocks on a full pipe.
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// As PID 1 the agent inherits every orphan; collect the ones that exited.
+fn reap_orphans() {
+    unsafe { while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {} }
+}
+
+fn power_off() -> ! {
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF);
+    }
+    // reboot(2) only returns on error; PID 1 must never exit.
+    loop {
+        thread::sleep(Duration::from_secs(3600));
+    }
+}
