@@ -113,6 +113,7 @@ impl Apt {
     }
 
     fn refresh_lists_if_stale(&self) -> Result<()> {
+        let _lock = crate::cache::FileLock::acquire(&self.root.join("lists.lock"))?;
         self.write_config()?;
         let stamp = self.root.join("lists.stamp");
         let fresh = fs::metadata(&stamp)

@@ -78,16 +78,16 @@ impl Cache {
         make: impl FnOnce(&Path) -> Result<PathBuf>,
     ) -> Result<PathBuf> {
         let dir = self.entry_dir(kind, key);
-        let _lock = EntryLock::acquire(&dir)?;
+        let _lock = FileLock::acquire(&lock_path(&dir))?;
         if let Some(payload) = verified_payload(&dir) {
             self.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(payload);
         }
         if dir.exists() {
-            tracing_note(&format!(
-                "cache entry {} is incomplete or corrupted; making it again",
+            eprintln!(
+                "note: cache entry {} is incomplete or corrupted; making it again",
                 dir.display()
-            ));
+            );
             fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
         let parent = dir.parent().expect("entries live under a kind folder");
@@ -116,10 +116,6 @@ fn verified_payload(dir: &Path) -> Option<PathBuf> {
     let manifest: Manifest = serde_json::from_slice(&fs::read(dir.join(MANIFEST)).ok()?).ok()?;
     let payload = dir.join(&manifest.payload);
     (sha256_file(&payload).ok()? == manifest.sha256).then_some(payload)
-}
-
-fn tracing_note(message: &str) {
-    eprintln!("note: {message}");
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
@@ -167,28 +163,34 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// An advisory lock beside a cache entry, so two kmatrix processes never make
-/// the same artifact at once.
-struct EntryLock(File);
+fn lock_path(entry: &Path) -> PathBuf {
+    let parent = entry.parent().expect("entries live under a kind folder");
+    let name = entry
+        .file_name()
+        .expect("entry has a name")
+        .to_string_lossy();
+    parent.join(format!(".{name}.lock"))
+}
 
-impl EntryLock {
-    fn acquire(dir: &Path) -> Result<EntryLock> {
-        let parent = dir.parent().expect("entries live under a kind folder");
-        fs::create_dir_all(parent)?;
-        let name = format!(
-            ".{}.lock",
-            dir.file_name().expect("entry has a name").to_string_lossy()
-        );
-        let file = File::create(parent.join(name))?;
+/// An advisory lock on a file, so two kmatrix processes never make the same
+/// artifact (or refresh the same package lists) at once.
+pub struct FileLock(File);
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> Result<FileLock> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let file = File::create(path)?;
         use std::os::fd::AsRawFd;
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error().into());
         }
-        Ok(EntryLock(file))
+        Ok(FileLock(file))
     }
 }
 
-impl Drop for EntryLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
         use std::os::fd::AsRawFd;
         unsafe {

@@ -31,7 +31,6 @@ pub struct GoToolchain {
 pub struct Provisioner<'a> {
     pub cache: &'a Cache,
     catalog: &'a Catalog,
-    project_root: PathBuf,
     apt: Apt,
     lock: Mutex<Lock>,
     /// Refuse to re-resolve a locked version that vanished (like `cargo --locked`).
@@ -39,16 +38,10 @@ pub struct Provisioner<'a> {
 }
 
 impl<'a> Provisioner<'a> {
-    pub fn new(
-        cache: &'a Cache,
-        catalog: &'a Catalog,
-        project_root: &Path,
-        locked_only: bool,
-    ) -> Result<Self> {
+    pub fn new(cache: &'a Cache, catalog: &'a Catalog, locked_only: bool) -> Result<Self> {
         Ok(Provisioner {
             cache,
             catalog,
-            project_root: project_root.to_path_buf(),
             apt: Apt::new(cache.root()),
             lock: Mutex::new(Lock::load(&catalog.dir)?),
             locked_only,
@@ -189,18 +182,22 @@ impl<'a> Provisioner<'a> {
         })
     }
 
-    /// The static guest agent: `$KMATRIX_AGENT` if set, else built from `vm/`.
+    /// The static guest agent: `$KMATRIX_AGENT` if set, else built from the
+    /// `vm/` crate of the workspace this harness was built from.
     pub fn agent(&self) -> Result<PathBuf> {
         if let Some(path) = std::env::var_os("KMATRIX_AGENT") {
             return Ok(PathBuf::from(path));
         }
-        let vm = self.project_root.join("vm");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the harness crate lives in the workspace");
+        let vm = workspace.join("vm");
         let key = sha256_bytes(
             format!(
                 "agent\0{}\0{}\0{}",
                 sha256_tree(&vm.join("src"))?,
                 sha256_file(&vm.join("Cargo.toml"))?,
-                sha256_file(&self.project_root.join("Cargo.lock")).unwrap_or_default()
+                sha256_file(&workspace.join("Cargo.lock")).unwrap_or_default()
             )
             .as_bytes(),
         );
@@ -218,7 +215,7 @@ impl<'a> Provisioner<'a> {
                     "--target-dir",
                 ])
                 .arg(&target_dir)
-                .current_dir(&self.project_root)
+                .current_dir(workspace)
                 .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
                 .output()
                 .context("cannot run cargo to build the guest agent")?;

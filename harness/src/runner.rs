@@ -70,7 +70,7 @@ pub fn run(
             options.out.display()
         );
     }
-    let provisioner = Provisioner::new(cache, &catalog, &project.root, options.locked)?;
+    let provisioner = Provisioner::new(cache, &catalog, options.locked)?;
     // Planned twice: provisioning may pin new checksums in the lock file, and
     // cell ids hash the lock, so the ids that count come after provisioning.
     let provisional = plan::plan(
@@ -495,11 +495,20 @@ fn fill_guest_fields(
     record.console_log = Some(console_rel.to_string());
 }
 
+/// One probe's result as the agent reported it.
+struct ReportedProbe {
+    probe_id: String,
+    end: ProcessEnd,
+    stdout: String,
+    stderr: String,
+    duration_ms: u64,
+}
+
 /// What the guest reported during one boot, indexed by cell.
 #[derive(Default)]
 struct GuestView {
     hello: Option<(String, BTreeMap<String, String>)>,
-    probes: BTreeMap<String, Vec<(String, ProcessEnd, String, String, u64)>>,
+    probes: BTreeMap<String, Vec<ReportedProbe>>,
     done: BTreeSet<String>,
     /// A cell that started and never finished.
     in_progress: Option<String>,
@@ -522,13 +531,17 @@ impl GuestView {
                     stdout,
                     stderr,
                     duration_ms,
-                } => view.probes.entry(cell_id.clone()).or_default().push((
-                    probe_id.clone(),
-                    end.clone(),
-                    stdout.clone(),
-                    stderr.clone(),
-                    *duration_ms,
-                )),
+                } => view
+                    .probes
+                    .entry(cell_id.clone())
+                    .or_default()
+                    .push(ReportedProbe {
+                        probe_id: probe_id.clone(),
+                        end: end.clone(),
+                        stdout: stdout.clone(),
+                        stderr: stderr.clone(),
+                        duration_ms: *duration_ms,
+                    }),
                 GuestEvent::CellDone { cell_id } => {
                     view.done.insert(cell_id.clone());
                     view.in_progress = None;
@@ -542,23 +555,24 @@ impl GuestView {
 
 fn classify_cell_probes(
     cell: &Cell,
-    reported: &[(String, ProcessEnd, String, String, u64)],
+    reported: &[ReportedProbe],
     signatures: &[Signature],
 ) -> Vec<ProbeRecord> {
     cell.probes
         .iter()
         .map(
-            |probe| match reported.iter().find(|r| r.0 == probe.probe_id) {
-                Some((_, end, stdout, stderr, duration_ms)) => {
-                    let classified = classify_probe(probe, signatures, end, stdout, stderr);
+            |probe| match reported.iter().find(|r| r.probe_id == probe.probe_id) {
+                Some(r) => {
+                    let classified =
+                        classify_probe(probe, signatures, &r.end, &r.stdout, &r.stderr);
                     ProbeRecord {
                         probe_id: probe.probe_id.clone(),
                         verdict: classified.verdict,
                         signature: classified.signature,
-                        exit: describe_process_end(end),
-                        stdout: stdout.clone(),
-                        stderr: stderr.clone(),
-                        duration_ms: *duration_ms,
+                        exit: describe_process_end(&r.end),
+                        stdout: r.stdout.clone(),
+                        stderr: r.stderr.clone(),
+                        duration_ms: r.duration_ms,
                     }
                 }
                 None => ProbeRecord {

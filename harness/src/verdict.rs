@@ -93,10 +93,15 @@ pub fn classify_probe(
             )
         }
         ProcessEnd::Signaled { signal } => {
+            // A Go runtime dying by signal (GOTRACEBACK=crash) says why first.
+            let killed = format!("killed by {}", signal_name(*signal));
             return Classified::new(
                 Verdict::Crash,
-                format!("killed by {}", signal_name(*signal)),
-            )
+                match go_panic_line(stderr) {
+                    Some(panic) => format!("{} ({killed})", normalize(panic)),
+                    None => killed,
+                },
+            );
         }
         ProcessEnd::Exited { code } => {
             let stdout_ok = probe

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: a throw-away project folder that
+//! reuses the real catalogs, and a way to run the real `kmatrix` binary.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// A temporary project with the real `images/` and the given scenario folders.
+pub struct TempProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TempProject {
+    pub fn new() -> TempProject {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_tree(&repo_root().join("images"), &dir.path().join("images"));
+        fs::create_dir_all(dir.path().join("scenarios")).unwrap();
+        TempProject { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies a scenario folder (from the repo's scenarios/ or the fixtures) in.
+    pub fn add_scenario(&self, from: &Path) -> PathBuf {
+        let to = self
+            .root()
+            .join("scenarios")
+            .join(from.file_name().expect("named folder"));
+        copy_tree(from, &to);
+        to
+    }
+
+    pub fn kmatrix(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .output()
+            .expect("kmatrix runs")
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/scenarios")
+        .join(name)
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn read_cells(dir: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(dir.join("cells.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("cells.jsonl line is JSON"))
+        .collect()
+}

@@ -1,0 +1,189 @@
+//! Real runs: real Debian kernels booted in QEMU, real Go reproducers built
+//! with Debian's Go toolchains. Needs qemu-system-x86 and Debian's package
+//! mirror (scripts/setup.sh installs the one; the cache keeps the other's
+//! downloads between runs: set KMATRIX_CACHE to share it).
+
+mod common;
+
+use common::{fixture, read_cells, repo_root, text, TempProject};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+
+fn run_ok(project: &TempProject, args: &[&str]) -> std::process::Output {
+    let output = project.kmatrix(args);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    output
+}
+
+fn by_variant(cells: &[Value]) -> BTreeMap<String, &Value> {
+    cells
+        .iter()
+        .map(|c| (c["variant"].as_str().unwrap().to_string(), c))
+        .collect()
+}
+
+#[test]
+fn kube_ovn_tproxy_on_a_real_kernel_then_resume_then_nothing_to_make() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-ovn-tproxy"));
+    let out = project.root().join("out");
+    let out_arg = out.to_str().unwrap();
+    run_ok(
+        &project,
+        &[
+            "run",
+            "--scenario",
+            "kube-ovn-tproxy",
+            "--kernel",
+            "debian-6.1",
+            "--out",
+            out_arg,
+        ],
+    );
+
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 4, "2 versions x 2 variants x 1 kernel");
+    for cell in &cells {
+        let release = cell["kernel_release"].as_str().expect("the guest booted");
+        assert!(release.starts_with("6.1."), "{cell}");
+        let verdict = cell["verdict"].as_str().unwrap();
+        assert!(
+            verdict != "infra-error" && verdict != "unavailable",
+            "{cell}"
+        );
+        let probe = &cell["probes"][0];
+        let said = format!("{}{}", probe["stdout"], probe["stderr"]);
+        assert!(
+            said.len() > 10,
+            "the guest reported the reproducer's output: {cell}"
+        );
+        // What the reproducer printed must agree with what the guest's kernel
+        // said of MPTCP and with the Go rules: only a go-1.24 go.mod without
+        // GODEBUG=multipathtcp=0 asks for MPTCP.
+        let mptcp_on = cell["facts"]["mptcp.enabled"] == "1";
+        let asks_mptcp = cell["version"] == "v1.14.0" && cell["variant"] == "baseline";
+        if verdict == "pass" {
+            let expected = if mptcp_on && asks_mptcp {
+                "protocol mptcp"
+            } else {
+                "protocol tcp"
+            };
+            assert!(said.contains(expected), "expected {expected}: {cell}");
+        }
+    }
+    assert!(out.join("matrix.md").is_file() && out.join("matrix.csv").is_file());
+    let console = out.join(cells[0]["console_log"].as_str().unwrap());
+    // Kernel messages at warning level and above are kept (loglevel=4).
+    assert!(fs::read_to_string(console)
+        .unwrap()
+        .contains("reboot: Power down"));
+
+    // Resume: drop two finished cells; only those two run again.
+    let full = fs::read_to_string(out.join("cells.jsonl")).unwrap();
+    let kept: Vec<&str> = full.lines().take(2).collect();
+    fs::write(out.join("cells.jsonl"), kept.join("\n") + "\n").unwrap();
+    let resumed = run_ok(
+        &project,
+        &[
+            "run",
+            "--resume",
+            out_arg,
+            "--scenario",
+            "kube-ovn-tproxy",
+            "--kernel",
+            "debian-6.1",
+        ],
+    );
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        log.contains("4 cells planned, 2 already in"),
+        "{}",
+        text(&resumed)
+    );
+    assert!(log.contains("2 to run"), "{}", text(&resumed));
+    let after = fs::read_to_string(out.join("cells.jsonl")).unwrap();
+    assert_eq!(after.lines().count(), 4);
+    for line in kept {
+        assert!(after.contains(line), "a finished cell was rewritten");
+    }
+
+    // A second identical run finds everything in the cache.
+    let again = project.root().join("again");
+    run_ok(
+        &project,
+        &[
+            "run",
+            "--scenario",
+            "kube-ovn-tproxy",
+            "--kernel",
+            "debian-6.1",
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    );
+    let info: Value = serde_json::from_slice(&fs::read(again.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["cache"]["made"], 0,
+        "nothing downloaded or built: {info}"
+    );
+    assert!(info["cache"]["reused"].as_u64().unwrap() >= 4, "{info}");
+}
+
+#[test]
+fn faults_get_the_right_verdicts_and_other_cells_are_kept() {
+    let project = TempProject::new();
+    project.add_scenario(&fixture("faults"));
+    let out = project.root().join("out");
+    run_ok(&project, &["run", "--out", out.to_str().unwrap()]);
+    let cells = read_cells(&out);
+    assert_eq!(
+        cells.len(),
+        6,
+        "every cell is kept, whatever the others did"
+    );
+    let cells = by_variant(&cells);
+    let verdict = |v: &str| cells[v]["verdict"].as_str().unwrap().to_string();
+    let signature = |v: &str| cells[v]["signature"].as_str().unwrap().to_string();
+
+    assert_eq!(verdict("baseline"), "pass");
+    assert_eq!(verdict("go-panic"), "crash");
+    assert_eq!(
+        signature("go-panic"),
+        "panic: assignment to entry in nil map"
+    );
+    assert_eq!(verdict("segfault"), "crash");
+    assert!(
+        signature("segfault").contains("nil pointer dereference"),
+        "{}",
+        signature("segfault")
+    );
+    assert!(
+        signature("segfault").contains("(killed by SIG"),
+        "{}",
+        signature("segfault")
+    );
+    assert!(cells["segfault"]["probes"][0]["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("SIGSEGV"));
+    assert_eq!(verdict("sleep"), "timeout");
+    assert_eq!(verdict("kernel-panic"), "crash");
+    assert!(
+        signature("kernel-panic").starts_with("kernel: Kernel panic - not syncing"),
+        "{}",
+        signature("kernel-panic")
+    );
+    assert_eq!(
+        cells["kernel-panic"]["attempts"], 2,
+        "a guest crash is retried once before it counts"
+    );
+    assert_eq!(verdict("guest-hang"), "timeout");
+    assert!(signature("guest-hang").contains("guest stopped responding"));
+    for cell in cells.values() {
+        assert!(
+            cell["kernel_release"].as_str().unwrap().starts_with("6.1."),
+            "{cell}"
+        );
+    }
+}

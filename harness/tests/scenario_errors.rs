@@ -1,0 +1,133 @@
+//! A malformed scenario stops kmatrix before anything is fetched or booted,
+//! with one screen naming the file, the line and the fix, and exit status 2.
+
+mod common;
+
+use common::{fixture, text, TempProject};
+use std::fs;
+
+fn broken(edit: impl FnOnce(&std::path::Path)) -> (TempProject, std::process::Output) {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&fixture("faults"));
+    edit(&folder);
+    let output = project.kmatrix(&["plan"]);
+    (project, output)
+}
+
+fn assert_diagnostic(output: &std::process::Output, line: usize, needles: &[&str]) {
+    let all = text(output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("scenario.toml:{line}:")),
+        "expected line {line}: {all}"
+    );
+    assert!(stderr.contains("fix: "), "{all}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "expected {needle:?}: {all}");
+    }
+    assert!(stderr.lines().count() <= 20, "not one screen: {all}");
+}
+
+fn rewrite(folder: &std::path::Path, from: &str, to: &str) {
+    let path = folder.join("scenario.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "fixture lacks {from:?}");
+    fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+fn line_of(folder: &std::path::Path, needle: &str) -> usize {
+    fs::read_to_string(folder.join("scenario.toml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle present")
+        + 1
+}
+
+#[test]
+fn bad_toml_names_the_line() {
+    let mut line = 0;
+    let (_p, output) = broken(|folder| {
+        rewrite(folder, "timeout_secs = 4", "timeout_secs = = 4");
+        line = line_of(folder, "timeout_secs = = 4");
+    });
+    assert_diagnostic(&output, line, &["scenarios/faults/scenario.toml"]);
+}
+
+#[test]
+fn unknown_kernel_lists_the_known_ones() {
+    let mut line = 0;
+    let (_p, output) = broken(|folder| {
+        rewrite(
+            folder,
+            "kernels = [\"debian-6.1\"]",
+            "kernels = [\"debian-9\"]",
+        );
+        line = line_of(folder, "debian-9");
+    });
+    assert_diagnostic(
+        &output,
+        line,
+        &[
+            "unknown kernel id `debian-9`",
+            "debian-6.1",
+            "images/kernels.toml",
+        ],
+    );
+}
+
+#[test]
+fn missing_reproducer_says_where_it_looked() {
+    let mut line = 0;
+    let (_p, output) = broken(|folder| {
+        rewrite(folder, "source = \"reproducer\"", "source = \"nowhere\"");
+        line = line_of(folder, "source = \"nowhere\"");
+    });
+    assert_diagnostic(&output, line, &["nowhere", "no .go file"]);
+}
+
+#[test]
+fn unknown_field_and_bad_regex_are_caught() {
+    let mut line = 0;
+    let (_p, output) = broken(|folder| {
+        rewrite(
+            folder,
+            "pass_stdout = \"fault fixture: ok\"",
+            "pass_stdout = \"(unclosed\"",
+        );
+        line = line_of(folder, "(unclosed");
+    });
+    assert_diagnostic(&output, line, &["invalid regular expression"]);
+
+    let (_p, output) = broken(|folder| {
+        rewrite(
+            folder,
+            "timeout_secs = 4",
+            "timeout_secs = 4\ntimeout_sec = 4",
+        );
+        line = line_of(folder, "timeout_sec = 4");
+    });
+    assert_diagnostic(&output, line, &["unknown field `timeout_sec`"]);
+}
+
+#[test]
+fn unknown_kernel_on_the_command_line_is_exit_2() {
+    let project = TempProject::new();
+    project.add_scenario(&fixture("faults"));
+    let output = project.kmatrix(&["plan", "--kernel", "ubuntu-99.04"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown kernel id `ubuntu-99.04`"));
+}
+
+#[test]
+fn the_repository_scenarios_are_valid() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .arg("--root")
+        .arg(common::repo_root())
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("kube-ovn-tproxy"));
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what kmatrix needs from Debian's packages, once: QEMU to boot the
+# guests and GNU cpio (the tests read kmatrix's initramfs back with it).
+# Kernels and Go toolchains are not installed: kmatrix unpacks them into its
+# cache through a private apt configuration.
+set -euo pipefail
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cpio >/dev/null || need+=(cpio)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev) # the static guest agent
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
