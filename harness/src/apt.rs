@@ -37,9 +37,13 @@ pub struct PackageVersion {
 }
 
 impl Apt {
+    /// Uses `$KMATRIX_DEBIAN_MIRROR`, else the Debian mirror the host's own
+    /// apt sources name.
     pub fn new(cache_root: &Path) -> Apt {
         let mirror = std::env::var("KMATRIX_DEBIAN_MIRROR")
-            .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+            .ok()
+            .or_else(host_mirror)
+            .unwrap_or_default();
         Apt {
             root: cache_root.join("apt"),
             mirror,
@@ -113,6 +117,11 @@ impl Apt {
     }
 
     fn refresh_lists_if_stale(&self) -> Result<()> {
+        if self.mirror.is_empty() {
+            bail!(
+                "no Debian mirror known: the host's apt sources name none; set KMATRIX_DEBIAN_MIRROR to a Debian archive URL"
+            );
+        }
         let _lock = crate::cache::FileLock::acquire(&self.root.join("lists.lock"))?;
         self.write_config()?;
         let stamp = self.root.join("lists.stamp");
@@ -209,23 +218,37 @@ impl Apt {
     }
 }
 
-/// Unpacks a .deb's payload into `dest` without installing it.
-pub fn unpack_deb(deb: &Path, dest: &Path) -> Result<()> {
-    fs::create_dir_all(dest)?;
-    let output = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(deb)
-        .arg(dest)
-        .output()
-        .context("cannot run dpkg-deb")?;
-    if !output.status.success() {
-        bail!(
-            "dpkg-deb -x {} failed: {}",
-            deb.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+/// The first Debian archive (not the security archive) in the host's apt sources.
+fn host_mirror() -> Option<String> {
+    let mut texts = Vec::new();
+    if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        texts.extend(paths.iter().filter_map(|p| fs::read_to_string(p).ok()));
     }
-    Ok(())
+    texts.extend(fs::read_to_string("/etc/apt/sources.list").ok());
+    texts.iter().find_map(|text| mirror_in(text))
+}
+
+/// Finds a Debian archive URI in a sources file (deb822 or one-line style).
+pub fn mirror_in(sources: &str) -> Option<String> {
+    sources
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .flat_map(|line| {
+            let words: Vec<&str> = match line.strip_prefix("URIs:") {
+                Some(rest) => rest.split_whitespace().collect(),
+                None if line.starts_with("deb ") => line
+                    .split_whitespace()
+                    .filter(|w| w.contains("://"))
+                    .collect(),
+                None => Vec::new(),
+            };
+            words.into_iter().map(str::to_string).collect::<Vec<_>>()
+        })
+        .map(|uri| uri.trim_end_matches('/').to_string())
+        .find(|uri| uri.ends_with("/debian"))
 }
 
 /// A field of a deb822 stanza (single-line fields only).
@@ -251,6 +274,15 @@ pub fn depends(stanza: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_debian_mirror_in_host_sources() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n";
+        assert_eq!(mirror_in(deb822).as_deref(), Some("http://mirror.example/debian"));
+        let one_line = "# deb http://old.example/debian bookworm main\ndeb [arch=amd64] http://m.example/debian bookworm main\n";
+        assert_eq!(mirror_in(one_line).as_deref(), Some("http://m.example/debian"));
+        assert_eq!(mirror_in("deb https://packages.example/apt stable main\n"), None);
+    }
 
     #[test]
     fn stanza_fields_and_depends() {

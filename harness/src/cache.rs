@@ -68,6 +68,11 @@ impl Cache {
         self.root.join(kind).join(key)
     }
 
+    /// The payload of a complete, intact entry, without making anything.
+    pub fn lookup(&self, kind: &str, key: &str) -> Option<PathBuf> {
+        verified_payload(&self.entry_dir(kind, key))
+    }
+
     /// Returns the entry for `key`, making it with `make` when it is absent or
     /// its payload no longer matches its recorded checksum. `make` fills the
     /// folder it is given and returns the payload's path relative to it.

@@ -17,6 +17,10 @@ pub struct KernelEntry {
     /// The upstream version line, e.g. "6.1".
     pub version: String,
     pub description: String,
+    /// For a kernel built to stand in for ones kmatrix cannot fetch here:
+    /// which, and why it is a fair stand-in.
+    #[serde(default)]
+    pub stands_in_for: Option<String>,
     pub source: KernelSource,
 }
 
@@ -26,6 +30,59 @@ pub enum KernelSource {
     /// A Debian package; `package` may be a metapackage, which is followed to
     /// the `linux-image-*` package it depends on.
     DebianPackage { suite: String, package: String },
+    /// Packages by URL (.deb or .rpm), unpacked together: the first holds
+    /// /boot/vmlinuz-*, the others modules (Ubuntu's linux-modules-*).
+    PackageUrls { urls: Vec<String> },
+    /// Built from source: `make <base_config>`, then the fragments (files in
+    /// images/, later ones win), then `make olddefconfig bzImage`.
+    SourceBuild {
+        source: KernelTree,
+        base_config: String,
+        fragments: Vec<String>,
+    },
+}
+
+/// Where a kernel source tarball comes from.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum KernelTree {
+    /// Debian's linux-source-X package (it carries /usr/src/linux-source-X.tar.xz).
+    DebianPackage { suite: String, package: String },
+    /// A tarball, e.g. from kernel.org.
+    Url { url: String },
+}
+
+impl KernelSource {
+    pub fn describe(&self) -> String {
+        match self {
+            KernelSource::DebianPackage { suite, package } => {
+                format!("Debian {suite} package {package}")
+            }
+            KernelSource::PackageUrls { urls } => format!(
+                "packages by URL: {}",
+                urls.iter()
+                    .map(|u| u.rsplit('/').next().unwrap_or(u))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            KernelSource::SourceBuild {
+                source,
+                base_config,
+                fragments,
+            } => {
+                let from = match source {
+                    KernelTree::DebianPackage { suite, package } => {
+                        format!("Debian {suite} {package}")
+                    }
+                    KernelTree::Url { url } => url.clone(),
+                };
+                format!(
+                    "built from {from}: {base_config} + {}",
+                    fragments.join(" + ")
+                )
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -5,12 +5,16 @@
 
 pub mod accel;
 pub mod apt;
+pub mod archive;
 pub mod backend;
 pub mod cache;
 pub mod catalog;
 pub mod diagnostic;
+pub mod fetch;
 pub mod initramfs;
+pub mod kbuild;
 pub mod lock;
+pub mod modules;
 pub mod plan;
 pub mod progress;
 pub mod provision;

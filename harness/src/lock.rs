@@ -28,7 +28,11 @@ pub struct LockedArtifact {
 pub struct LockedPackage {
     pub name: String,
     pub version: String,
+    /// Empty until the first fetch records it (trust on first use).
     pub sha256: String,
+    /// Set for packages fetched by URL rather than through apt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone)]

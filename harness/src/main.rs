@@ -50,10 +50,29 @@ enum Command {
     Plan(PlanArgs),
     /// List scenarios, catalog kernels and toolchains.
     List,
+    /// Inspect and prepare catalog kernels (CI can cache the cache folder).
+    #[command(subcommand)]
+    Kernels(KernelsCommand),
     /// Rewrite matrix.csv, matrix.json and matrix.md of a run directory from its cells.jsonl.
     Report {
         /// A run directory (holding cells.jsonl).
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelsCommand {
+    /// Every catalog kernel: version, origin, whether it is cached, what it stands in for.
+    List,
+    /// Fetch (or build) kernels ahead of a run.
+    Fetch {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Build source-built kernels ahead of a run (kept in the cache; the log too).
+    Build {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
 }
 
@@ -146,6 +165,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(&project, &cache_root, args),
+        Command::Kernels(command) => kernels(&project, &cache_root, command),
     }
 }
 
@@ -245,6 +265,72 @@ fn plan_cells(project: &Project, select: &SelectArgs, format: Format) -> Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn kernels(
+    project: &Project,
+    cache_root: &std::path::Path,
+    command: KernelsCommand,
+) -> Result<ExitCode> {
+    let catalog = project.catalog()?;
+    let cache = Cache::open(cache_root)?;
+    let provisioner = kmatrix::provision::Provisioner::new(&cache, &catalog, false)?;
+    let check_ids = |ids: &[String]| -> Result<()> {
+        for id in ids {
+            if !catalog.kernels.contains_key(id) {
+                return Err(FileError::whole_file(
+                    &catalog.dir.join(kmatrix::catalog::KERNELS_FILE),
+                    format!("unknown kernel id `{id}`"),
+                    format!("use one of: {}", catalog.kernel_ids().join(", ")),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    };
+    match command {
+        KernelsCommand::List => {
+            println!("{:<19} {:<7} {:<10} origin", "kernel", "version", "cache");
+            for kernel in catalog.kernels.values() {
+                let cached = match provisioner.kernel_is_cached(&kernel.id) {
+                    Ok(true) => "cached",
+                    Ok(false) => "-",
+                    Err(_) => "?",
+                };
+                println!(
+                    "{:<19} {:<7} {:<10} {}",
+                    kernel.id,
+                    kernel.version,
+                    cached,
+                    kernel.source.describe()
+                );
+                if let Some(stand_in) = &kernel.stands_in_for {
+                    println!("{:<38} stands in for {stand_in}", "");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KernelsCommand::Fetch { ids } | KernelsCommand::Build { ids } => {
+            check_ids(&ids)?;
+            let mut failed = false;
+            for id in &ids {
+                let started = std::time::Instant::now();
+                match provisioner.kernel(id) {
+                    Ok(kernel) => println!(
+                        "{id}: ready in {:.1} s: {} ({})",
+                        started.elapsed().as_secs_f64(),
+                        kernel.image.display(),
+                        kernel.origin
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{id}: failed: {e:#}");
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+    }
 }
 
 fn list(project: &Project) -> Result<ExitCode> {

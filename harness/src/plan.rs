@@ -24,6 +24,8 @@ pub struct Cell {
     pub kernel: String,
     /// The guest path of the reproducer binary this cell runs.
     pub reproducer_guest_path: String,
+    /// Kernel modules to load before the cell runs.
+    pub modules: Vec<String>,
     pub probes: Vec<CellProbe>,
 }
 
@@ -125,6 +127,7 @@ pub fn plan(
                         "go_directive": version.go_directive,
                         "variant": variant.id,
                         "probes": probes,
+                        "modules": scenario.modules,
                         "kernel": catalog.kernels.get(kernel),
                         "kernel_lock": lock.get(&format!("kernel:{kernel}")),
                         "agent_protocol": env!("CARGO_PKG_VERSION"),
@@ -138,6 +141,7 @@ pub fn plan(
                         variant: variant.id.clone(),
                         kernel: kernel.clone(),
                         reproducer_guest_path: binary.clone(),
+                        modules: scenario.modules.clone(),
                         probes: probes.clone(),
                     });
                 }

@@ -4,7 +4,8 @@
 
 use crate::apt::{self, Apt, PackageVersion};
 use crate::cache::{sha256_bytes, sha256_file, sha256_tree, Cache};
-use crate::catalog::{Catalog, KernelSource, ToolchainEntry};
+use crate::catalog::{Catalog, KernelEntry, KernelSource, KernelTree, ToolchainEntry};
+use crate::{archive, fetch, kbuild};
 use crate::lock::{Lock, LockedArtifact, LockedPackage};
 use crate::scenario::{Scenario, Version};
 use anyhow::{bail, Context, Result};
@@ -18,8 +19,37 @@ use std::sync::Mutex;
 pub struct KernelArtifact {
     pub id: String,
     pub image: PathBuf,
-    /// `name=version` of the package(s) it came from.
+    /// `/lib/modules/<release>` of a packaged kernel; `None` for a source
+    /// build (whatever it needs is built in).
+    pub modules: Option<PathBuf>,
+    /// `name=version` of the package(s) it came from, or the build's inputs.
     pub origin: String,
+}
+
+/// One package of an artifact: from Debian through apt, or by URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Package {
+    Debian(PackageVersion),
+    Url(String),
+}
+
+impl Package {
+    fn from_locked(locked: &LockedPackage) -> Package {
+        match &locked.url {
+            Some(url) => Package::Url(url.clone()),
+            None => Package::Debian(PackageVersion {
+                name: locked.name.clone(),
+                version: locked.version.clone(),
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Package::Debian(p) => format!("{}={}", p.name, p.version),
+            Package::Url(url) => url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,34 +84,189 @@ impl<'a> Provisioner<'a> {
     }
 
     pub fn kernel(&self, id: &str) -> Result<KernelArtifact> {
+        let entry: &KernelEntry = self
+            .catalog
+            .kernels
+            .get(id)
+            .with_context(|| format!("unknown kernel `{id}`"))?;
+        let artifact = format!("kernel:{id}");
+        let packaged = |resolve: &dyn Fn() -> Result<Vec<Package>>| -> Result<KernelArtifact> {
+            let (image, origin) =
+                self.pinned_artifact(&artifact, "kernels", resolve, &find_kernel_image)?;
+            let root = image
+                .ancestors()
+                .find(|p| p.file_name().is_some_and(|n| n == "root"))
+                .expect("kernel payloads live under root/")
+                .to_path_buf();
+            Ok(KernelArtifact {
+                id: id.to_string(),
+                modules: find_modules_dir(&root, &image),
+                image,
+                origin,
+            })
+        };
+        match &entry.source {
+            KernelSource::DebianPackage { suite, package } => packaged(&|| {
+                let stanza = self.apt.show(package, suite)?;
+                // A metapackage depends on the real image package; an
+                // image package itself depends on no other linux-image.
+                let name = apt::depends(&stanza)
+                    .into_iter()
+                    .find(|d| d.starts_with("linux-image-"))
+                    .unwrap_or_else(|| package.clone());
+                Ok(vec![Package::Debian(self.apt.resolve(&name, suite)?)])
+            }),
+            KernelSource::PackageUrls { urls } => {
+                packaged(&|| Ok(urls.iter().cloned().map(Package::Url).collect()))
+            }
+            KernelSource::SourceBuild {
+                source,
+                base_config,
+                fragments,
+            } => self.built_kernel(entry, source, base_config, fragments),
+        }
+    }
+
+    fn built_kernel(
+        &self,
+        entry: &KernelEntry,
+        source: &KernelTree,
+        base_config: &str,
+        fragment_files: &[String],
+    ) -> Result<KernelArtifact> {
+        let fragments = fragment_files
+            .iter()
+            .map(|name| {
+                let path = self.catalog.dir.join(name);
+                fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "kernel {}: cannot read fragment {} (paths are relative to images/)",
+                        entry.id,
+                        path.display()
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let wanted = kbuild::merge_fragments(&fragments);
+        let (tarball, source_origin) = self.kernel_source(source)?;
+        let key = build_key(&tarball, base_config, &wanted)?;
+        let image = self.cache.get_or_make("kernels-built", &key, |dir| {
+            kbuild::build(
+                &kbuild::BuildSpec {
+                    label: &entry.id,
+                    tarball: &tarball,
+                    base_config,
+                    fragments: wanted.clone(),
+                },
+                dir,
+            )
+        })?;
+        Ok(KernelArtifact {
+            id: entry.id.clone(),
+            image,
+            modules: None,
+            origin: format!(
+                "built from {source_origin} ({base_config} + {})",
+                fragment_files.join(" + ")
+            ),
+        })
+    }
+
+    /// The source tarball of a kernel source build.
+    fn kernel_source(&self, tree: &KernelTree) -> Result<(PathBuf, String)> {
+        match tree {
+            KernelTree::DebianPackage { suite, package } => self.pinned_artifact(
+                &format!("kernel-source:{package}"),
+                "kernel-sources",
+                &|| Ok(vec![Package::Debian(self.apt.resolve(package, suite)?)]),
+                &|root| {
+                    let src = root.join("usr/src");
+                    fs::read_dir(&src)
+                        .with_context(|| format!("{package} has no /usr/src"))?
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
+                        .map(|p| p.strip_prefix(root).expect("under root").to_path_buf())
+                        .with_context(|| format!("{package} has no /usr/src/*.tar.xz"))
+                },
+            ),
+            KernelTree::Url { url } => {
+                let artifact = format!("kernel-source:{url}");
+                let pinned = self.lock.lock().expect("lock file").get(&artifact).cloned();
+                let expected = pinned
+                    .as_ref()
+                    .and_then(|l| l.packages.first())
+                    .map(|p| p.sha256.clone())
+                    .filter(|s| !s.is_empty());
+                let key = sha256_bytes(format!("url\0{url}").as_bytes());
+                let name = url.rsplit('/').next().unwrap_or("source.tar.xz").to_string();
+                let tarball = self.cache.get_or_make("kernel-sources", &key, |dir| {
+                    fetch::download(url, &dir.join(&name), expected.as_deref())?;
+                    Ok(PathBuf::from(&name))
+                })?;
+                if expected.is_none() {
+                    self.record_tofu(
+                        &artifact,
+                        vec![LockedPackage {
+                            name,
+                            version: url.clone(),
+                            sha256: sha256_file(&tarball)?,
+                            url: Some(url.clone()),
+                        }],
+                        url,
+                    )?;
+                }
+                Ok((tarball, url.clone()))
+            }
+        }
+    }
+
+    /// Whether a kernel is in the cache, intact, as the lock file pins it;
+    /// fetches and builds nothing.
+    pub fn kernel_is_cached(&self, id: &str) -> Result<bool> {
         let entry = self
             .catalog
             .kernels
             .get(id)
             .with_context(|| format!("unknown kernel `{id}`"))?;
-        match &entry.source {
-            KernelSource::DebianPackage { suite, package } => {
-                let resolve = || -> Result<Vec<PackageVersion>> {
-                    let stanza = self.apt.show(package, suite)?;
-                    // A metapackage depends on the real image package; an
-                    // image package itself depends on no other linux-image.
-                    let name = apt::depends(&stanza)
-                        .into_iter()
-                        .find(|d| d.starts_with("linux-image-"))
-                        .unwrap_or_else(|| package.clone());
-                    Ok(vec![self.apt.resolve(&name, suite)?])
-                };
-                let (image, origin) =
-                    self.debian_artifact(&format!("kernel:{id}"), "kernels", resolve, |root| {
-                        find_kernel_image(root)
-                    })?;
-                Ok(KernelArtifact {
-                    id: id.to_string(),
-                    image,
-                    origin,
-                })
+        let lock = self.lock_snapshot();
+        let locked_key = |artifact: &str| {
+            lock.get(artifact).map(|l| {
+                packages_key(&l.packages.iter().map(Package::from_locked).collect::<Vec<_>>())
+            })
+        };
+        Ok(match &entry.source {
+            KernelSource::DebianPackage { .. } | KernelSource::PackageUrls { .. } => {
+                locked_key(&format!("kernel:{id}"))
+                    .and_then(|key| self.cache.lookup("kernels", &key))
+                    .is_some()
             }
-        }
+            KernelSource::SourceBuild {
+                source,
+                base_config,
+                fragments,
+            } => {
+                let tarball = match source {
+                    KernelTree::DebianPackage { package, .. } => {
+                        locked_key(&format!("kernel-source:{package}"))
+                            .and_then(|key| self.cache.lookup("kernel-sources", &key))
+                    }
+                    KernelTree::Url { url } => self.cache.lookup(
+                        "kernel-sources",
+                        &sha256_bytes(format!("url\0{url}").as_bytes()),
+                    ),
+                };
+                let Some(tarball) = tarball else {
+                    return Ok(false);
+                };
+                let texts = fragments
+                    .iter()
+                    .map(|f| fs::read_to_string(self.catalog.dir.join(f)))
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                let key = build_key(&tarball, base_config, &kbuild::merge_fragments(&texts))?;
+                self.cache.lookup("kernels-built", &key).is_some()
+            }
+        })
     }
 
     pub fn toolchain(&self, id: &str) -> Result<GoToolchain> {
@@ -90,16 +275,16 @@ impl<'a> Provisioner<'a> {
             .toolchains
             .get(id)
             .with_context(|| format!("unknown toolchain `{id}`"))?;
-        let resolve = || -> Result<Vec<PackageVersion>> {
+        let resolve = || -> Result<Vec<Package>> {
             entry
                 .packages
                 .iter()
-                .map(|p| self.apt.resolve(p, &entry.suite))
+                .map(|p| Ok(Package::Debian(self.apt.resolve(p, &entry.suite)?)))
                 .collect()
         };
         let goroot_rel = PathBuf::from(&entry.goroot);
         let (go, _) =
-            self.debian_artifact(&format!("toolchain:{id}"), "toolchains", resolve, |root| {
+            self.pinned_artifact(&format!("toolchain:{id}"), "toolchains", &resolve, &|root| {
                 let go = root.join(&goroot_rel).join("bin/go");
                 let output = Command::new(&go)
                     .arg("version")
@@ -231,30 +416,21 @@ impl<'a> Provisioner<'a> {
         })
     }
 
-    /// Fetches Debian packages for a catalog artifact, pinned by the lock file,
+    /// Fetches the packages of a catalog artifact, pinned by the lock file,
     /// unpacks them into one root, and lets `finish` name the payload.
-    fn debian_artifact(
+    fn pinned_artifact(
         &self,
         artifact: &str,
         kind: &str,
-        resolve: impl Fn() -> Result<Vec<PackageVersion>>,
-        finish: impl Fn(&Path) -> Result<PathBuf>,
+        resolve: &dyn Fn() -> Result<Vec<Package>>,
+        finish: &dyn Fn(&Path) -> Result<PathBuf>,
     ) -> Result<(PathBuf, String)> {
         let locked = self.lock.lock().expect("lock file").get(artifact).cloned();
-        let attempt = |packages: &[PackageVersion], pins: Option<&[LockedPackage]>| {
-            self.fetch_unpacked(kind, packages, pins, &finish)
-        };
         let (payload, fetched) = match &locked {
             Some(pinned) => {
-                let packages: Vec<PackageVersion> = pinned
-                    .packages
-                    .iter()
-                    .map(|p| PackageVersion {
-                        name: p.name.clone(),
-                        version: p.version.clone(),
-                    })
-                    .collect();
-                match attempt(&packages, Some(&pinned.packages)) {
+                let packages: Vec<Package> =
+                    pinned.packages.iter().map(Package::from_locked).collect();
+                match self.fetch_unpacked(kind, &packages, Some(&pinned.packages), finish) {
                     Ok(done) => done,
                     Err(e) if self.locked_only || is_checksum_error(&e) => return Err(e),
                     Err(e) => {
@@ -267,61 +443,89 @@ impl<'a> Provisioner<'a> {
                             describe(&packages),
                             describe(&fresh)
                         );
-                        attempt(&fresh, None)?
+                        self.fetch_unpacked(kind, &fresh, None, finish)?
                     }
                 }
             }
-            None => attempt(&resolve()?, None)?,
+            None => self.fetch_unpacked(kind, &resolve()?, None, finish)?,
         };
-        let origin = describe_locked(&fetched);
+        let origin = fetched
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect::<Vec<_>>()
+            .join(" ");
         if locked.as_ref().map(|l| &l.packages) != Some(&fetched) {
-            let provenance = format!(
-                "trust-on-first-use {} from {}",
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-                self.apt.mirror()
-            );
-            self.lock.lock().expect("lock file").record(
-                artifact,
-                LockedArtifact {
-                    packages: fetched,
-                    provenance,
-                },
-            )?;
+            let source = match fetched.first().and_then(|p| p.url.as_deref()) {
+                Some(url) => url.to_string(),
+                None => self.apt.mirror().to_string(),
+            };
+            self.record_tofu(artifact, fetched, &source)?;
         }
         Ok((payload, origin))
+    }
+
+    fn record_tofu(&self, artifact: &str, packages: Vec<LockedPackage>, source: &str) -> Result<()> {
+        let provenance = format!(
+            "trust-on-first-use {} from {source}",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        );
+        self.lock.lock().expect("lock file").record(
+            artifact,
+            LockedArtifact {
+                packages,
+                provenance,
+            },
+        )
     }
 
     fn fetch_unpacked(
         &self,
         kind: &str,
-        packages: &[PackageVersion],
+        packages: &[Package],
         pins: Option<&[LockedPackage]>,
-        finish: &impl Fn(&Path) -> Result<PathBuf>,
+        finish: &dyn Fn(&Path) -> Result<PathBuf>,
     ) -> Result<(PathBuf, Vec<LockedPackage>)> {
-        let key = sha256_bytes(format!("debian\0{}", describe(packages)).as_bytes());
+        let key = packages_key(packages);
         let payload = self.cache.get_or_make(kind, &key, |dir| {
             let root = dir.join("root");
+            let downloads = dir.join("downloads");
+            fs::create_dir_all(&downloads)?;
             let mut fetched = Vec::new();
             for package in packages {
-                let deb = self.apt.download(package, &dir.join("debs"))?;
-                let sha256 = sha256_file(&deb)?;
-                if let Some(pin) = pins.and_then(|p| p.iter().find(|p| p.name == package.name)) {
+                let (file, name, version, url) = match package {
+                    Package::Debian(p) => (
+                        self.apt.download(p, &downloads)?,
+                        p.name.clone(),
+                        p.version.clone(),
+                        None,
+                    ),
+                    Package::Url(url) => {
+                        let name = url.rsplit('/').next().unwrap_or("package").to_string();
+                        let file = downloads.join(&name);
+                        fetch::download(url, &file, None)?;
+                        (file, name, url.clone(), Some(url.clone()))
+                    }
+                };
+                let sha256 = sha256_file(&file)?;
+                let pin = pins.and_then(|p| p.iter().find(|p| p.name == name));
+                if let Some(pin) = pin.filter(|p| !p.sha256.is_empty()) {
                     if pin.sha256 != sha256 {
                         bail!(
-                            "checksum mismatch for {}={}: the lock file says {}, the archive gave {}; \
-                             refusing to use it (if the archive really changed, delete the entry from images/kmatrix.lock)",
-                            package.name, package.version, pin.sha256, sha256
+                            "checksum mismatch for {}: the lock file says {}, the download gave {}; \
+                             refusing to use it (if upstream really changed, delete the entry from images/kmatrix.lock)",
+                            package.describe(), pin.sha256, sha256
                         );
                     }
                 }
-                apt::unpack_deb(&deb, &root)?;
+                archive::unpack(&file, &root)?;
                 fetched.push(LockedPackage {
-                    name: package.name.clone(),
-                    version: package.version.clone(),
+                    name,
+                    version,
                     sha256,
+                    url,
                 });
             }
-            fs::remove_dir_all(dir.join("debs"))?;
+            fs::remove_dir_all(&downloads)?;
             fs::write(dir.join("packages.json"), serde_json::to_vec_pretty(&fetched)?)?;
             Ok(Path::new("root").join(finish(&root)?))
         })?;
@@ -337,20 +541,42 @@ fn is_checksum_error(error: &anyhow::Error) -> bool {
     format!("{error:#}").contains("checksum mismatch")
 }
 
-fn describe(packages: &[PackageVersion]) -> String {
+fn packages_key(packages: &[Package]) -> String {
+    sha256_bytes(format!("packages\0{}", describe(packages)).as_bytes())
+}
+
+/// A built kernel is keyed by its source, base config, merged fragments and compiler.
+fn build_key(tarball: &Path, base_config: &str, wanted: &kbuild::ConfigOptions) -> Result<String> {
+    Ok(sha256_bytes(
+        format!(
+            "kernel-build\0{}\0{base_config}\0{}\0{}",
+            sha256_file(tarball)?,
+            kbuild::render(wanted),
+            kbuild::compiler_identity()
+        )
+        .as_bytes(),
+    ))
+}
+
+fn describe(packages: &[Package]) -> String {
     packages
         .iter()
-        .map(|p| format!("{}={}", p.name, p.version))
+        .map(Package::describe)
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn describe_locked(packages: &[LockedPackage]) -> String {
-    packages
+/// `lib/modules/<release>` (or `usr/lib/modules`) matching the image's release.
+fn find_modules_dir(root: &Path, image: &Path) -> Option<PathBuf> {
+    let release = image
+        .file_name()?
+        .to_string_lossy()
+        .strip_prefix("vmlinuz-")?
+        .to_string();
+    ["lib/modules", "usr/lib/modules"]
         .iter()
-        .map(|p| format!("{}={}", p.name, p.version))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|base| root.join(base).join(&release))
+        .find(|dir| dir.join("modules.dep").is_file() || dir.join("kernel").is_dir())
 }
 
 fn find_kernel_image(root: &Path) -> Result<PathBuf> {

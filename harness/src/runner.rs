@@ -10,7 +10,7 @@ use crate::cache::Cache;
 use crate::plan::{self, Cell};
 use crate::progress::Progress;
 use crate::provision::{KernelArtifact, Provisioner};
-use crate::report;
+use crate::{modules, report};
 use crate::results::{CellRecord, ProbeRecord, ResultsStore, RunInfo};
 use crate::scenario::Signature;
 use crate::verdict::{classify_probe, kernel_crash, Classified, Verdict};
@@ -335,6 +335,35 @@ fn run_kernel(
     results: &mpsc::Sender<CellRecord>,
 ) {
     let KernelWork { kernel, mut cells } = work;
+    let wanted_modules: Vec<String> = cells
+        .iter()
+        .flat_map(|c| c.modules.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let modules = match modules::plan(
+        kernel.modules.as_deref(),
+        &wanted_modules,
+        &context.run_dir.join("boots").join(format!("{}-modules", kernel.id)),
+    ) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let why = format!("cannot prepare kernel modules: {e:#}");
+            for cell in cells {
+                let _ = results.send(CellRecord::without_guest(
+                    &cell,
+                    Classified::new(Verdict::InfraError, &why),
+                ));
+            }
+            return;
+        }
+    };
+    let mut files = context.files.clone();
+    files.extend(modules.files.iter().map(|(host, guest)| GuestFile {
+        guest_path: guest.clone(),
+        host_path: host.clone(),
+    }));
+    let module_paths: Vec<String> = modules.files.iter().map(|(_, g)| g.clone()).collect();
     let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
     let mut deaths: BTreeMap<String, u32> = BTreeMap::new();
     let mut failed_boots = 0;
@@ -348,8 +377,8 @@ fn run_kernel(
             label: format!("{} boot {boot_number}", kernel.id),
             kernel: kernel.clone(),
             agent: context.agent.to_path_buf(),
-            files: context.files.clone(),
-            job: job_for(&cells),
+            files: files.clone(),
+            job: job_for(&cells, &module_paths),
             log_dir: boot_dir(context.run_dir, &kernel.id, boot_number),
         };
         let bar = context.progress.vm(&request.label, cells.len() as u64);
@@ -610,10 +639,10 @@ fn describe_end(end: &BootEnd) -> String {
     }
 }
 
-fn job_for(cells: &[Cell]) -> Job {
+fn job_for(cells: &[Cell], modules: &[String]) -> Job {
     Job {
         entropy_seed_hex: entropy_seed(),
-        modules: Vec::new(),
+        modules: modules.to_vec(),
         cells: cells
             .iter()
             .map(|cell| JobCell {

@@ -40,6 +40,9 @@ struct Meta {
     kernels: Vec<Spanned<String>>,
     #[serde(default)]
     references: Vec<String>,
+    /// Kernel modules the probes need, loaded (with dependencies) before the cells run.
+    #[serde(default)]
+    modules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +105,7 @@ pub struct Scenario {
     pub summary: String,
     pub kernels: Vec<String>,
     pub references: Vec<String>,
+    pub modules: Vec<String>,
     pub reproducer_dir: PathBuf,
     pub versions: Vec<Version>,
     pub variants: Vec<Variant>,
@@ -275,6 +279,7 @@ impl Validator<'_> {
             summary: meta.summary,
             kernels: meta.kernels.into_iter().map(Spanned::into_inner).collect(),
             references: meta.references,
+            modules: meta.modules,
             reproducer_dir,
             versions,
             variants,
