@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Installs what kmatrix needs from Debian's packages, once: QEMU to boot the
-# guests and GNU cpio (the tests read kmatrix's initramfs back with it).
-# Kernels and Go toolchains are not installed: kmatrix unpacks them into its
-# cache through a private apt configuration.
+# guests; cpio and rpm2cpio to unpack RPM kernels (and the tests read
+# kmatrix's initramfs back with cpio); rpmbuild for the tests' own RPM; the
+# kernel build tools for source-built kernels. Kernels and Go toolchains are
+# not installed: kmatrix unpacks them into its cache through a private apt
+# configuration.
 set -euo pipefail
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cpio >/dev/null || need+=(cpio)
+command -v rpm2cpio >/dev/null || need+=(rpm2cpio)
+command -v rpmbuild >/dev/null || need+=(rpm)
+for tool in make gcc flex bison bc perl xz zstd; do
+  case $tool in xz) pkg=xz-utils ;; *) pkg=$tool ;; esac
+  command -v $tool >/dev/null || need+=($pkg)
+done
+[ -f /usr/include/libelf.h ] || need+=(libelf-dev)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev) # the static guest agent

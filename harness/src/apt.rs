@@ -278,10 +278,19 @@ mod tests {
     #[test]
     fn finds_the_debian_mirror_in_host_sources() {
         let deb822 = "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n";
-        assert_eq!(mirror_in(deb822).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            mirror_in(deb822).as_deref(),
+            Some("http://mirror.example/debian")
+        );
         let one_line = "# deb http://old.example/debian bookworm main\ndeb [arch=amd64] http://m.example/debian bookworm main\n";
-        assert_eq!(mirror_in(one_line).as_deref(), Some("http://m.example/debian"));
-        assert_eq!(mirror_in("deb https://packages.example/apt stable main\n"), None);
+        assert_eq!(
+            mirror_in(one_line).as_deref(),
+            Some("http://m.example/debian")
+        );
+        assert_eq!(
+            mirror_in("deb https://packages.example/apt stable main\n"),
+            None
+        );
     }
 
     #[test]

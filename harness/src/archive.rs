@@ -48,7 +48,9 @@ fn unpack_rpm(package: &Path, dest: &Path) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("cannot run rpm2cpio: install Debian's rpm2cpio package (scripts/setup.sh does)")?;
+        .context(
+            "cannot run rpm2cpio: install Debian's rpm2cpio package (scripts/setup.sh does)",
+        )?;
     let cpio = Command::new("cpio")
         .args(["-idm", "--quiet", "--no-absolute-filenames"])
         .current_dir(dest)
@@ -104,7 +106,9 @@ mod tests {
             fs::read(dest.join("boot/vmlinuz-9.9.9-test")).unwrap(),
             b"not really a kernel"
         );
-        assert!(dest.join("lib/modules/9.9.9-test/kernel/net/veth.ko").is_file());
+        assert!(dest
+            .join("lib/modules/9.9.9-test/kernel/net/veth.ko")
+            .is_file());
     }
 
     #[test]
@@ -153,12 +157,21 @@ mod tests {
         let built = Command::new("rpmbuild")
             .arg("--define")
             .arg(format!("_topdir {}", top.display()))
-            .args(["--define", "__os_install_post %{nil}", "--define", "debug_package %{nil}"])
+            .args([
+                "--define",
+                "__os_install_post %{nil}",
+                "--define",
+                "debug_package %{nil}",
+            ])
             .args(["--nodeps", "-bb"])
             .arg(&spec)
             .output()
             .expect("rpmbuild must be installed (scripts/setup.sh installs Debian's rpm)");
-        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
         let rpm = top.join("RPMS/x86_64/kernel-test-9.9.9-1.x86_64.rpm");
         assert_eq!(PackageFormat::sniff(&rpm).unwrap(), PackageFormat::Rpm);
         let dest = dir.path().join("out");

@@ -37,9 +37,11 @@ pub fn download(url: &str, dest: &Path, expected_sha256: Option<&str>) -> Result
         .and_then(|v| v.parse::<u64>().ok());
     let bar = match length {
         Some(len) => ProgressBar::new(len).with_style(
-            ProgressStyle::with_template("  {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "  {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         ),
         None => ProgressBar::new_spinner(),
     };
@@ -123,7 +125,11 @@ mod tests {
     #[test]
     fn an_unreachable_host_fails_fast_naming_the_url() {
         // A port nothing listens on: bind, learn the port, close.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("http://127.0.0.1:{port}/linux-image.deb");
         let dir = tempfile::tempdir().unwrap();
         let error = download(&url, &dir.path().join("x"), None).unwrap_err();

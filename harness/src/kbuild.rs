@@ -282,7 +282,8 @@ mod tests {
 
     #[test]
     fn unmet_options_are_named() {
-        let wanted = merge_fragments(&["CONFIG_MPTCP=y\nCONFIG_NET=y\n# CONFIG_X is not set\n".into()]);
+        let wanted =
+            merge_fragments(&["CONFIG_MPTCP=y\nCONFIG_NET=y\n# CONFIG_X is not set\n".into()]);
         let final_config = "CONFIG_NET=y\n# CONFIG_MPTCP is not set\nCONFIG_X=y\n";
         let problems = unmet(&wanted, final_config);
         assert_eq!(

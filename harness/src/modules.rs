@@ -167,7 +167,11 @@ kernel/net/ipv4/udp_tunnel.ko.xz:
         let dep = parse_modules_dep(DEP);
         let (order, missing) = load_order(
             &dep,
-            &["openvswitch".into(), "geneve".into(), "no-such-thing".into()],
+            &[
+                "openvswitch".into(),
+                "geneve".into(),
+                "no-such-thing".into(),
+            ],
         );
         let names: Vec<String> = order.iter().map(|p| module_name(p)).collect();
         let at = |n: &str| names.iter().position(|x| x == n).unwrap();
@@ -185,7 +189,11 @@ kernel/net/ipv4/udp_tunnel.ko.xz:
         let dir = tempfile::tempdir().unwrap();
         let modules = dir.path().join("lib/modules/9.9");
         fs::create_dir_all(modules.join("kernel/drivers/net")).unwrap();
-        fs::write(modules.join("modules.dep"), "kernel/drivers/net/veth.ko.xz:\n").unwrap();
+        fs::write(
+            modules.join("modules.dep"),
+            "kernel/drivers/net/veth.ko.xz:\n",
+        )
+        .unwrap();
         fs::write(modules.join("modules.builtin"), "kernel/net/ipv6/ipv6.ko\n").unwrap();
         let xz = Command::new("sh")
             .arg("-c")

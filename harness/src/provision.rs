@@ -5,9 +5,9 @@
 use crate::apt::{self, Apt, PackageVersion};
 use crate::cache::{sha256_bytes, sha256_file, sha256_tree, Cache};
 use crate::catalog::{Catalog, KernelEntry, KernelSource, KernelTree, ToolchainEntry};
-use crate::{archive, fetch, kbuild};
 use crate::lock::{Lock, LockedArtifact, LockedPackage};
 use crate::scenario::{Scenario, Version};
+use crate::{archive, fetch, kbuild};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -199,7 +199,11 @@ impl<'a> Provisioner<'a> {
                     .map(|p| p.sha256.clone())
                     .filter(|s| !s.is_empty());
                 let key = sha256_bytes(format!("url\0{url}").as_bytes());
-                let name = url.rsplit('/').next().unwrap_or("source.tar.xz").to_string();
+                let name = url
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("source.tar.xz")
+                    .to_string();
                 let tarball = self.cache.get_or_make("kernel-sources", &key, |dir| {
                     fetch::download(url, &dir.join(&name), expected.as_deref())?;
                     Ok(PathBuf::from(&name))
@@ -232,7 +236,12 @@ impl<'a> Provisioner<'a> {
         let lock = self.lock_snapshot();
         let locked_key = |artifact: &str| {
             lock.get(artifact).map(|l| {
-                packages_key(&l.packages.iter().map(Package::from_locked).collect::<Vec<_>>())
+                packages_key(
+                    &l.packages
+                        .iter()
+                        .map(Package::from_locked)
+                        .collect::<Vec<_>>(),
+                )
             })
         };
         Ok(match &entry.source {
@@ -283,8 +292,11 @@ impl<'a> Provisioner<'a> {
                 .collect()
         };
         let goroot_rel = PathBuf::from(&entry.goroot);
-        let (go, _) =
-            self.pinned_artifact(&format!("toolchain:{id}"), "toolchains", &resolve, &|root| {
+        let (go, _) = self.pinned_artifact(
+            &format!("toolchain:{id}"),
+            "toolchains",
+            &resolve,
+            &|root| {
                 let go = root.join(&goroot_rel).join("bin/go");
                 let output = Command::new(&go)
                     .arg("version")
@@ -299,7 +311,8 @@ impl<'a> Provisioner<'a> {
                     );
                 }
                 Ok(go.strip_prefix(root).expect("under root").to_path_buf())
-            })?;
+            },
+        )?;
         let goroot = go
             .parent()
             .and_then(Path::parent)
@@ -464,7 +477,12 @@ impl<'a> Provisioner<'a> {
         Ok((payload, origin))
     }
 
-    fn record_tofu(&self, artifact: &str, packages: Vec<LockedPackage>, source: &str) -> Result<()> {
+    fn record_tofu(
+        &self,
+        artifact: &str,
+        packages: Vec<LockedPackage>,
+        source: &str,
+    ) -> Result<()> {
         let provenance = format!(
             "trust-on-first-use {} from {source}",
             humantime::format_rfc3339_seconds(std::time::SystemTime::now())
@@ -631,6 +649,28 @@ fn write_go_mod(path: &Path, scenario: &str, directive: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_built_kernel_is_keyed_by_what_its_fragments_ask_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("linux.tar.xz");
+        fs::write(&tarball, b"source").unwrap();
+        let key = |fragments: &[&str]| {
+            let texts: Vec<String> = fragments.iter().map(|f| f.to_string()).collect();
+            build_key(&tarball, "tinyconfig", &kbuild::merge_fragments(&texts)).unwrap()
+        };
+        let base = key(&["CONFIG_NET=y\n", "CONFIG_MPTCP=y\n"]);
+        assert_eq!(
+            base,
+            key(&["# a comment\nCONFIG_NET=y\n", "CONFIG_MPTCP=y\n"])
+        );
+        assert_ne!(
+            base,
+            key(&["CONFIG_NET=y\n", "# CONFIG_MPTCP is not set\n"])
+        );
+        fs::write(&tarball, b"other source").unwrap();
+        assert_ne!(base, key(&["CONFIG_NET=y\n", "CONFIG_MPTCP=y\n"]));
+    }
 
     #[test]
     fn go_mod_gets_the_release_go_line() {

@@ -10,11 +10,11 @@ use crate::cache::Cache;
 use crate::plan::{self, Cell};
 use crate::progress::Progress;
 use crate::provision::{KernelArtifact, Provisioner};
-use crate::{modules, report};
 use crate::results::{CellRecord, ProbeRecord, ResultsStore, RunInfo};
 use crate::scenario::Signature;
 use crate::verdict::{classify_probe, kernel_crash, Classified, Verdict};
 use crate::Project;
+use crate::{modules, report};
 use anyhow::{bail, Result};
 use kmatrix_agent::{GuestEvent, Job, JobCell, JobProbe, ProcessEnd};
 use std::collections::{BTreeMap, BTreeSet};
@@ -344,7 +344,10 @@ fn run_kernel(
     let modules = match modules::plan(
         kernel.modules.as_deref(),
         &wanted_modules,
-        &context.run_dir.join("boots").join(format!("{}-modules", kernel.id)),
+        &context
+            .run_dir
+            .join("boots")
+            .join(format!("{}-modules", kernel.id)),
     ) {
         Ok(plan) => plan,
         Err(e) => {

@@ -1,0 +1,150 @@
+//! Kernels as an axis: the catalog listing, a kernel out of reach, a
+//! corrupted cache entry, and the source-built MPTCP stand-in booted for real.
+
+mod common;
+
+use common::{fixture, read_cells, repo_root, text, TempProject};
+use std::fs;
+
+#[test]
+fn list_shows_origins_and_stand_ins() {
+    let project = TempProject::new();
+    let output = project.kmatrix(&["kernels", "list"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for id in [
+        "debian-5.10",
+        "debian-5.10-mptcp",
+        "debian-6.1",
+        "debian-6.12",
+        "debian-sid",
+        "ubuntu-20.04",
+        "ubuntu-22.04",
+        "ubuntu-24.04",
+        "centos-7",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.starts_with(id)),
+            "{id} missing:\n{listing}"
+        );
+    }
+    assert!(listing.contains("stands in for Ubuntu 22.04"), "{listing}");
+    assert!(
+        listing.contains("built from Debian bullseye linux-source-5.10"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn a_kernel_out_of_reach_gives_unavailable_cells_and_exit_0() {
+    let project = TempProject::new();
+    project.add_scenario(&fixture("faults"));
+    let kernels = project.root().join("images/kernels.toml");
+    let mut catalog = fs::read_to_string(&kernels).unwrap();
+    catalog.push_str(
+        "\n[[kernel]]\nid = \"nowhere\"\nversion = \"0.0\"\ndescription = \"a kernel on a host that does not exist\"\n\
+         source = { kind = \"package-urls\", urls = [\"http://kernel-archive.invalid/linux-image-0.0.deb\"] }\n",
+    );
+    fs::write(&kernels, catalog).unwrap();
+    let out = project.root().join("out");
+    let output = project.kmatrix(&["run", "--kernel", "nowhere", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 6);
+    for cell in cells {
+        assert_eq!(cell["verdict"], "unavailable", "{cell}");
+        assert!(cell["kernel_release"].is_null());
+        let signature = cell["signature"].as_str().unwrap();
+        assert!(
+            signature.contains("no network to http://kernel-archive.invalid/linux-image-0.0.deb"),
+            "{signature}"
+        );
+    }
+}
+
+#[test]
+fn a_corrupted_cached_kernel_is_fetched_again_never_booted() {
+    let project = TempProject::new();
+    // debian-5.10: no other test boots it, so corrupting it races with nothing.
+    let fetch = || project.kmatrix(&["kernels", "fetch", "debian-5.10"]);
+    let first = fetch();
+    assert!(first.status.success(), "{}", text(&first));
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    let image = stdout
+        .split_whitespace()
+        .find(|w| w.contains("/boot/vmlinuz-"))
+        .expect("the fetch names the image")
+        .to_string();
+    let good = fs::read(&image).unwrap();
+    fs::write(&image, b"corrupted").unwrap();
+
+    let second = fetch();
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("corrupted; making it again"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(
+        fs::read(&image).unwrap(),
+        good,
+        "the image was fetched again and checked"
+    );
+}
+
+/// Builds debian-5.10-mptcp from Debian's linux-source-5.10 the first time
+/// (about 6 minutes on 2 cores), then boots it. What is asserted is what the
+/// guest reported, compared with the guest's own facts.
+#[test]
+fn the_source_built_mptcp_stand_in_boots_and_reproduces() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-ovn-tproxy"));
+    let out = project.root().join("out");
+    let output = project.kmatrix(&[
+        "run",
+        "--scenario",
+        "kube-ovn-tproxy",
+        "--kernel",
+        "debian-5.10-mptcp",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 4);
+    for cell in &cells {
+        assert!(
+            cell["kernel_release"]
+                .as_str()
+                .unwrap()
+                .starts_with("5.10."),
+            "{cell}"
+        );
+        assert_eq!(
+            cell["facts"]["mptcp.enabled"], "1",
+            "the stand-in has MPTCP on: {cell}"
+        );
+        let probe = &cell["probes"][0];
+        let asks_mptcp = cell["version"] == "v1.14.0" && cell["variant"] == "baseline";
+        if asks_mptcp {
+            // A Go 1.24 listener is MPTCP here, and 5.10's MPTCP refuses IP_TRANSPARENT.
+            assert_eq!(cell["verdict"], "fail", "{cell}");
+            assert!(
+                probe["stderr"]
+                    .as_str()
+                    .unwrap()
+                    .contains("IP_TRANSPARENT: operation not supported"),
+                "{cell}"
+            );
+        } else {
+            assert_eq!(cell["verdict"], "pass", "{cell}");
+            assert!(
+                probe["stdout"]
+                    .as_str()
+                    .unwrap()
+                    .contains("socket protocol tcp"),
+                "{cell}"
+            );
+        }
+    }
+}
