@@ -11,6 +11,7 @@ pub mod cache;
 pub mod catalog;
 pub mod diagnostic;
 pub mod fetch;
+pub mod govendor;
 pub mod initramfs;
 pub mod kbuild;
 pub mod lock;

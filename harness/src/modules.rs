@@ -93,6 +93,7 @@ pub fn plan(modules_dir: Option<&Path>, wanted: &[String], scratch: &Path) -> Re
         }
         return Ok(result);
     };
+    ensure_modules_dep(dir)?;
     let dep_text = fs::read_to_string(dir.join("modules.dep"))
         .with_context(|| format!("{} has no modules.dep", dir.display()))?;
     let builtin: BTreeSet<String> = fs::read_to_string(dir.join("modules.builtin"))
@@ -120,6 +121,55 @@ pub fn plan(modules_dir: Option<&Path>, wanted: &[String], scratch: &Path) -> Re
             .push((plain, format!("{GUEST_MODULE_DIR}/{name}.ko")));
     }
     Ok(result)
+}
+
+/// Packages ship modules without `modules.dep` (the installer runs depmod);
+/// make it once, beside the modules, with the host's depmod.
+fn ensure_modules_dep(dir: &Path) -> Result<()> {
+    if dir.join("modules.dep").is_file() {
+        return Ok(());
+    }
+    let release = dir
+        .file_name()
+        .context("module folder has no release name")?
+        .to_string_lossy()
+        .into_owned();
+    let parent = dir.parent().context("module folder has no parent")?;
+    // depmod -b BASE reads BASE/lib/modules/RELEASE; a usr-merged package
+    // keeps them under usr/lib/modules, so point lib/modules there.
+    let base = if parent.ends_with("usr/lib/modules") {
+        let base = parent
+            .ancestors()
+            .nth(3)
+            .context("no package root")?
+            .to_path_buf();
+        let lib_modules = base.join("lib/modules");
+        if !lib_modules.exists() {
+            fs::create_dir_all(base.join("lib"))?;
+            std::os::unix::fs::symlink("../usr/lib/modules", &lib_modules)?;
+        }
+        base
+    } else {
+        parent
+            .ancestors()
+            .nth(2)
+            .context("no package root")?
+            .to_path_buf()
+    };
+    let output = Command::new("depmod")
+        .arg("-b")
+        .arg(&base)
+        .arg(&release)
+        .output()
+        .context("cannot run depmod: install Debian's kmod package (scripts/setup.sh does)")?;
+    if !output.status.success() {
+        bail!(
+            "depmod for {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 fn decompress(from: &Path, to: &Path) -> Result<()> {

@@ -125,6 +125,8 @@ pub fn plan(
                         "toolchain": catalog.toolchains.get(&version.toolchain),
                         "toolchain_lock": lock.get(&format!("toolchain:{}", version.toolchain)),
                         "go_directive": version.go_directive,
+                        "build_tags": version.build_tags,
+                        "go_packages": scenario.go_packages.as_ref().map(|g| (&g.suite, &g.packages)),
                         "variant": variant.id,
                         "probes": probes,
                         "modules": scenario.modules,

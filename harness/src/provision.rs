@@ -5,8 +5,9 @@
 use crate::apt::{self, Apt, PackageVersion};
 use crate::cache::{sha256_bytes, sha256_file, sha256_tree, Cache};
 use crate::catalog::{Catalog, KernelEntry, KernelSource, KernelTree, ToolchainEntry};
+use crate::govendor;
 use crate::lock::{Lock, LockedArtifact, LockedPackage};
-use crate::scenario::{Scenario, Version};
+use crate::scenario::{GoPackages, Scenario, Version};
 use crate::{archive, fetch, kbuild};
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -324,16 +325,54 @@ impl<'a> Provisioner<'a> {
         })
     }
 
+    /// Debian Go library packages unpacked together; returns the gocode root.
+    pub fn go_packages(&self, wanted: &GoPackages) -> Result<PathBuf> {
+        let mut names = wanted.packages.clone();
+        names.sort();
+        let resolve = || -> Result<Vec<Package>> {
+            names
+                .iter()
+                .map(|p| Ok(Package::Debian(self.apt.resolve(p, &wanted.suite)?)))
+                .collect()
+        };
+        let (manifest, _) = self.pinned_artifact(
+            &format!("go-packages:{}", names.join("+")),
+            "go-packages",
+            &resolve,
+            &|root| {
+                let modules = govendor::discover(&root.join(govendor::GOCODE))?;
+                let manifest = Path::new(govendor::GOCODE).join("kmatrix-modules.json");
+                fs::write(root.join(&manifest), serde_json::to_vec_pretty(&modules)?)?;
+                Ok(manifest)
+            },
+        )?;
+        Ok(manifest
+            .parent()
+            .expect("manifest sits in the gocode root")
+            .to_path_buf())
+    }
+
     /// Builds the scenario's reproducer for one component version: its Go
-    /// toolchain, and a go.mod whose `go` line is the release's.
+    /// toolchain, a go.mod whose `go` line is the release's, the release's
+    /// build tags, and any Debian Go libraries vendored in.
     pub fn reproducer(&self, scenario: &Scenario, version: &Version) -> Result<PathBuf> {
         let toolchain = self.toolchain(&version.toolchain)?;
+        let gocode = scenario
+            .go_packages
+            .as_ref()
+            .map(|wanted| self.go_packages(wanted))
+            .transpose()?;
         let source_hash = sha256_tree(&scenario.reproducer_dir)?;
         let key = sha256_bytes(
             format!(
-                "go-reproducer\0{}\0{source_hash}\0{}",
+                "go-reproducer\0{}\0{source_hash}\0{}\0{}\0{}",
                 toolchain.goroot.display(),
-                version.go_directive
+                version.go_directive,
+                version.build_tags.join(","),
+                gocode
+                    .as_ref()
+                    .map(|g| g.display().to_string())
+                    .unwrap_or_default()
             )
             .as_bytes(),
         );
@@ -343,8 +382,19 @@ impl<'a> Provisioner<'a> {
             let src = dir.join("src");
             copy_tree(&scenario.reproducer_dir, &src)?;
             write_go_mod(&src.join("go.mod"), &scenario.id, &version.go_directive)?;
+            let mod_flag = match &gocode {
+                Some(gocode) => {
+                    let modules: Vec<govendor::GoModule> =
+                        serde_json::from_slice(&fs::read(gocode.join("kmatrix-modules.json"))?)?;
+                    govendor::vendor_into(&src, gocode, &modules)?;
+                    "-mod=vendor"
+                }
+                None => "-mod=mod",
+            };
             let output = Command::new(toolchain.goroot.join("bin/go"))
-                .args(["build", "-trimpath", "-ldflags=-s -w", "-o"])
+                .args(["build", "-trimpath", "-ldflags=-s -w"])
+                .arg(format!("-tags={}", version.build_tags.join(",")))
+                .arg("-o")
                 .arg(dir.join("reproducer"))
                 .arg(".")
                 .current_dir(&src)
@@ -352,7 +402,7 @@ impl<'a> Provisioner<'a> {
                 .env("GOTOOLCHAIN", "local")
                 .env("GOPROXY", "off")
                 .env("GOSUMDB", "off")
-                .env("GOFLAGS", "-mod=mod")
+                .env("GOFLAGS", mod_flag)
                 .env("GOENV", "off")
                 .env("CGO_ENABLED", "0")
                 .env("GOOS", "linux")

@@ -50,6 +50,17 @@ struct Meta {
 struct ReproducerSpec {
     language: Spanned<String>,
     source: Spanned<String>,
+    /// Go libraries from Debian's golang-*-dev packages, vendored into the build.
+    #[serde(default)]
+    go_packages: Option<GoPackages>,
+}
+
+/// Debian packages holding Go library sources (under /usr/share/gocode/src).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GoPackages {
+    pub suite: String,
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +72,9 @@ struct VersionSpec {
     built_from: String,
     #[serde(default)]
     image: Option<String>,
+    /// Go build tags selecting this release's code path in the reproducer.
+    #[serde(default)]
+    build_tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +121,7 @@ pub struct Scenario {
     pub references: Vec<String>,
     pub modules: Vec<String>,
     pub reproducer_dir: PathBuf,
+    pub go_packages: Option<GoPackages>,
     pub versions: Vec<Version>,
     pub variants: Vec<Variant>,
     pub probes: Vec<Probe>,
@@ -120,6 +135,7 @@ pub struct Version {
     pub go_directive: String,
     pub built_from: String,
     pub image: Option<String>,
+    pub build_tags: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +297,7 @@ impl Validator<'_> {
             references: meta.references,
             modules: meta.modules,
             reproducer_dir,
+            go_packages: file.reproducer.go_packages,
             versions,
             variants,
             probes,
@@ -332,6 +349,7 @@ impl Validator<'_> {
                 go_directive: spec.go_directive.into_inner(),
                 built_from: spec.built_from,
                 image: spec.image,
+                build_tags: spec.build_tags,
             });
         }
         Ok(versions)

@@ -181,27 +181,30 @@ fn credit_entropy(seed_hex: &str) {
 }
 
 fn bring_up_loopback() -> Result<(), String> {
+    if loopback_up() {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
+/// Sets `lo` up with plain syscalls: it also runs between fork and exec.
+fn loopback_up() -> bool {
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
         if sock < 0 {
-            return Err(std::io::Error::last_os_error().to_string());
+            return false;
         }
         let mut req: libc::ifreq = std::mem::zeroed();
         for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
             *dst = *src as libc::c_char;
         }
-        let result = if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            Err(std::io::Error::last_os_error().to_string())
-        } else {
+        let ok = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) >= 0 && {
             req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
-                Err(std::io::Error::last_os_error().to_string())
-            } else {
-                Ok(())
-            }
+            libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) >= 0
         };
         libc::close(sock);
-        result
+        ok
     }
 }
 
@@ -278,7 +281,19 @@ fn run_probe(probe: &JobProbe) -> (ProcessEnd, String, String) {
             String::new(),
         );
     };
-    let spawned = Command::new(program)
+    let mut command = Command::new(program);
+    // Each probe gets a network namespace of its own (with lo up), so what
+    // one cell configures (links, addresses, rules) never leaks into the next.
+    // Without netns support in the kernel the probe shares the agent's.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNET) == 0 {
+                loopback_up();
+            }
+            Ok(())
+        });
+    }
+    let spawned = command
         .args(args)
         .env_clear()
         .env("PATH", "/kmatrix/bin:/usr/sbin:/usr/bin:/sbin:/bin")

@@ -1,0 +1,73 @@
+// Command reproducer follows kube-vip's address-programming path for a
+// LoadBalancer VIP in dual-stack mode: take the configured vip_cidr, build
+// the VIP's netlink.Addr with that mask, and program it on the interface with
+// vishvananda/netlink's AddrReplace, as kube-vip's pkg/vip does.
+//
+// The mask handling differs by release (mask_*.go, chosen by build tag):
+// from v0.8.5 a single vip_cidr value is applied to both address families,
+// so vip_cidr "128" asks net.CIDRMask(128, 32) for an IPv4 VIP, which is nil
+// (kube-vip#1052, fixed by kube-vip#1072); netlink then indexes the empty
+// mask while computing the IPv4 broadcast address and panics.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/vishvananda/netlink"
+)
+
+func main() {
+	iface := flag.String("interface", "kube-vip0", "dummy interface to create and program")
+	vips := flag.String("vips", "10.155.30.242,fd00:4269:6943::12", "comma-separated VIPs (IPv4 LoadBalancer IP first)")
+	flag.Parse()
+	vipCIDR := os.Getenv("vip_cidr") // kube-vip reads its configuration from the environment
+
+	link, err := dummyLink(*iface)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "could not create %s: %v\n", *iface, err)
+		os.Exit(1)
+	}
+	for _, vip := range splitList(*vips) {
+		ip := net.ParseIP(vip)
+		if ip == nil {
+			fmt.Fprintf(os.Stderr, "bad VIP %q\n", vip)
+			os.Exit(1)
+		}
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: vipMask(ip, vipCIDR)}}
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			fmt.Fprintf(os.Stderr, "could not add ip %s: %v\n", vip, err)
+			os.Exit(1)
+		}
+		fmt.Printf("programmed %s on %s\n", addr.IPNet, *iface)
+	}
+	fmt.Printf("all VIPs programmed (vip_cidr=%q)\n", vipCIDR)
+}
+
+func dummyLink(name string) (netlink.Link, error) {
+	dummy := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}}
+	if err := netlink.LinkAdd(dummy); err != nil {
+		return nil, err
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	return link, netlink.LinkSetUp(link)
+}
+
+func splitList(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
