@@ -115,7 +115,15 @@ impl<'a> Provisioner<'a> {
                     .into_iter()
                     .find(|d| d.starts_with("linux-image-"))
                     .unwrap_or_else(|| package.clone());
-                Ok(vec![Package::Debian(self.apt.resolve(&name, suite)?)])
+                // Newer Debian splits the image package: the kernel itself is
+                // in linux-binary-*, the modules in linux-modules-*.
+                let parts = apt::depends(&self.apt.show(&name, suite)?)
+                    .into_iter()
+                    .filter(|d| d.starts_with("linux-binary-") || d.starts_with("linux-modules-"));
+                std::iter::once(name.clone())
+                    .chain(parts)
+                    .map(|p| Ok(Package::Debian(self.apt.resolve(&p, suite)?)))
+                    .collect()
             }),
             KernelSource::PackageUrls { urls } => {
                 packaged(&|| Ok(urls.iter().cloned().map(Package::Url).collect()))
@@ -636,28 +644,43 @@ fn describe(packages: &[Package]) -> String {
 
 /// `lib/modules/<release>` (or `usr/lib/modules`) matching the image's release.
 fn find_modules_dir(root: &Path, image: &Path) -> Option<PathBuf> {
-    let release = image
-        .file_name()?
-        .to_string_lossy()
-        .strip_prefix("vmlinuz-")?
-        .to_string();
+    let name = image.file_name()?.to_string_lossy().into_owned();
+    let release = match name.strip_prefix("vmlinuz-") {
+        Some(release) => release.to_string(),
+        // usr/lib/modules/<release>/vmlinuz
+        None => image.parent()?.file_name()?.to_string_lossy().into_owned(),
+    };
     ["lib/modules", "usr/lib/modules"]
         .iter()
         .map(|base| root.join(base).join(&release))
         .find(|dir| dir.join("modules.dep").is_file() || dir.join("kernel").is_dir())
 }
 
+/// The kernel image in an unpacked package: /boot/vmlinuz-<release>, or
+/// (newer Debian) /usr/lib/modules/<release>/vmlinuz.
 fn find_kernel_image(root: &Path) -> Result<PathBuf> {
-    let boot = root.join("boot");
-    let image = fs::read_dir(&boot)
-        .with_context(|| format!("package has no /boot ({})", boot.display()))?
+    let in_boot = fs::read_dir(root.join("boot"))
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        });
+    let in_modules = || {
+        ["usr/lib/modules", "lib/modules"].iter().find_map(|base| {
+            fs::read_dir(root.join(base))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("vmlinuz"))
+                .find(|p| p.is_file())
         })
-        .context("package has no /boot/vmlinuz-*")?;
+    };
+    let image = in_boot.or_else(in_modules).context(
+        "the package has no kernel image (/boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz)",
+    )?;
     Ok(image.strip_prefix(root).expect("under root").to_path_buf())
 }
 
