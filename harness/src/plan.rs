@@ -38,6 +38,7 @@ pub struct CellProbe {
     pub pass_exit_code: i32,
     #[serde(serialize_with = "serialize_regex")]
     pub pass_stdout: Option<Regex>,
+    pub unavailable_exit_code: Option<i32>,
 }
 
 fn serialize_regex<S: serde::Serializer>(re: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -114,6 +115,7 @@ pub fn plan(
                         timeout_ms: probe.timeout_secs * 1000,
                         pass_exit_code: probe.pass_exit_code,
                         pass_stdout: probe.pass_stdout.clone(),
+                        unavailable_exit_code: probe.unavailable_exit_code,
                     })
                     .collect();
                 for kernel in wanted {

@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use crate::provision::{KernelArtifact, Provisioner};
 use crate::results::{CellRecord, ProbeRecord, ResultsStore, RunInfo};
 use crate::scenario::Signature;
-use crate::verdict::{classify_probe, kernel_crash, Classified, Verdict};
+use crate::verdict::{aggregate, classify_probe, kernel_crash, Classified, Verdict};
 use crate::Project;
 use crate::{modules, report};
 use anyhow::{bail, Result};
@@ -414,12 +414,18 @@ fn run_kernel(
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             record.probes = classify_cell_probes(cell, probes, sigs);
-            let verdict = record
-                .probes
-                .iter()
-                .find(|p| p.verdict != Verdict::Pass)
-                .map(|p| Classified::new(p.verdict, p.signature.clone()))
-                .unwrap_or_else(|| Classified::new(Verdict::Pass, ""));
+            let verdict = aggregate(
+                &record
+                    .probes
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.probe_id.as_str(),
+                            Classified::new(p.verdict, p.signature.clone()),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
             record.verdict = verdict.verdict;
             record.signature = verdict.signature;
             record.duration_ms = record.probes.iter().map(|p| p.duration_ms).sum();

@@ -98,6 +98,10 @@ struct ProbeSpec {
     pass_exit_code: i32,
     #[serde(default)]
     pass_stdout: Option<Spanned<String>>,
+    /// An exit status by which the reproducer says "this kernel lacks what
+    /// the path needs": the cell is `unavailable` there, not failed.
+    #[serde(default)]
+    unavailable_exit_code: Option<i32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +157,7 @@ pub struct Probe {
     pub env: BTreeMap<String, String>,
     pub pass_exit_code: i32,
     pub pass_stdout: Option<Regex>,
+    pub unavailable_exit_code: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,6 +409,7 @@ impl Validator<'_> {
                 env: spec.env,
                 pass_exit_code: spec.pass_exit_code,
                 pass_stdout,
+                unavailable_exit_code: spec.unavailable_exit_code,
             });
         }
         Ok(probes)

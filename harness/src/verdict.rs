@@ -103,6 +103,14 @@ pub fn classify_probe(
                 },
             );
         }
+        ProcessEnd::Exited { code } if Some(*code) == probe.unavailable_exit_code => {
+            let reason = stderr
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .map(normalize)
+                .unwrap_or_else(|| format!("exit {code}"));
+            return Classified::new(Verdict::Unavailable, reason);
+        }
         ProcessEnd::Exited { code } => {
             let stdout_ok = probe
                 .pass_stdout
@@ -142,6 +150,32 @@ pub fn classify_probe(
         format!("exit {code}: {last_line}")
     };
     Classified::new(Verdict::Fail, reason)
+}
+
+/// A cell's verdict from its probes' (in run order): a finding about the
+/// component (crash, fail, timeout) wins, then an infrastructure error; a
+/// probe this kernel cannot run leaves the others' pass standing, noted in
+/// the signature; only a cell where nothing could run is `unavailable`.
+pub fn aggregate(probes: &[(&str, Classified)]) -> Classified {
+    let first = |wanted: &[Verdict]| probes.iter().find(|(_, c)| wanted.contains(&c.verdict));
+    if let Some((_, finding)) = first(&[Verdict::Crash, Verdict::Fail, Verdict::Timeout]) {
+        return finding.clone();
+    }
+    if let Some((_, infra)) = first(&[Verdict::InfraError]) {
+        return infra.clone();
+    }
+    let unavailable: Vec<String> = probes
+        .iter()
+        .filter(|(_, c)| c.verdict == Verdict::Unavailable)
+        .map(|(id, c)| format!("{id} unavailable: {}", c.signature))
+        .collect();
+    if first(&[Verdict::Pass]).is_none() {
+        return probes
+            .first()
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| Classified::new(Verdict::InfraError, "no probe ran"));
+    }
+    Classified::new(Verdict::Pass, unavailable.join("; "))
 }
 
 /// The first line of a Go runtime panic or fatal error, if stderr holds one.
@@ -238,6 +272,7 @@ mod tests {
             timeout_ms: 20_000,
             pass_exit_code: 0,
             pass_stdout: Some(Regex::new("ready").unwrap()),
+            unavailable_exit_code: Some(77),
         }
     }
 
@@ -335,6 +370,31 @@ mod tests {
             "connect: connection refused\n",
         );
         assert_eq!(plain.signature, "exit 3: connect: connection refused");
+    }
+
+    #[test]
+    fn cell_verdicts_from_probe_verdicts() {
+        let pass = || Classified::new(Verdict::Pass, "");
+        let missing = || Classified::new(Verdict::Unavailable, "no nftables");
+        let refused = || Classified::new(Verdict::Fail, "connection refused");
+        assert_eq!(aggregate(&[("a", pass()), ("b", pass())]), pass());
+        assert_eq!(
+            aggregate(&[("a", pass()), ("dnat", missing())]),
+            Classified::new(Verdict::Pass, "dnat unavailable: no nftables")
+        );
+        assert_eq!(aggregate(&[("a", missing()), ("b", refused())]), refused());
+        assert_eq!(
+            aggregate(&[
+                ("a", Classified::new(Verdict::InfraError, "x")),
+                ("b", refused())
+            ]),
+            refused()
+        );
+        assert_eq!(
+            aggregate(&[("a", missing()), ("b", missing())]).verdict,
+            Verdict::Unavailable
+        );
+        assert_eq!(aggregate(&[]).verdict, Verdict::InfraError);
     }
 
     #[test]
