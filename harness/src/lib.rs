@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cache;
 pub mod catalog;
 pub mod diagnostic;
+pub mod diff;
 pub mod fetch;
 pub mod govendor;
 pub mod initramfs;

@@ -53,6 +53,15 @@ enum Command {
     /// Inspect and prepare catalog kernels (CI can cache the cache folder).
     #[command(subcommand)]
     Kernels(KernelsCommand),
+    /// Compare two runs (or a baseline and a run), or two versions inside one run.
+    ///
+    /// Exit status: 0 no regression, 1 regressions (a cell went from pass to
+    /// fail, crash or timeout), 2 usage or input error. Cells unavailable,
+    /// infra-error or flaky on either side are listed, never counted as regressions.
+    #[command(
+        after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13 v1.14.0 results/runs/tproxy"
+    )]
+    Diff(DiffArgs),
     /// Rewrite matrix.csv, matrix.json and matrix.md of a run directory from its cells.jsonl.
     Report {
         /// A run directory (holding cells.jsonl).
@@ -87,6 +96,28 @@ struct SelectArgs {
 }
 
 #[derive(clap::Args)]
+struct DiffArgs {
+    /// OLD NEW (run directories or cells.jsonl files), or one RUN with --versions.
+    #[arg(required = true, num_args = 1..=2, value_name = "RUN")]
+    runs: Vec<PathBuf>,
+    /// Compare two component versions inside one run, kernel by kernel.
+    #[arg(long, num_args = 2, value_names = ["OLD_VERSION", "NEW_VERSION"])]
+    versions: Option<Vec<String>>,
+    /// Match cells by scenario, version and kernel only (one variant per side).
+    #[arg(long)]
+    ignore_variant: bool,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Console)]
+    format: DiffFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Console,
+    Markdown,
+    Json,
+}
+
+#[derive(clap::Args)]
 struct PlanArgs {
     #[command(flatten)]
     select: SelectArgs,
@@ -113,6 +144,9 @@ struct RunArgs {
     /// Fail instead of re-resolving a locked package version the archive no longer has.
     #[arg(long)]
     locked: bool,
+    /// Rerun failing cells up to N times; a cell that passes in any is `flaky`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +199,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(&project, &cache_root, args),
+        Command::Diff(args) => diff(args),
         Command::Kernels(command) => kernels(&project, &cache_root, command),
     }
 }
@@ -206,6 +241,7 @@ fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         accel: args.accel,
         locked: args.locked,
+        retries: args.retries,
     };
     let summary = runner::run(project, &cache, &options, interrupted)?;
     let counts: Vec<String> = summary
@@ -231,6 +267,44 @@ fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn diff(args: DiffArgs) -> Result<ExitCode> {
+    use kmatrix::diff;
+    let usage = |message: &str| -> Result<ExitCode> {
+        eprintln!("error: {message}\n  see `kmatrix diff --help`");
+        Ok(ExitCode::from(2))
+    };
+    if let Some(versions) = &args.versions {
+        let [run] = args.runs.as_slice() else {
+            return usage("--versions compares inside one run: give exactly one RUN");
+        };
+        let records = kmatrix::results::read_run(run)?;
+        let changes = diff::diff_versions(&records, &versions[0], &versions[1]);
+        match args.format {
+            DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
+            _ => print!(
+                "{}",
+                diff::versions_to_text(&versions[0], &versions[1], &changes)
+            ),
+        }
+        let regressed = changes.iter().any(|c| c.change == diff::Change::Regression);
+        return Ok(ExitCode::from(u8::from(regressed)));
+    }
+    let [old, new] = args.runs.as_slice() else {
+        return usage("give OLD and NEW (or one RUN with --versions)");
+    };
+    let result = diff::diff(
+        &kmatrix::results::read_run(old)?,
+        &kmatrix::results::read_run(new)?,
+        args.ignore_variant,
+    );
+    match args.format {
+        DiffFormat::Console => print!("{}", diff::to_console(&result)),
+        DiffFormat::Markdown => print!("{}", diff::to_markdown(&result)),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+    }
+    Ok(ExitCode::from(u8::from(result.regressions() > 0)))
 }
 
 fn plan_cells(project: &Project, select: &SelectArgs, format: Format) -> Result<ExitCode> {

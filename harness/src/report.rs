@@ -168,6 +168,7 @@ pub fn symbol(verdict: Verdict) -> &'static str {
         Verdict::Timeout => "⏱️",
         Verdict::InfraError => "⚠️",
         Verdict::Unavailable => "➖",
+        Verdict::Flaky => "🔁",
     }
 }
 

@@ -43,6 +43,15 @@ pub struct CellRecord {
     /// Console log of the boot that produced the verdict, relative to the run dir.
     #[serde(default)]
     pub console_log: Option<String>,
+    /// With `--retries`: how often the cell passed and failed in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<RunCounts>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunCounts {
+    pub passed: u32,
+    pub failed: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,6 +84,7 @@ impl CellRecord {
             attempts: 0,
             backend: None,
             console_log: None,
+            runs: None,
         }
     }
 }
@@ -140,6 +150,49 @@ impl ResultsStore {
     }
 }
 
+/// Reads the cells of a run directory or of a `cells.jsonl` file given
+/// directly; a run that has none is a clear error, not an empty run.
+pub fn read_run(path: &Path) -> Result<Vec<CellRecord>, crate::diagnostic::FileError> {
+    let file = if path.is_dir() {
+        path.join(CELLS_FILE)
+    } else {
+        path.to_path_buf()
+    };
+    if !file.is_file() {
+        return Err(crate::diagnostic::FileError::whole_file(
+            &file,
+            "no such results file",
+            "give a run directory (holding cells.jsonl) or a cells.jsonl file",
+        ));
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let text = fs::read_to_string(&file).map_err(|e| {
+        crate::diagnostic::FileError::whole_file(
+            &file,
+            format!("cannot read: {e}"),
+            "check the path",
+        )
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line).map_err(|e| crate::diagnostic::FileError {
+                path: file.clone(),
+                line: n + 1,
+                column: e.column(),
+                message: format!("not a cell record: {e}"),
+                fix: format!(
+                    "regenerate it with kmatrix, or remove line {} from {}",
+                    n + 1,
+                    dir.display()
+                ),
+                excerpt: Some(line.chars().take(120).collect()),
+            })
+        })
+        .collect()
+}
+
 /// Reads `cells.jsonl` from a run directory; a missing file is an empty run.
 pub fn read_cells(dir: &Path) -> Result<Vec<CellRecord>> {
     let path = dir.join(CELLS_FILE);
@@ -170,28 +223,46 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Hand-made records for the tests of the modules that read results.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
-    fn record(id: &str, verdict: Verdict) -> CellRecord {
+    pub fn record(
+        id: &str,
+        version: &str,
+        variant: &str,
+        kernel: &str,
+        verdict: Verdict,
+        signature: &str,
+    ) -> CellRecord {
         CellRecord {
             cell_id: id.into(),
             scenario: "s".into(),
             component: "c".into(),
-            version: "v1".into(),
-            variant: "baseline".into(),
-            kernel: "debian-6.1".into(),
-            kernel_release: Some("6.1.0-50-cloud-amd64".into()),
+            version: version.into(),
+            variant: variant.into(),
+            kernel: kernel.into(),
+            kernel_release: Some(format!("{kernel}-release")),
             verdict,
-            signature: String::new(),
+            signature: signature.into(),
             duration_ms: 5,
             facts: BTreeMap::new(),
             probes: Vec::new(),
             attempts: 1,
             backend: Some("qemu-tcg".into()),
             console_log: None,
+            runs: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, verdict: Verdict) -> CellRecord {
+        tests_support::record(id, "v1", "baseline", "debian-6.1", verdict, "")
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! continues from there.
 
 use crate::accel::{self, AccelChoice, AccelDecision};
-use crate::backend::qemu::{boot_dir, QemuBackend};
+use crate::backend::qemu::QemuBackend;
 use crate::backend::{Backend, BootEnd, BootOutcome, BootRequest, GuestFile};
 use crate::cache::Cache;
 use crate::plan::{self, Cell};
 use crate::progress::Progress;
 use crate::provision::{KernelArtifact, Provisioner};
-use crate::results::{CellRecord, ProbeRecord, ResultsStore, RunInfo};
+use crate::results::{CellRecord, ProbeRecord, ResultsStore, RunCounts, RunInfo};
 use crate::scenario::Signature;
 use crate::verdict::{aggregate, classify_probe, kernel_crash, Classified, Verdict};
 use crate::Project;
@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub jobs: usize,
     pub accel: AccelChoice,
     pub locked: bool,
+    /// Rerun failing cells up to this many times to tell flaky from failing.
+    pub retries: u32,
 }
 
 #[derive(Debug)]
@@ -200,52 +202,36 @@ pub fn run(
     };
     store.write_run_info(&run_info(None))?;
 
-    // Boot kernels in parallel; results flow back to this thread, which alone writes.
-    let queue = Mutex::new(work.into_values().collect::<Vec<_>>());
-    let (sender, receiver) = mpsc::channel::<CellRecord>();
-    let jobs = options.jobs.max(1);
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..jobs {
-            let sender = sender.clone();
-            let (queue, backend, agent, reproducers, signatures, progress) = (
-                &queue,
-                &backend,
-                &agent,
-                &reproducers,
-                &signatures,
-                &progress,
-            );
-            let run_dir = options.out.clone();
-            let interrupted = interrupted.clone();
-            scope.spawn(move || loop {
-                let next = queue.lock().expect("queue").pop();
-                let Some(kernel_work) = next else { break };
-                if interrupted.load(Ordering::SeqCst) {
-                    break;
-                }
-                let files = guest_files(&kernel_work.cells, reproducers);
-                run_kernel(
-                    backend,
-                    kernel_work,
-                    &KernelContext {
-                        agent,
-                        files,
-                        signatures,
-                        run_dir: &run_dir,
-                        progress,
-                        interrupted: &interrupted,
-                    },
-                    &sender,
-                );
-            });
+    let fleet = Fleet {
+        backend: &backend,
+        agent: &agent,
+        reproducers: &reproducers,
+        signatures: &signatures,
+        progress: &progress,
+        interrupted: &interrupted,
+        jobs: options.jobs.max(1),
+        run_dir: &options.out,
+    };
+    let cells_by_id: BTreeMap<String, Cell> = work
+        .values()
+        .flat_map(|w| w.cells.iter().map(|c| (c.id.clone(), c.clone())))
+        .collect();
+    let mut failed_now: Vec<CellRecord> = Vec::new();
+    fleet.run(work.into_values().collect(), "boots", |record| {
+        progress.cell_finished(&record);
+        if record.verdict.is_failure() {
+            failed_now.push(record.clone());
         }
-        drop(sender);
-        for record in receiver {
-            progress.cell_finished(&record);
-            store.add(record)?;
-        }
-        Ok(())
+        store.add(record)
     })?;
+    retry_failures(
+        &fleet,
+        options.retries,
+        failed_now,
+        &cells_by_id,
+        &kernels,
+        &mut store,
+    )?;
     progress.finish();
 
     let was_interrupted = interrupted.load(Ordering::SeqCst);
@@ -265,6 +251,150 @@ pub fn run(
         accel: decision,
         cache: cache.stats(),
     })
+}
+
+/// Everything the worker threads share while booting kernels.
+struct Fleet<'a> {
+    backend: &'a dyn Backend,
+    agent: &'a Path,
+    reproducers: &'a BTreeMap<String, Result<PathBuf, Classified>>,
+    signatures: &'a BTreeMap<String, Vec<Signature>>,
+    progress: &'a Progress,
+    interrupted: &'a Arc<AtomicBool>,
+    jobs: usize,
+    run_dir: &'a Path,
+}
+
+impl Fleet<'_> {
+    /// Boots the kernels in parallel (up to `jobs` VMs); every finished cell
+    /// comes back to the calling thread, which alone writes results.
+    fn run(
+        &self,
+        work: Vec<KernelWork>,
+        boots: &str,
+        mut on_record: impl FnMut(CellRecord) -> Result<()>,
+    ) -> Result<()> {
+        let queue = Mutex::new(work);
+        let (sender, receiver) = mpsc::channel::<CellRecord>();
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..self.jobs {
+                let sender = sender.clone();
+                let queue = &queue;
+                scope.spawn(move || loop {
+                    let next = queue.lock().expect("queue").pop();
+                    let Some(kernel_work) = next else { break };
+                    if self.interrupted.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let files = guest_files(&kernel_work.cells, self.reproducers);
+                    run_kernel(
+                        self.backend,
+                        kernel_work,
+                        &KernelContext {
+                            agent: self.agent,
+                            files,
+                            signatures: self.signatures,
+                            run_dir: self.run_dir,
+                            boots_dir: &self.run_dir.join(boots),
+                            progress: self.progress,
+                            interrupted: self.interrupted,
+                        },
+                        &sender,
+                    );
+                });
+            }
+            drop(sender);
+            for record in receiver {
+                on_record(record)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// With `--retries N`, cells that failed are run up to N more times; a cell
+/// that passes once is `flaky`, with how often it passed and failed.
+fn retry_failures(
+    fleet: &Fleet,
+    retries: u32,
+    failed: Vec<CellRecord>,
+    cells: &BTreeMap<String, Cell>,
+    kernels: &BTreeMap<String, Result<KernelArtifact, Classified>>,
+    store: &mut ResultsStore,
+) -> Result<()> {
+    if retries == 0 || failed.is_empty() {
+        return Ok(());
+    }
+    let mut counts: BTreeMap<String, RunCounts> = failed
+        .iter()
+        .map(|r| {
+            (
+                r.cell_id.clone(),
+                RunCounts {
+                    passed: 0,
+                    failed: 1,
+                },
+            )
+        })
+        .collect();
+    for round in 1..=retries {
+        let mut work: BTreeMap<String, KernelWork> = BTreeMap::new();
+        for (id, count) in &counts {
+            if count.passed > 0 {
+                continue;
+            }
+            let cell = &cells[id];
+            let Ok(kernel) = &kernels[&cell.kernel] else {
+                continue;
+            };
+            work.entry(cell.kernel.clone())
+                .or_insert_with(|| KernelWork {
+                    kernel: kernel.clone(),
+                    cells: Vec::new(),
+                })
+                .cells
+                .push(cell.clone());
+        }
+        if work.is_empty() || fleet.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        fleet.progress.note(&format!(
+            "retry {round}/{retries}: {} failing cells",
+            work.values().map(|w| w.cells.len()).sum::<usize>()
+        ));
+        fleet.run(
+            work.into_values().collect(),
+            &format!("boots-retry-{round}"),
+            |record| {
+                let count = counts.get_mut(&record.cell_id).expect("a retried cell");
+                match record.verdict {
+                    Verdict::Pass => count.passed += 1,
+                    v if v.is_failure() => count.failed += 1,
+                    _ => {}
+                }
+                Ok(())
+            },
+        )?;
+    }
+    for mut record in failed {
+        let count = counts[&record.cell_id];
+        if count.passed > 0 {
+            record.verdict = Verdict::Flaky;
+        }
+        record.runs = Some(count);
+        fleet.progress.note(&format!(
+            "  {:<11} {} {} {} on {} (passed {}, failed {})",
+            record.verdict.as_str(),
+            record.scenario,
+            record.version,
+            record.variant,
+            record.kernel,
+            count.passed,
+            count.failed
+        ));
+        store.add(record)?;
+    }
+    Ok(())
 }
 
 fn guest_files(
@@ -320,6 +450,8 @@ struct KernelContext<'a> {
     files: Vec<GuestFile>,
     signatures: &'a BTreeMap<String, Vec<Signature>>,
     run_dir: &'a Path,
+    /// Where this pass keeps its boots' logs (under the run directory).
+    boots_dir: &'a Path,
     progress: &'a Progress,
     interrupted: &'a AtomicBool,
 }
@@ -382,7 +514,9 @@ fn run_kernel(
             agent: context.agent.to_path_buf(),
             files: files.clone(),
             job: job_for(&cells, &module_paths),
-            log_dir: boot_dir(context.run_dir, &kernel.id, boot_number),
+            log_dir: context
+                .boots_dir
+                .join(format!("{}-{boot_number}", kernel.id)),
         };
         let bar = context.progress.vm(&request.label, cells.len() as u64);
         let outcome = backend.boot(&request, &mut |event| {
@@ -677,4 +811,156 @@ fn entropy_seed() -> String {
         let _ = random.read_exact(&mut bytes);
     }
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BootOutcome;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A backend whose guest fails every probe on its first boot and passes
+    /// afterwards: what a flaky cell looks like from the runner's side.
+    struct FlakyGuest {
+        boots: AtomicUsize,
+    }
+
+    impl Backend for FlakyGuest {
+        fn name(&self) -> String {
+            "scripted".into()
+        }
+
+        fn boot(
+            &self,
+            request: &BootRequest,
+            on_event: &mut dyn FnMut(&GuestEvent),
+        ) -> BootOutcome {
+            let first = self.boots.fetch_add(1, Ordering::SeqCst) == 0;
+            let mut events = vec![GuestEvent::Hello {
+                kernel_release: "9.9.9-scripted".into(),
+                facts: BTreeMap::new(),
+            }];
+            for cell in &request.job.cells {
+                events.push(GuestEvent::CellStart {
+                    cell_id: cell.cell_id.clone(),
+                });
+                for probe in &cell.probes {
+                    events.push(GuestEvent::ProbeDone {
+                        cell_id: cell.cell_id.clone(),
+                        probe_id: probe.probe_id.clone(),
+                        end: ProcessEnd::Exited {
+                            code: if first { 1 } else { 0 },
+                        },
+                        stdout: if first { String::new() } else { "ok".into() },
+                        stderr: if first {
+                            "connection refused".into()
+                        } else {
+                            String::new()
+                        },
+                        duration_ms: 1,
+                    });
+                }
+                events.push(GuestEvent::CellDone {
+                    cell_id: cell.cell_id.clone(),
+                });
+            }
+            events.push(GuestEvent::Done);
+            for event in &events {
+                on_event(event);
+            }
+            BootOutcome {
+                events,
+                console: String::new(),
+                console_path: request.log_dir.join("console.log"),
+                end: BootEnd::Completed,
+                backend: self.name(),
+            }
+        }
+    }
+
+    fn cell(id: &str) -> Cell {
+        Cell {
+            id: id.into(),
+            scenario: "s".into(),
+            component: "c".into(),
+            version: "v1".into(),
+            variant: "baseline".into(),
+            kernel: "k".into(),
+            reproducer_guest_path: "/kmatrix/bin/r".into(),
+            modules: Vec::new(),
+            probes: vec![crate::plan::CellProbe {
+                probe_id: "p".into(),
+                argv: vec!["/kmatrix/bin/r".into()],
+                env: BTreeMap::new(),
+                timeout_ms: 1000,
+                pass_exit_code: 0,
+                pass_stdout: None,
+                unavailable_exit_code: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_cell_that_fails_then_passes_is_flaky_with_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FlakyGuest {
+            boots: AtomicUsize::new(0),
+        };
+        let kernel = KernelArtifact {
+            id: "k".into(),
+            image: dir.path().join("vmlinuz"),
+            modules: None,
+            origin: "scripted".into(),
+        };
+        let (reproducers, signatures) = (BTreeMap::new(), BTreeMap::new());
+        let progress = Progress::new(2);
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let fleet = Fleet {
+            backend: &backend,
+            agent: dir.path(),
+            reproducers: &reproducers,
+            signatures: &signatures,
+            progress: &progress,
+            interrupted: &interrupted,
+            jobs: 1,
+            run_dir: dir.path(),
+        };
+        let cells: BTreeMap<String, Cell> = [cell("one"), cell("two")]
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let mut store = ResultsStore::open(&dir.path().join("out")).unwrap();
+        let mut failed = Vec::new();
+        let work = KernelWork {
+            kernel: kernel.clone(),
+            cells: cells.values().cloned().collect(),
+        };
+        fleet
+            .run(vec![work], "boots", |record| {
+                failed.push(record.clone());
+                store.add(record)
+            })
+            .unwrap();
+        assert!(failed.iter().all(|r| r.verdict == Verdict::Fail));
+        let kernels = BTreeMap::from([("k".to_string(), Ok(kernel))]);
+        retry_failures(&fleet, 3, failed, &cells, &kernels, &mut store).unwrap();
+        let records: Vec<&CellRecord> = store.records().collect();
+        assert_eq!(records.len(), 2);
+        for record in records {
+            assert_eq!(record.verdict, Verdict::Flaky);
+            assert_eq!(
+                record.runs,
+                Some(RunCounts {
+                    passed: 1,
+                    failed: 1
+                })
+            );
+            assert_eq!(record.signature, "exit 1: connection refused");
+        }
+        assert_eq!(
+            backend.boots.load(Ordering::SeqCst),
+            2,
+            "one retry round was enough"
+        );
+    }
 }

@@ -21,14 +21,17 @@ pub enum Verdict {
     InfraError,
     /// This cell cannot run here (a kernel or toolchain out of reach).
     Unavailable,
+    /// Passed and failed across retries (`--retries`); never gates alone.
+    Flaky,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 7] = [
         Verdict::Pass,
         Verdict::Fail,
         Verdict::Crash,
         Verdict::Timeout,
+        Verdict::Flaky,
         Verdict::InfraError,
         Verdict::Unavailable,
     ];
@@ -41,13 +44,13 @@ impl Verdict {
             Verdict::Timeout => "timeout",
             Verdict::InfraError => "infra-error",
             Verdict::Unavailable => "unavailable",
+            Verdict::Flaky => "flaky",
         }
     }
 
-    /// Whether the verdict is a finding about the component (as opposed to
-    /// one about this machine).
-    pub fn is_component_result(self) -> bool {
-        !matches!(self, Verdict::InfraError | Verdict::Unavailable)
+    /// A finding that the component misbehaved (and that gates CI).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::Crash | Verdict::Timeout)
     }
 }
 

@@ -9,7 +9,7 @@ use kmatrix_agent::{GuestEvent, JOB_PATH, RESULTS_PORT_PARAM};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -363,11 +363,6 @@ pub fn qemu_available() -> Result<String, String> {
             "{QEMU} not found ({e}); install Debian's qemu-system-x86 (the README's setup does)"
         )),
     }
-}
-
-/// A per-boot log folder name.
-pub fn boot_dir(run_dir: &Path, kernel: &str, attempt: u32) -> PathBuf {
-    run_dir.join("boots").join(format!("{kernel}-{attempt}"))
 }
 
 #[cfg(test)]
