@@ -54,6 +54,15 @@ impl Project {
             .map(Project::new)
     }
 
+    /// The committed baseline run (`results/baseline`), if the project has one.
+    pub fn baseline_dir(&self) -> PathBuf {
+        self.root.join("results").join("baseline")
+    }
+
+    pub fn baseline_cells(&self) -> Option<Vec<results::CellRecord>> {
+        results::read_run(&self.baseline_dir()).ok()
+    }
+
     pub fn images_dir(&self) -> PathBuf {
         self.root.join("images")
     }

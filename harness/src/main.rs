@@ -62,11 +62,36 @@ enum Command {
         after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13 v1.14.0 results/runs/tproxy"
     )]
     Diff(DiffArgs),
-    /// Rewrite matrix.csv, matrix.json and matrix.md of a run directory from its cells.jsonl.
-    Report {
-        /// A run directory (holding cells.jsonl).
-        dir: PathBuf,
-    },
+    /// Reports for a run: the docs compatibility table, JUnit XML, HTML, the matrix.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// A run directory (holding cells.jsonl and run.json).
+    dir: PathBuf,
+    /// Print one report instead of rewriting all of them in DIR
+    /// (matrix.{csv,json,md}, compatibility.md, junit.xml, report.html).
+    #[arg(long, value_enum)]
+    format: Option<ReportFormat>,
+    /// With --format: write to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE", requires = "format")]
+    output: Option<PathBuf>,
+    /// The run to compare with in the HTML report [default: results/baseline when it exists].
+    #[arg(long, value_name = "RUN")]
+    baseline: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    /// The docs compatibility table (version rows x kernel columns, workarounds, legend).
+    Markdown,
+    /// The full matrix (version x variant rows) with signatures.
+    MatrixMarkdown,
+    Junit,
+    Html,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -187,17 +212,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::List => list(&project),
         Command::Plan(args) => plan_cells(&project, &args.select, args.format),
-        Command::Report { dir } => {
-            let records = kmatrix::results::read_cells(&dir)?;
-            let (catalog, scenarios) = project.load_selected(&[])?;
-            kmatrix::report::write_all(&dir, &records, &scenarios, &catalog)?;
-            println!(
-                "wrote {}/matrix.{{csv,json,md}} from {} cells",
-                dir.display(),
-                records.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Report(args) => report(&project, args),
         Command::Run(args) => run(&project, &cache_root, args),
         Command::Diff(args) => diff(args),
         Command::Kernels(command) => kernels(&project, &cache_root, command),
@@ -265,6 +280,55 @@ fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result
             summary.out.display()
         );
         return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(project: &Project, args: ReportArgs) -> Result<ExitCode> {
+    use kmatrix::report;
+    let records = kmatrix::results::read_run(&args.dir)?;
+    let run: Option<kmatrix::results::RunInfo> =
+        std::fs::read(args.dir.join(kmatrix::results::RUN_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let (catalog, scenarios) = project.load_selected(&[])?;
+    let baseline_records = match &args.baseline {
+        Some(path) => Some(kmatrix::results::read_run(path)?),
+        None => project.baseline_cells(),
+    };
+    let baseline = baseline_records.map(|old| kmatrix::diff::diff(&old, &records, false));
+    let input = report::ReportInput {
+        records: &records,
+        scenarios: &scenarios,
+        catalog: &catalog,
+        run: run.as_ref(),
+        run_dir: Some(&args.dir),
+        baseline: baseline.as_ref(),
+    };
+    let Some(format) = args.format else {
+        report::write_all(&args.dir, &input)?;
+        println!(
+            "wrote matrix.{{csv,json,md}}, compatibility.md, junit.xml and report.html in {} from {} cells",
+            args.dir.display(),
+            records.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let matrix = || report::build(&records, &scenarios, &catalog);
+    let text = match format {
+        ReportFormat::Markdown => report::compat::render(&input),
+        ReportFormat::MatrixMarkdown => {
+            report::to_markdown(&matrix())
+                + &report::workarounds_markdown(&report::workaround_checks(&records))
+        }
+        ReportFormat::Junit => report::junit::render(&records),
+        ReportFormat::Html => report::html::render(&input)?,
+        ReportFormat::Csv => report::to_csv(&matrix())?,
+        ReportFormat::Json => serde_json::to_string_pretty(&matrix())? + "\n",
+    };
+    match args.output {
+        Some(path) => kmatrix::results::write_atomically(&path, text.as_bytes())?,
+        None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -237,7 +237,21 @@ pub fn run(
     let was_interrupted = interrupted.load(Ordering::SeqCst);
     store.write_run_info(&run_info((!was_interrupted).then(SystemTime::now)))?;
     let records: Vec<CellRecord> = store.records().cloned().collect();
-    report::write_all(&options.out, &records, &scenarios, &catalog)?;
+    let info = run_info((!was_interrupted).then(SystemTime::now));
+    let baseline = project
+        .baseline_cells()
+        .map(|old| crate::diff::diff(&old, &records, false));
+    report::write_all(
+        &options.out,
+        &report::ReportInput {
+            records: &records,
+            scenarios: &scenarios,
+            catalog: &catalog,
+            run: Some(&info),
+            run_dir: Some(&options.out),
+            baseline: baseline.as_ref(),
+        },
+    )?;
     let mut counts = BTreeMap::new();
     for record in &records {
         *counts.entry(record.verdict).or_insert(0) += 1;

@@ -1,14 +1,104 @@
-//! Reports made from `cells.jsonl`: the matrix as CSV, JSON and Markdown.
+//! Reports made from `cells.jsonl`: the matrix (CSV, JSON, Markdown), the
+//! docs compatibility table, JUnit XML and a self-contained HTML page.
 //! Rows are component version × variant, columns are kernels.
 
+pub mod compat;
+pub mod html;
+pub mod junit;
+
 use crate::catalog::Catalog;
-use crate::results::{write_atomically, CellRecord};
-use crate::scenario::Scenario;
+use crate::results::{write_atomically, CellRecord, RunInfo};
+use crate::scenario::{Scenario, BASELINE_VARIANT};
 use crate::verdict::Verdict;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// Everything a report is made from.
+pub struct ReportInput<'a> {
+    pub records: &'a [CellRecord],
+    pub scenarios: &'a [Scenario],
+    pub catalog: &'a Catalog,
+    /// The run's own facts (date, harness version), when known.
+    pub run: Option<&'a RunInfo>,
+    /// The run directory, for console excerpts and boot commands.
+    pub run_dir: Option<&'a Path>,
+    /// The diff against a baseline, when one was given.
+    pub baseline: Option<&'a crate::diff::Diff>,
+}
+
+/// A failing baseline cell and what each workaround variant did on the same kernel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkaroundCheck {
+    pub scenario: String,
+    pub version: String,
+    pub kernel: String,
+    pub verdict: Verdict,
+    pub signature: String,
+    /// (variant id, its verdict) for every other variant of that cell.
+    pub workarounds: Vec<(String, Verdict)>,
+}
+
+impl WorkaroundCheck {
+    /// "fails; passes with godebug-multipathtcp-0".
+    pub fn sentence(&self) -> String {
+        let mut text = verb(self.verdict).to_string();
+        for (variant, verdict) in &self.workarounds {
+            match verdict {
+                Verdict::Pass => text.push_str(&format!("; passes with {variant}")),
+                other => text.push_str(&format!("; still {} with {variant}", verb(*other))),
+            }
+        }
+        text
+    }
+}
+
+/// A verdict as a verb: "fails", "crashes"...
+pub fn verb(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "passes",
+        Verdict::Fail => "fails",
+        Verdict::Crash => "crashes",
+        Verdict::Timeout => "times out",
+        Verdict::Flaky => "is flaky",
+        Verdict::InfraError => "hits an infrastructure error",
+        Verdict::Unavailable => "is unavailable",
+    }
+}
+
+/// For every failing cell of the `baseline` variant, the other variants'
+/// verdicts on the same scenario, version and kernel.
+pub fn workaround_checks(records: &[CellRecord]) -> Vec<WorkaroundCheck> {
+    let mut checks: Vec<WorkaroundCheck> = records
+        .iter()
+        .filter(|r| r.variant == BASELINE_VARIANT && r.verdict.is_failure())
+        .map(|failing| WorkaroundCheck {
+            scenario: failing.scenario.clone(),
+            version: failing.version.clone(),
+            kernel: failing.kernel.clone(),
+            verdict: failing.verdict,
+            signature: failing.signature.clone(),
+            workarounds: records
+                .iter()
+                .filter(|r| {
+                    r.scenario == failing.scenario
+                        && r.version == failing.version
+                        && r.kernel == failing.kernel
+                        && r.variant != BASELINE_VARIANT
+                })
+                .map(|r| (r.variant.clone(), r.verdict))
+                .collect(),
+        })
+        .collect();
+    checks.sort_by(|a, b| {
+        (&a.scenario, &a.version, &a.kernel).cmp(&(&b.scenario, &b.version, &b.kernel))
+    });
+    for check in &mut checks {
+        check.workarounds.sort();
+    }
+    checks
+}
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Matrix {
@@ -110,20 +200,45 @@ pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) 
     Matrix { scenarios: out }
 }
 
-pub fn write_all(
-    dir: &Path,
-    records: &[CellRecord],
-    scenarios: &[Scenario],
-    catalog: &Catalog,
-) -> Result<()> {
-    let matrix = build(records, scenarios, catalog);
+/// Writes every report into the run directory.
+pub fn write_all(dir: &Path, input: &ReportInput) -> Result<()> {
+    let matrix = build(input.records, input.scenarios, input.catalog);
     write_atomically(
         &dir.join("matrix.json"),
         &serde_json::to_vec_pretty(&matrix)?,
     )?;
     write_atomically(&dir.join("matrix.csv"), to_csv(&matrix)?.as_bytes())?;
-    write_atomically(&dir.join("matrix.md"), to_markdown(&matrix).as_bytes())?;
+    let mut md = to_markdown(&matrix);
+    md.push_str(&workarounds_markdown(&workaround_checks(input.records)));
+    write_atomically(&dir.join("matrix.md"), md.as_bytes())?;
+    write_atomically(
+        &dir.join("compatibility.md"),
+        compat::render(input).as_bytes(),
+    )?;
+    write_atomically(
+        &dir.join("junit.xml"),
+        junit::render(input.records).as_bytes(),
+    )?;
+    write_atomically(&dir.join("report.html"), html::render(input)?.as_bytes())?;
     Ok(())
+}
+
+/// The "what does each workaround do where the component fails" section.
+pub fn workarounds_markdown(checks: &[WorkaroundCheck]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n## Workarounds on failing cells\n\n");
+    for check in checks {
+        md.push_str(&format!(
+            "- {} {} on {}: {}\n",
+            check.scenario,
+            check.version,
+            check.kernel,
+            check.sentence()
+        ));
+    }
+    md
 }
 
 /// One line per row, one column per kernel: `scenario,version,variant,<kernel>...`.

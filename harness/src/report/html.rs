@@ -1,0 +1,281 @@
+//! The HTML report: one self-contained page (inline CSS, no script, no CDN)
+//! from the handlebars template in `harness/templates/`. Every value goes
+//! through handlebars' escaping, so text a guest printed stays text.
+
+use super::{build, workaround_checks, ReportInput};
+use crate::diff::Change;
+use crate::verdict::Verdict;
+use anyhow::Result;
+use handlebars::Handlebars;
+use serde::Serialize;
+use std::fs;
+
+const TEMPLATE: &str = include_str!("../../templates/report.html.hbs");
+/// Console lines shown per cell.
+const CONSOLE_LINES: usize = 30;
+
+#[derive(Serialize)]
+struct Page {
+    title: String,
+    generated: String,
+    legend: Vec<Legend>,
+    baseline: Option<BaselineView>,
+    scenarios: Vec<ScenarioView>,
+}
+
+#[derive(Serialize)]
+struct Legend {
+    class: &'static str,
+    symbol: &'static str,
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+struct BaselineView {
+    summary: String,
+    rows: Vec<BaselineRow>,
+}
+
+#[derive(Serialize)]
+struct BaselineRow {
+    change: &'static str,
+    cell: String,
+    before: String,
+    after: String,
+}
+
+#[derive(Serialize)]
+struct ScenarioView {
+    id: String,
+    title: String,
+    summary: String,
+    component: String,
+    issue: String,
+    kernels: Vec<KernelHead>,
+    rows: Vec<RowView>,
+    workarounds: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct KernelHead {
+    id: String,
+    release: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RowView {
+    version: String,
+    variant: String,
+    cells: Vec<CellView>,
+}
+
+#[derive(Serialize, Default)]
+struct CellView {
+    present: bool,
+    class: &'static str,
+    symbol: &'static str,
+    verdict: &'static str,
+    signature: String,
+    cell_id: String,
+    kernel_release: String,
+    attempts: u32,
+    facts: Vec<Fact>,
+    probes: Vec<ProbeView>,
+    console: String,
+    repro: String,
+}
+
+#[derive(Serialize)]
+struct Fact {
+    name: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct ProbeView {
+    id: String,
+    verdict: &'static str,
+    exit: String,
+    output: String,
+}
+
+pub fn render(input: &ReportInput) -> Result<String> {
+    let mut engine = Handlebars::new();
+    engine.set_strict_mode(true);
+    engine.register_template_string("report", TEMPLATE)?;
+    Ok(engine.render("report", &page(input))?)
+}
+
+fn page(input: &ReportInput) -> Page {
+    let matrix = build(input.records, input.scenarios, input.catalog);
+    let checks = workaround_checks(input.records);
+    let generated = match input.run {
+        Some(run) => format!(
+            "kmatrix {} · run started {} · accelerator {}: {}",
+            run.harness_version, run.started, run.accel, run.accel_reason
+        ),
+        None => format!("kmatrix {}", env!("CARGO_PKG_VERSION")),
+    };
+    let scenarios = matrix
+        .scenarios
+        .iter()
+        .map(|m| {
+            let scenario = input.scenarios.iter().find(|s| s.id == m.scenario);
+            ScenarioView {
+                id: m.scenario.clone(),
+                title: m.title.clone(),
+                summary: scenario.map(|s| s.summary.clone()).unwrap_or_default(),
+                component: m.component.clone(),
+                issue: m.issue.clone(),
+                kernels: m
+                    .kernels
+                    .iter()
+                    .map(|k| KernelHead {
+                        id: k.id.clone(),
+                        release: k.release.clone(),
+                    })
+                    .collect(),
+                rows: m
+                    .rows
+                    .iter()
+                    .map(|row| RowView {
+                        version: row.version.clone(),
+                        variant: row.variant.clone(),
+                        cells: m
+                            .kernels
+                            .iter()
+                            .map(|k| {
+                                row.cells
+                                    .get(&k.id)
+                                    .map(|c| cell_view(input, &c.cell_id))
+                                    .unwrap_or_default()
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                workarounds: checks
+                    .iter()
+                    .filter(|c| c.scenario == m.scenario)
+                    .map(|c| format!("{} on {}: {}", c.version, c.kernel, c.sentence()))
+                    .collect(),
+            }
+        })
+        .collect();
+    Page {
+        title: match input.scenarios {
+            [one] => one.id.clone(),
+            _ => "compatibility matrix".into(),
+        },
+        generated,
+        legend: Verdict::ALL
+            .iter()
+            .map(|v| Legend {
+                class: v.as_str(),
+                symbol: symbol(*v),
+                name: v.as_str(),
+            })
+            .collect(),
+        baseline: input.baseline.map(|diff| BaselineView {
+            summary: format!(
+                "{} regressions, {} fixes, {} changed, {} new, {} removed, {} not comparable, {} unchanged",
+                diff.count(Change::Regression),
+                diff.count(Change::Fix),
+                diff.count(Change::Changed),
+                diff.count(Change::New),
+                diff.count(Change::Removed),
+                diff.count(Change::NotComparable),
+                diff.unchanged
+            ),
+            rows: diff
+                .changes
+                .iter()
+                .filter(|c| !matches!(c.change, Change::New | Change::Removed))
+                .map(|c| BaselineRow {
+                    change: c.change.title(),
+                    cell: c.key.label(),
+                    before: side(&c.old),
+                    after: side(&c.new),
+                })
+                .collect(),
+        }),
+        scenarios,
+    }
+}
+
+/// Symbols every common font has (the Markdown reports use emoji, which
+/// headless browsers without an emoji font draw as boxes).
+fn symbol(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "✓",
+        Verdict::Fail => "✗",
+        Verdict::Crash => "☠",
+        Verdict::Timeout => "◷",
+        Verdict::Flaky => "↻",
+        Verdict::InfraError => "⚠",
+        Verdict::Unavailable => "–",
+    }
+}
+
+fn side(side: &Option<crate::diff::Side>) -> String {
+    match side {
+        Some(s) if s.signature.is_empty() => s.verdict.to_string(),
+        Some(s) => format!("{}: {}", s.verdict, s.signature),
+        None => "—".into(),
+    }
+}
+
+fn cell_view(input: &ReportInput, cell_id: &str) -> CellView {
+    let Some(record) = input.records.iter().find(|r| r.cell_id == cell_id) else {
+        return CellView::default();
+    };
+    let boot_file = |name: &str| {
+        let dir = input.run_dir?;
+        let console = dir.join(record.console_log.as_ref()?);
+        fs::read_to_string(console.with_file_name(name)).ok()
+    };
+    let console = boot_file("console.log")
+        .map(|text| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(CONSOLE_LINES)..].join("\n")
+        })
+        .unwrap_or_default();
+    let mut repro = format!("kmatrix repro {}", record.cell_id);
+    if let Some(command) = boot_file("qemu-command.txt") {
+        repro.push_str(&format!(
+            "\n\n# the boot that gave this verdict:\n{command}"
+        ));
+    }
+    CellView {
+        present: true,
+        class: record.verdict.as_str(),
+        symbol: symbol(record.verdict),
+        verdict: record.verdict.as_str(),
+        signature: record.signature.clone(),
+        cell_id: record.cell_id.clone(),
+        kernel_release: record
+            .kernel_release
+            .clone()
+            .unwrap_or_else(|| "never booted".into()),
+        attempts: record.attempts,
+        facts: record
+            .facts
+            .iter()
+            .map(|(name, value)| Fact {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        probes: record
+            .probes
+            .iter()
+            .map(|p| ProbeView {
+                id: p.probe_id.clone(),
+                verdict: p.verdict.as_str(),
+                exit: p.exit.clone(),
+                output: format!("{}{}", p.stdout, p.stderr).trim_end().to_string(),
+            })
+            .collect(),
+        console,
+        repro,
+    }
+}
