@@ -24,6 +24,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod shard;
 pub mod verdict;
 
 use catalog::Catalog;

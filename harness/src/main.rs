@@ -62,6 +62,24 @@ enum Command {
         after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13 v1.14.0 results/runs/tproxy"
     )]
     Diff(DiffArgs),
+    /// Join the results of several runs (CI shards) into one run directory.
+    ///
+    /// A cell present in more than one with different verdicts is reported
+    /// (and listed in OUT/conflicts.json); the exit status is then 1.
+    Merge {
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Rerun exactly one cell and print how to reproduce it without kmatrix.
+    Repro {
+        /// A cell id, as `kmatrix plan` or a report shows it.
+        cell: String,
+        /// Where to keep the run [default: results/runs/repro-<cell>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Reports for a run: the docs compatibility table, JUnit XML, HTML, the matrix.
     Report(ReportArgs),
 }
@@ -146,8 +164,15 @@ enum DiffFormat {
 struct PlanArgs {
     #[command(flatten)]
     select: SelectArgs,
+    /// `github-matrix` prints a strategy.matrix for GitHub Actions with --shards entries.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Only the cells of shard I of N.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<kmatrix::shard::Shard>,
+    /// How many shards `--format github-matrix` makes.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    shards: usize,
 }
 
 #[derive(clap::Args)]
@@ -172,12 +197,19 @@ struct RunArgs {
     /// Rerun failing cells up to N times; a cell that passes in any is `flaky`.
     #[arg(long, value_name = "N", default_value_t = 0)]
     retries: u32,
+    /// Run one shard of the plan, I of N (cells of a kernel stay together).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<kmatrix::shard::Shard>,
+    /// Run only this cell (repeatable); ids as `kmatrix plan` lists them.
+    #[arg(long = "cell", value_name = "CELL_ID")]
+    cells: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Table,
     Json,
+    GithubMatrix,
 }
 
 fn main() -> ExitCode {
@@ -211,7 +243,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     let cache_root = cli.cache.clone().unwrap_or_else(Cache::default_root);
     match cli.command {
         Command::List => list(&project),
-        Command::Plan(args) => plan_cells(&project, &args.select, args.format),
+        Command::Plan(args) => plan_cells(&project, &args),
+        Command::Merge { dirs, out } => merge(&project, &dirs, &out),
+        Command::Repro { cell, out } => repro(&project, &cache_root, &cell, out),
         Command::Report(args) => report(&project, args),
         Command::Run(args) => run(&project, &cache_root, args),
         Command::Diff(args) => diff(args),
@@ -257,6 +291,8 @@ fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result
         accel: args.accel,
         locked: args.locked,
         retries: args.retries,
+        shard: args.shard,
+        only_cells: args.cells,
     };
     let summary = runner::run(project, &cache, &options, interrupted)?;
     let counts: Vec<String> = summary
@@ -371,11 +407,30 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::from(result.regressions() > 0)))
 }
 
-fn plan_cells(project: &Project, select: &SelectArgs, format: Format) -> Result<ExitCode> {
-    let (catalog, scenarios) = project.load_selected(&select.scenarios)?;
+fn plan_cells(project: &Project, args: &PlanArgs) -> Result<ExitCode> {
+    let (catalog, scenarios) = project.load_selected(&args.select.scenarios)?;
     let lock = kmatrix::lock::Lock::load(&project.images_dir())?;
-    let cells = plan::plan(&scenarios, &select.kernels, &catalog, &lock)?;
-    match format {
+    let mut cells = plan::plan(&scenarios, &args.select.kernels, &catalog, &lock)?;
+    if let Some(shard) = args.shard {
+        cells = kmatrix::shard::select(cells, shard);
+    }
+    match args.format {
+        Format::GithubMatrix => {
+            let shards = args.shards.max(1);
+            let kernels = kmatrix::shard::assign_kernels(&cells, shards);
+            let include: Vec<serde_json::Value> = kernels
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| !k.is_empty())
+                .map(|(i, k)| {
+                    serde_json::json!({
+                        "shard": format!("{}/{shards}", i + 1),
+                        "kernels": k.join(" "),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "include": include }));
+        }
         Format::Json => {
             let rows: Vec<serde_json::Value> = cells
                 .iter()
@@ -402,6 +457,204 @@ fn plan_cells(project: &Project, select: &SelectArgs, format: Format) -> Result<
             println!("{} cells", cells.len());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(project: &Project, dirs: &[PathBuf], out: &std::path::Path) -> Result<ExitCode> {
+    use kmatrix::results::{read_run, CellRecord, ResultsStore};
+    let mut merged: std::collections::BTreeMap<String, (CellRecord, PathBuf)> = Default::default();
+    let mut conflicts = Vec::new();
+    for dir in dirs {
+        for record in read_run(dir)? {
+            match merged.get(&record.cell_id) {
+                Some((kept, from))
+                    if kept.verdict != record.verdict || kept.signature != record.signature =>
+                {
+                    conflicts.push(serde_json::json!({
+                        "cell_id": record.cell_id,
+                        "cell": format!("{} {} {} on {}", record.scenario, record.version, record.variant, record.kernel),
+                        "first": { "dir": from, "verdict": kept.verdict, "signature": kept.signature },
+                        "second": { "dir": dir, "verdict": record.verdict, "signature": record.signature },
+                    }));
+                }
+                Some(_) => {}
+                None => {
+                    merged.insert(record.cell_id.clone(), (record, dir.clone()));
+                }
+            }
+        }
+        copy_boots(dir, out)?;
+    }
+    let mut store = ResultsStore::open(out)?;
+    for (record, _) in merged.into_values() {
+        store.add(record)?;
+    }
+    if let Some(info) = dirs
+        .iter()
+        .find_map(|d| std::fs::read(d.join(kmatrix::results::RUN_FILE)).ok())
+    {
+        kmatrix::results::write_atomically(&out.join(kmatrix::results::RUN_FILE), &info)?;
+    }
+    let records: Vec<CellRecord> = store.records().cloned().collect();
+    let (catalog, scenarios) = project.load_selected(&[])?;
+    let run: Option<kmatrix::results::RunInfo> =
+        std::fs::read(out.join(kmatrix::results::RUN_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+    kmatrix::report::write_all(
+        out,
+        &kmatrix::report::ReportInput {
+            records: &records,
+            scenarios: &scenarios,
+            catalog: &catalog,
+            run: run.as_ref(),
+            run_dir: Some(out),
+            baseline: None,
+        },
+    )?;
+    println!(
+        "merged {} cells from {} runs into {}",
+        records.len(),
+        dirs.len(),
+        out.display()
+    );
+    if conflicts.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    kmatrix::results::write_atomically(
+        &out.join("conflicts.json"),
+        &serde_json::to_vec_pretty(&conflicts)?,
+    )?;
+    eprintln!(
+        "error: {} cells ran in more than one input with different verdicts (kept the first; see {}):",
+        conflicts.len(),
+        out.join("conflicts.json").display()
+    );
+    for conflict in &conflicts {
+        eprintln!(
+            "  {}: {} in {} vs {} in {}",
+            conflict["cell"].as_str().unwrap_or_default(),
+            conflict["first"]["verdict"],
+            conflict["first"]["dir"],
+            conflict["second"]["verdict"],
+            conflict["second"]["dir"]
+        );
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// Copies a run's boot logs (console, QEMU command) so merged reports keep them.
+fn copy_boots(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    fn copy(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let path = entry?.path();
+            let target = to.join(path.file_name().expect("named"));
+            if path.is_dir() {
+                copy(&path, &target)?;
+            } else if !target.exists() && path.extension().is_none_or(|e| e != "cpio") {
+                std::fs::copy(&path, &target)?;
+            }
+        }
+        Ok(())
+    }
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .expect("named")
+            .to_string_lossy()
+            .into_owned();
+        if path.is_dir() && name.starts_with("boots") {
+            copy(&path, &to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+fn repro(
+    project: &Project,
+    cache_root: &std::path::Path,
+    cell_id: &str,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let (catalog, scenarios) = project.load_selected(&[])?;
+    let lock = kmatrix::lock::Lock::load(&project.images_dir())?;
+    let all_kernels: Vec<String> = catalog.kernels.keys().cloned().collect();
+    let cells = plan::plan(&scenarios, &all_kernels, &catalog, &lock)?;
+    let Some(cell) = cells.into_iter().find(|c| c.id == cell_id) else {
+        return Err(FileError::whole_file(
+            &project.scenarios_dir,
+            format!("no cell `{cell_id}` in the current plan"),
+            "take the id from `kmatrix plan` (a report from older inputs may name ids that no longer exist)",
+        )
+        .into());
+    };
+    let out = out.unwrap_or_else(|| {
+        project
+            .root
+            .join("results/runs")
+            .join(format!("repro-{cell_id}"))
+    });
+    if out.join(kmatrix::results::CELLS_FILE).exists() {
+        std::fs::remove_file(out.join(kmatrix::results::CELLS_FILE))?;
+    }
+    let cache = Cache::open(cache_root)?;
+    let options = RunOptions {
+        scenarios: vec![cell.scenario.clone()],
+        kernels: vec![cell.kernel.clone()],
+        out: out.clone(),
+        resume: false,
+        jobs: 1,
+        accel: AccelChoice::Auto,
+        locked: false,
+        retries: 0,
+        shard: None,
+        only_cells: vec![cell.id.clone()],
+    };
+    let summary = runner::run(project, &cache, &options, Arc::new(AtomicBool::new(false)))?;
+    let record = kmatrix::results::read_run(&out)?
+        .into_iter()
+        .find(|r| r.cell_id == cell.id);
+    println!(
+        "\n{} {} {} on {}: {}",
+        cell.scenario,
+        cell.version,
+        cell.variant,
+        cell.kernel,
+        record
+            .as_ref()
+            .map(|r| format!("{} {}", r.verdict, r.signature))
+            .unwrap_or_else(|| "no result".into())
+    );
+    let console = record.as_ref().and_then(|r| r.console_log.clone());
+    if let Some(console) = console {
+        let boot = out.join(console);
+        let boot = boot.parent().expect("console in a boot folder");
+        println!("\nTo reproduce without kmatrix, boot the same kernel and initramfs:\n");
+        println!(
+            "  {}",
+            std::fs::read_to_string(boot.join("qemu-command.txt"))?
+        );
+        println!(
+            "\n(the initramfs is {}; its /init is the kmatrix agent, /kmatrix/job.json the job)",
+            boot.join("initramfs.cpio").display()
+        );
+    }
+    println!("\nInside the guest the agent runs, each in a fresh network namespace:\n");
+    for probe in &cell.probes {
+        let env: Vec<String> = probe.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "  {}{}",
+            if env.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", env.join(" "))
+            },
+            kmatrix::backend::qemu::shell_words(&probe.argv)
+        );
+    }
+    println!("\nresults: {}", summary.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,6 +36,24 @@ pub struct RunOptions {
     pub locked: bool,
     /// Rerun failing cells up to this many times to tell flaky from failing.
     pub retries: u32,
+    /// Run only this shard of the plan (CI runners).
+    pub shard: Option<crate::shard::Shard>,
+    /// Run only these cells (by id); empty means all.
+    pub only_cells: Vec<String>,
+}
+
+impl RunOptions {
+    /// The cells of `cells` this run is asked for (shard, cell ids).
+    pub fn select(&self, cells: Vec<Cell>) -> Vec<Cell> {
+        let cells = match self.shard {
+            Some(shard) => crate::shard::select(cells, shard),
+            None => cells,
+        };
+        cells
+            .into_iter()
+            .filter(|c| self.only_cells.is_empty() || self.only_cells.contains(&c.id))
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -75,12 +93,12 @@ pub fn run(
     let provisioner = Provisioner::new(cache, &catalog, options.locked)?;
     // Planned twice: provisioning may pin new checksums in the lock file, and
     // cell ids hash the lock, so the ids that count come after provisioning.
-    let provisional = plan::plan(
+    let provisional = options.select(plan::plan(
         &scenarios,
         &options.kernels,
         &catalog,
         &provisioner.lock_snapshot(),
-    )?;
+    )?);
     let progress = Progress::new(provisional.len() as u64);
 
     // Provision: the agent, each version's reproducer, each kernel.
@@ -125,12 +143,12 @@ pub fn run(
         kernels.insert(kernel, fetched);
     }
 
-    let cells = plan::plan(
+    let cells = options.select(plan::plan(
         &scenarios,
         &options.kernels,
         &catalog,
         &provisioner.lock_snapshot(),
-    )?;
+    )?);
     let planned = cells.len();
     let pending: Vec<Cell> = cells
         .into_iter()
