@@ -18,6 +18,7 @@ for tool in make gcc flex bison bc perl xz zstd; do
   command -v $tool >/dev/null || need+=($pkg)
 done
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)
+command -v chromium >/dev/null || need+=(chromium) # the HTML report is checked in a real browser
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev) # the static guest agent

@@ -187,3 +187,71 @@ fn faults_get_the_right_verdicts_and_other_cells_are_kept() {
         );
     }
 }
+
+#[test]
+fn shards_merged_equal_the_unsharded_run() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let kernels = ["--kernel", "debian-6.1", "--kernel", "debian-6.12"];
+    let run = |name: &str, extra: &[&str]| {
+        let out = project.root().join(name);
+        let mut args = vec!["run", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(&kernels);
+        args.extend_from_slice(extra);
+        run_ok(&project, &args);
+        out
+    };
+    let whole = run("whole", &[]);
+    let one = run("shard-1", &["--shard", "1/2"]);
+    let two = run("shard-2", &["--shard", "2/2"]);
+    let merged = project.root().join("merged");
+    let output = project.kmatrix(&[
+        "merge",
+        one.to_str().unwrap(),
+        two.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = |dir: &std::path::Path| -> Vec<(String, String)> {
+        let mut cells: Vec<(String, String)> = read_cells(dir)
+            .iter()
+            .map(|c| {
+                (
+                    c["cell_id"].as_str().unwrap().to_string(),
+                    c["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        cells.sort();
+        cells
+    };
+    assert!(
+        !read_cells(&one).is_empty() && !read_cells(&two).is_empty(),
+        "both shards ran cells"
+    );
+    assert_eq!(cells(&merged), cells(&whole));
+    assert!(merged.join("report.html").is_file() && merged.join("junit.xml").is_file());
+
+    // The same cell with another verdict in a third input is reported, exit 1.
+    let forged = project.root().join("forged");
+    common::copy_tree(&one, &forged);
+    let text_cells = fs::read_to_string(forged.join("cells.jsonl")).unwrap();
+    let first = text_cells.lines().next().unwrap();
+    let flipped = if first.contains("\"verdict\":\"pass\"") {
+        first.replace("\"verdict\":\"pass\"", "\"verdict\":\"fail\"")
+    } else {
+        first.replacen("\"verdict\":\"", "\"verdict\":\"pass\",\"was\":\"", 1)
+    };
+    fs::write(forged.join("cells.jsonl"), flipped + "\n").unwrap();
+    let conflict = project.root().join("conflict");
+    let output = project.kmatrix(&[
+        "merge",
+        one.to_str().unwrap(),
+        forged.to_str().unwrap(),
+        "--out",
+        conflict.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(conflict.join("conflicts.json").is_file());
+}

@@ -140,7 +140,7 @@ fn words(verdict: Verdict) -> &'static str {
         Verdict::Crash => "crashes",
         Verdict::Timeout => "hangs",
         Verdict::Flaky => "flaky",
-        Verdict::InfraError => "not tested (infra-error)",
+        Verdict::InfraError => "not tested (harness error)",
         Verdict::Unavailable => "not tested here",
     }
 }

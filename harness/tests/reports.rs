@@ -1,0 +1,188 @@
+//! Reports from a handmade run (every verdict kind, a guest that printed
+//! `<script>`): golden files for the Markdown and JUnit outputs, HTML
+//! escaping checked in a real headless Chromium, and diff exit statuses.
+
+mod common;
+
+use common::{copy_tree, repo_root, text};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kmatrix(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .arg("--root")
+        .arg(repo_root())
+        .args(args)
+        .output()
+        .expect("kmatrix runs")
+}
+
+fn sample_run() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs/sample"),
+        &run,
+    );
+    (dir, run)
+}
+
+/// Compares with a golden file; `KMATRIX_UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("KMATRIX_UPDATE_GOLDEN").is_some() {
+        fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run with KMATRIX_UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        expected, actual,
+        "{name} changed; if on purpose, rerun with KMATRIX_UPDATE_GOLDEN=1"
+    );
+}
+
+fn report(run: &Path, format: &str) -> String {
+    let output = kmatrix(&["report", run.to_str().unwrap(), "--format", format]);
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn markdown_and_junit_match_their_golden_files() {
+    let (_dir, run) = sample_run();
+    golden("compatibility.md", &report(&run, "markdown"));
+    golden("matrix.md", &report(&run, "matrix-markdown"));
+    golden("junit.xml", &report(&run, "junit"));
+}
+
+#[test]
+fn junit_marks_each_verdict_kind() {
+    let (_dir, run) = sample_run();
+    let xml = report(&run, "junit");
+    assert!(xml.contains("<failure type=\"fail\""));
+    assert!(xml.contains("<failure type=\"crash\""));
+    assert!(xml.contains("<flakyFailure type=\"flaky\""));
+    assert!(xml.contains("(passed 2, failed 1)"));
+    assert!(xml.contains("<skipped message=\"unavailable: no network to"));
+    assert!(xml.contains("<error type=\"infra-error\""));
+    assert!(xml.contains("<property name=\"kernel\" value=\"debian-6.1\"/>"));
+    assert!(xml.contains("&lt;script&gt;alert(&apos;guest&apos;)&lt;/script&gt;"));
+    assert!(!xml.contains("<script>"));
+}
+
+#[test]
+fn html_escapes_what_guests_printed_and_renders_in_chromium() {
+    let (dir, run) = sample_run();
+    let html = report(&run, "html");
+    assert!(
+        html.contains("&lt;script&gt;"),
+        "the signature is shown, escaped"
+    );
+    assert!(
+        !html.contains("<script"),
+        "no script element at all: the page has none of its own"
+    );
+    assert!(!html.contains("<img src=x"));
+    let page = dir.path().join("report.html");
+    fs::write(&page, &html).unwrap();
+
+    let chromium = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("Debian's chromium must be installed (scripts/setup.sh installs it)")
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("kube-ovn-tproxy"),
+        "the page rendered: {dom:.300}"
+    );
+    assert!(
+        !dom.contains("<script") && !dom.contains("<img"),
+        "guest text became markup"
+    );
+    let shot = dir.path().join("report.png");
+    let output = chromium(&[
+        "--window-size=1400,900",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    let png = fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", text(&output)));
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(png.len() > 10_000, "a blank page would be tiny");
+}
+
+#[test]
+fn diff_exit_statuses_gate_ci() {
+    let (dir, run) = sample_run();
+    let same = kmatrix(&["diff", run.to_str().unwrap(), run.to_str().unwrap()]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+
+    // Make v1.13 baseline on debian-6.1 fail in a copy: one regression.
+    let worse = dir.path().join("worse");
+    copy_tree(&run, &worse);
+    let cells = fs::read_to_string(worse.join("cells.jsonl")).unwrap();
+    let changed: Vec<String> = cells
+        .lines()
+        .map(|l| {
+            if l.contains("\"0000000000000005\"") {
+                l.replace("\"verdict\": \"pass\"", "\"verdict\": \"fail\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    fs::write(worse.join("cells.jsonl"), changed.join("\n") + "\n").unwrap();
+    let regressed = kmatrix(&["diff", run.to_str().unwrap(), worse.to_str().unwrap()]);
+    assert_eq!(regressed.status.code(), Some(1), "{}", text(&regressed));
+    assert!(String::from_utf8_lossy(&regressed.stdout).contains("Regressions (1)"));
+    let md = kmatrix(&[
+        "diff",
+        "--format",
+        "markdown",
+        run.to_str().unwrap(),
+        worse.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&md.stdout).contains("### Regressions"));
+
+    let missing = kmatrix(&["diff", run.to_str().unwrap(), "/nonexistent/run"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    let usage = kmatrix(&["diff", run.to_str().unwrap()]);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
+
+    let versions = kmatrix(&[
+        "diff",
+        "--versions",
+        "v1.13",
+        "v1.14.0",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(versions.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&versions.stdout);
+    assert!(
+        said.contains("v1.14.0 regresses on debian-5.10-mptcp")
+            && said.contains("fixed by godebug-multipathtcp-0"),
+        "{said}"
+    );
+}
