@@ -15,3 +15,14 @@ test *ARGS:
 # List scenarios, kernels and toolchains.
 list:
     cargo run --quiet -- list
+
+# Regenerate results/COMPATIBILITY.md from the committed baseline (CI checks it is fresh).
+docs:
+    cargo run --quiet -- report results/baseline --format markdown -o results/COMPATIBILITY.md
+
+# Make a new baseline from a full run (then review and commit results/baseline).
+baseline RUN:
+    mkdir -p results/baseline
+    cp {{RUN}}/cells.jsonl {{RUN}}/run.json results/baseline/
+    cargo run --quiet -- report results/baseline
+    just docs

@@ -136,6 +136,9 @@ struct SelectArgs {
     /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]
     #[arg(long = "kernel", value_name = "ID")]
     kernels: Vec<String>,
+    /// Variant id (repeatable), e.g. only `baseline` [default: every variant]
+    #[arg(long = "variant", value_name = "ID")]
+    variants: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -293,6 +296,7 @@ fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result
         retries: args.retries,
         shard: args.shard,
         only_cells: args.cells,
+        only_variants: args.select.variants,
     };
     let summary = runner::run(project, &cache, &options, interrupted)?;
     let counts: Vec<String> = summary
@@ -411,6 +415,7 @@ fn plan_cells(project: &Project, args: &PlanArgs) -> Result<ExitCode> {
     let (catalog, scenarios) = project.load_selected(&args.select.scenarios)?;
     let lock = kmatrix::lock::Lock::load(&project.images_dir())?;
     let mut cells = plan::plan(&scenarios, &args.select.kernels, &catalog, &lock)?;
+    cells.retain(|c| args.select.variants.is_empty() || args.select.variants.contains(&c.variant));
     if let Some(shard) = args.shard {
         cells = kmatrix::shard::select(cells, shard);
     }
@@ -611,6 +616,7 @@ fn repro(
         retries: 0,
         shard: None,
         only_cells: vec![cell.id.clone()],
+        only_variants: Vec::new(),
     };
     let summary = runner::run(project, &cache, &options, Arc::new(AtomicBool::new(false)))?;
     let record = kmatrix::results::read_run(&out)?

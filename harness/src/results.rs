@@ -130,6 +130,14 @@ impl ResultsStore {
         self.records.contains_key(cell_id)
     }
 
+    /// Whether a resumed run can skip the cell: an infrastructure error is
+    /// no result, so it is run again.
+    pub fn holds_result(&self, cell_id: &str) -> bool {
+        self.records
+            .get(cell_id)
+            .is_some_and(|r| r.verdict != Verdict::InfraError)
+    }
+
     pub fn records(&self) -> impl Iterator<Item = &CellRecord> {
         self.records.values()
     }

@@ -186,3 +186,17 @@ fn diff_exit_statuses_gate_ci() {
         "{said}"
     );
 }
+
+/// `results/COMPATIBILITY.md` is generated from the committed baseline; a
+/// stale copy fails CI. Regenerate with `just docs`.
+#[test]
+fn committed_compatibility_table_is_fresh() {
+    let baseline = repo_root().join("results/baseline");
+    let fresh = report(&baseline, "markdown");
+    let committed = fs::read_to_string(repo_root().join("results/COMPATIBILITY.md"))
+        .expect("results/COMPATIBILITY.md is committed");
+    assert!(
+        committed == fresh,
+        "results/COMPATIBILITY.md is stale: run `just docs` (kmatrix report results/baseline --format markdown -o results/COMPATIBILITY.md)"
+    );
+}

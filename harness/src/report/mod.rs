@@ -243,7 +243,10 @@ pub fn workarounds_markdown(checks: &[WorkaroundCheck]) -> String {
 
 /// One line per row, one column per kernel: `scenario,version,variant,<kernel>...`.
 pub fn to_csv(matrix: &Matrix) -> Result<String> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    // Each scenario has its own kernel columns, so rows differ in length.
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
     for scenario in &matrix.scenarios {
         let mut header = vec!["scenario".to_string(), "version".into(), "variant".into()];
         header.extend(scenario.kernels.iter().map(|k| k.id.clone()));
