@@ -19,6 +19,8 @@ for tool in make gcc flex bison bc perl xz zstd; do
 done
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)
 command -v chromium >/dev/null || need+=(chromium) # the HTML report is checked in a real browser
+command -v clang >/dev/null || need+=(clang)        # BPF objects (clang -target bpf)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev) # the static guest agent

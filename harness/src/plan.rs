@@ -5,7 +5,7 @@ use crate::cache::{sha256_bytes, sha256_file, sha256_tree};
 use crate::catalog::Catalog;
 use crate::diagnostic::FileError;
 use crate::lock::Lock;
-use crate::scenario::{Scenario, REPRODUCER_PLACEHOLDER};
+use crate::scenario::{Scenario, BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER};
 use regex::Regex;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,8 +22,9 @@ pub struct Cell {
     pub version: String,
     pub variant: String,
     pub kernel: String,
-    /// The guest path of the reproducer binary this cell runs.
-    pub reproducer_guest_path: String,
+    /// Guest paths of the version's artifacts this cell needs (the
+    /// reproducer binary first, then its BPF object if any).
+    pub artifacts: Vec<String>,
     /// Kernel modules to load before the cell runs.
     pub modules: Vec<String>,
     pub probes: Vec<CellProbe>,
@@ -61,6 +62,11 @@ pub fn reproducer_guest_path(scenario: &str, version: &str) -> String {
     format!("{GUEST_BIN_DIR}/{}--{}", safe(scenario), safe(version))
 }
 
+/// The guest path of a version's BPF object.
+pub fn bpf_object_guest_path(scenario: &str, version: &str) -> String {
+    reproducer_guest_path(scenario, version).replace("/kmatrix/bin/", "/kmatrix/bpf/") + ".o"
+}
+
 /// Plans the cells of `scenarios` on `kernels` (or each scenario's own list
 /// when `kernels` is empty).
 pub fn plan(
@@ -95,6 +101,18 @@ pub fn plan(
         };
         for version in &scenario.versions {
             let binary = reproducer_guest_path(&scenario.id, &version.id);
+            let bpf_object = bpf_object_guest_path(&scenario.id, &version.id);
+            let mut artifacts = vec![binary.clone()];
+            let bpf_hash = match &version.bpf_object {
+                Some(source) => {
+                    artifacts.push(bpf_object.clone());
+                    Some(hash_or_error(
+                        source.parent().unwrap_or(Path::new(".")),
+                        sha256_tree,
+                    )?)
+                }
+                None => None,
+            };
             for variant in &scenario.variants {
                 let probes: Vec<CellProbe> = scenario
                     .probes
@@ -104,7 +122,10 @@ pub fn plan(
                         argv: probe
                             .run
                             .iter()
-                            .map(|arg| arg.replace(REPRODUCER_PLACEHOLDER, &binary))
+                            .map(|arg| {
+                                arg.replace(REPRODUCER_PLACEHOLDER, &binary)
+                                    .replace(BPF_OBJECT_PLACEHOLDER, &bpf_object)
+                            })
                             .collect(),
                         env: variant
                             .env
@@ -128,6 +149,7 @@ pub fn plan(
                         "toolchain_lock": lock.get(&format!("toolchain:{}", version.toolchain)),
                         "go_directive": version.go_directive,
                         "build_tags": version.build_tags,
+                        "bpf_sources": bpf_hash,
                         "go_packages": scenario.go_packages.as_ref().map(|g| (&g.suite, &g.packages)),
                         "variant": variant.id,
                         "probes": probes,
@@ -144,7 +166,7 @@ pub fn plan(
                         version: version.id.clone(),
                         variant: variant.id.clone(),
                         kernel: kernel.clone(),
-                        reproducer_guest_path: binary.clone(),
+                        artifacts: artifacts.clone(),
                         modules: scenario.modules.clone(),
                         probes: probes.clone(),
                     });

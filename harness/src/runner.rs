@@ -114,7 +114,7 @@ pub fn run(
     for scenario in &scenarios {
         for version in &scenario.versions {
             let guest = plan::reproducer_guest_path(&scenario.id, &version.id);
-            if !provisional.iter().any(|c| c.reproducer_guest_path == guest) {
+            if !provisional.iter().any(|c| c.artifacts.contains(&guest)) {
                 continue;
             }
             let label = format!(
@@ -130,6 +130,20 @@ pub fn run(
                     .map_err(|e| Classified::new(Verdict::InfraError, format!("{e:#}")))
             });
             reproducers.insert(guest, built);
+            if let Some(source) = &version.bpf_object {
+                let built = progress.step(
+                    &format!("{} {}: BPF object", scenario.id, version.id),
+                    || {
+                        provisioner
+                            .bpf_object(source)
+                            .map_err(|e| Classified::new(Verdict::InfraError, format!("{e:#}")))
+                    },
+                );
+                reproducers.insert(
+                    plan::bpf_object_guest_path(&scenario.id, &version.id),
+                    built,
+                );
+            }
         }
     }
     let mut kernels: BTreeMap<String, Result<KernelArtifact, Classified>> = BTreeMap::new();
@@ -168,13 +182,12 @@ pub fn run(
     // Cells that cannot boot are recorded now; the rest are grouped by kernel.
     let mut work: BTreeMap<String, KernelWork> = BTreeMap::new();
     for cell in pending {
-        let missing = match (
-            &kernels[&cell.kernel],
-            &reproducers[&cell.reproducer_guest_path],
-        ) {
-            (Err(why), _) | (_, Err(why)) => Some(why.clone()),
-            _ => None,
-        };
+        let missing: Option<Classified> =
+            kernels[&cell.kernel].as_ref().err().cloned().or_else(|| {
+                cell.artifacts
+                    .iter()
+                    .find_map(|a| reproducers[a].as_ref().err().cloned())
+            });
         match missing {
             Some(why) => {
                 let record = CellRecord::without_guest(&cell, why);
@@ -438,7 +451,7 @@ fn guest_files(
 ) -> Vec<GuestFile> {
     cells
         .iter()
-        .map(|c| c.reproducer_guest_path.clone())
+        .flat_map(|c| c.artifacts.iter().cloned())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .filter_map(|guest| {
@@ -566,9 +579,6 @@ fn run_kernel(
             }
         });
         bar.finish_and_clear();
-        if outcome.end == BootEnd::Interrupted {
-            break;
-        }
         let console_rel = outcome
             .console_path
             .strip_prefix(context.run_dir)
@@ -615,7 +625,8 @@ fn run_kernel(
             let _ = results.send(record);
         }
         cells.retain(|c| !finished.contains(&c.id));
-        if cells.is_empty() {
+        // Cells the guest finished before Ctrl-C are kept; the rest wait for --resume.
+        if cells.is_empty() || outcome.end == BootEnd::Interrupted {
             break;
         }
 
@@ -927,7 +938,7 @@ mod tests {
             version: "v1".into(),
             variant: "baseline".into(),
             kernel: "k".into(),
-            reproducer_guest_path: "/kmatrix/bin/r".into(),
+            artifacts: vec!["/kmatrix/bin/r".into()],
             modules: Vec::new(),
             probes: vec![crate::plan::CellProbe {
                 probe_id: "p".into(),

@@ -14,6 +14,8 @@ use toml::Spanned;
 pub const SCENARIO_FILE: &str = "scenario.toml";
 /// The argv placeholder replaced by the guest path of the version's reproducer binary.
 pub const REPRODUCER_PLACEHOLDER: &str = "{reproducer}";
+/// The argv placeholder replaced by the guest path of the version's BPF object.
+pub const BPF_OBJECT_PLACEHOLDER: &str = "{bpf_object}";
 /// Every scenario has this variant: the component as shipped.
 pub const BASELINE_VARIANT: &str = "baseline";
 
@@ -75,6 +77,10 @@ struct VersionSpec {
     /// Go build tags selecting this release's code path in the reproducer.
     #[serde(default)]
     build_tags: Vec<String>,
+    /// A BPF C source (relative to the scenario folder) built with clang
+    /// `-target bpf` into the object this release ships.
+    #[serde(default)]
+    bpf_object: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +146,7 @@ pub struct Version {
     pub built_from: String,
     pub image: Option<String>,
     pub build_tags: Vec<String>,
+    pub bpf_object: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +355,20 @@ impl Validator<'_> {
                     "write the `go` line of the release's go.mod, e.g. \"1.24\"".into(),
                 ));
             }
+            let bpf_object = match &spec.bpf_object {
+                None => None,
+                Some(source) => {
+                    let path = self.folder.join(source.get_ref());
+                    if !path.is_file() {
+                        return Err(self.error(
+                            source.span(),
+                            format!("BPF source {} does not exist", path.display()),
+                            "give a .c file relative to the scenario folder".into(),
+                        ));
+                    }
+                    Some(path)
+                }
+            };
             versions.push(Version {
                 id: spec.id.into_inner(),
                 toolchain: spec.toolchain.into_inner(),
@@ -355,6 +376,7 @@ impl Validator<'_> {
                 built_from: spec.built_from,
                 image: spec.image,
                 build_tags: spec.build_tags,
+                bpf_object,
             });
         }
         Ok(versions)

@@ -104,7 +104,7 @@ mod tests {
                     version: "v".into(),
                     variant: format!("x{n}"),
                     kernel: kernel.to_string(),
-                    reproducer_guest_path: "/r".into(),
+                    artifacts: vec!["/r".into()],
                     modules: Vec::new(),
                     probes: vec![CellProbe {
                         probe_id: "p".into(),

@@ -133,3 +133,79 @@ fn ollama_mptcp_noop_reproducer_is_caught() {
         "a do-nothing reproducer passed the check"
     );
 }
+
+fn check_calico_everywhere_fine(cells: &[Value]) -> Result<(), String> {
+    if cells.len() != 4 {
+        return Err(format!("expected 4 cells, got {}", cells.len()));
+    }
+    for cell in cells {
+        let said = probe_text(cell);
+        let expected: &[&str] = if cell["variant"] == "xdp-disabled" {
+            &["XDP disabled"]
+        } else {
+            &[
+                "loaded prefilter (BTF loaded)",
+                "XDP prefilter attached in native mode",
+                "XDP prefilter attached in generic mode",
+            ]
+        };
+        for text in expected {
+            if !said.contains(text) || cell["verdict"] != "pass" {
+                return Err(format!("expected a pass saying {text:?}: {cell}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn calico_xdp_loads_and_attaches_both_ways_on_debian_6_1() {
+    let cells = run_case("calico-xdp", "debian-6.1", false);
+    check_calico_everywhere_fine(&cells).unwrap();
+}
+
+#[test]
+fn calico_xdp_noop_reproducer_is_caught() {
+    let cells = run_case("calico-xdp", "debian-6.1", true);
+    assert!(
+        check_calico_everywhere_fine(&cells).is_err(),
+        "a do-nothing reproducer passed the check"
+    );
+}
+
+/// Ubuntu 20.04's 5.4 comes from the Ubuntu archive: where it cannot be
+/// fetched the cells are `unavailable` and there is nothing to assert.
+#[test]
+fn calico_xdp_3_27_3_btf_is_refused_on_ubuntu_20_04_where_reachable() {
+    let cells = run_case("calico-xdp", "ubuntu-20.04", false);
+    if cells.iter().any(|c| c["verdict"] == "unavailable") {
+        eprintln!(
+            "skipped: the Ubuntu archive is out of reach here: {}",
+            cells[0]["signature"]
+        );
+        return;
+    }
+    for cell in &cells {
+        let said = probe_text(cell);
+        match (
+            cell["version"].as_str().unwrap(),
+            cell["variant"].as_str().unwrap(),
+        ) {
+            ("v3.27.3", "baseline") => {
+                assert_eq!(cell["verdict"], "fail", "{cell}");
+                assert!(
+                    said.contains("Error loading .BTF into kernel") && said.contains("vlen != 0"),
+                    "{cell}"
+                );
+            }
+            ("v3.26.4", "baseline") => {
+                assert_eq!(cell["verdict"], "pass", "{cell}");
+                assert!(
+                    said.contains("kernel refused the BTF"),
+                    "5.4 refuses 3.26's BTF too, harmlessly: {cell}"
+                );
+            }
+            _ => assert_eq!(cell["verdict"], "pass", "{cell}"),
+        }
+    }
+}

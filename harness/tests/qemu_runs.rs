@@ -255,3 +255,68 @@ fn shards_merged_equal_the_unsharded_run() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(conflict.join("conflicts.json").is_file());
 }
+
+/// Ctrl-C mid-run: the VMs stop, every finished cell stays on disk in a
+/// whole cells.jsonl, the exit status is 130, and --resume finishes the rest.
+#[test]
+fn ctrl_c_keeps_finished_cells_and_resume_completes() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let out = project.root().join("out");
+    // One VM at a time, two kernels: interrupt while the second boots.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .arg("--root")
+        .arg(project.root())
+        .args([
+            "run",
+            "-j",
+            "1",
+            "--kernel",
+            "debian-6.1",
+            "--kernel",
+            "debian-6.12",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while read_cells(&out).len() < 6 {
+        assert!(std::time::Instant::now() < deadline, "no cells finished");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    let kept = read_cells(&out);
+    assert!(
+        kept.len() >= 6 && kept.len() < 12,
+        "{} cells kept",
+        kept.len()
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("--resume"));
+
+    run_ok(
+        &project,
+        &[
+            "run",
+            "--resume",
+            out.to_str().unwrap(),
+            "-j",
+            "1",
+            "--kernel",
+            "debian-6.1",
+            "--kernel",
+            "debian-6.12",
+        ],
+    );
+    let all = read_cells(&out);
+    assert_eq!(all.len(), 12);
+    for cell in &kept {
+        assert!(all.contains(cell), "a finished cell changed on resume");
+    }
+}
