@@ -16,6 +16,21 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Silence in the middle of a body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Whether `url` answers (a HEAD request), without downloading it.
+pub fn reachable(url: &str) -> Result<()> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+            .build(),
+    );
+    agent
+        .head(url)
+        .call()
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("no network to {url}: {e}"))
+}
+
 /// Downloads `url` to `dest` and returns the sha256 of what arrived. When
 /// `expected_sha256` is given, a mismatch is an error and `dest` is removed.
 pub fn download(url: &str, dest: &Path, expected_sha256: Option<&str>) -> Result<String> {

@@ -176,6 +176,10 @@ struct PlanArgs {
     /// How many shards `--format github-matrix` makes.
     #[arg(long, value_name = "N", default_value_t = 4)]
     shards: usize,
+    /// Say, per scenario, which cells can run here and which are unavailable
+    /// here and why (checks the cache, the Debian mirror and kernel URLs).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(clap::Args)]
@@ -246,6 +250,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     let cache_root = cli.cache.clone().unwrap_or_else(Cache::default_root);
     match cli.command {
         Command::List => list(&project),
+        Command::Plan(args) if args.check => plan_check(&project, &cache_root, &args),
         Command::Plan(args) => plan_cells(&project, &args),
         Command::Merge { dirs, out } => merge(&project, &dirs, &out),
         Command::Repro { cell, out } => repro(&project, &cache_root, &cell, out),
@@ -409,6 +414,54 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
         DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&result)?),
     }
     Ok(ExitCode::from(u8::from(result.regressions() > 0)))
+}
+
+fn plan_check(
+    project: &Project,
+    cache_root: &std::path::Path,
+    args: &PlanArgs,
+) -> Result<ExitCode> {
+    let (catalog, scenarios) = project.load_selected(&args.select.scenarios)?;
+    let lock = kmatrix::lock::Lock::load(&project.images_dir())?;
+    let mut cells = plan::plan(&scenarios, &args.select.kernels, &catalog, &lock)?;
+    if let Some(shard) = args.shard {
+        cells = kmatrix::shard::select(cells, shard);
+    }
+    let cache = Cache::open(cache_root)?;
+    let provisioner = kmatrix::provision::Provisioner::new(&cache, &catalog, false)?;
+    let kernels: std::collections::BTreeSet<&String> = cells.iter().map(|c| &c.kernel).collect();
+    let availability: std::collections::BTreeMap<&String, Result<String, String>> = kernels
+        .into_iter()
+        .map(|k| (k, provisioner.kernel_availability(k)))
+        .collect();
+    for scenario in &scenarios {
+        let mine: Vec<&plan::Cell> = cells.iter().filter(|c| c.scenario == scenario.id).collect();
+        let runnable = mine
+            .iter()
+            .filter(|c| availability[&c.kernel].is_ok())
+            .count();
+        println!(
+            "{}: {} cells, {runnable} can run here",
+            scenario.id,
+            mine.len()
+        );
+        for (kernel, state) in &availability {
+            let count = mine.iter().filter(|c| &&c.kernel == kernel).count();
+            if count == 0 {
+                continue;
+            }
+            match state {
+                Ok(how) => println!("  run here    {count:>3} cells on {kernel:<18} ({how})"),
+                Err(why) => println!("  unavailable {count:>3} cells on {kernel:<18} {why}"),
+            }
+        }
+        if let Some(image) = scenario.versions.iter().find_map(|v| v.image.as_ref()) {
+            println!(
+                "  online only: the real component images ({image}, ...) for the kind backend; no container registry is used here"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plan_cells(project: &Project, args: &PlanArgs) -> Result<ExitCode> {

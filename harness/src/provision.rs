@@ -287,6 +287,31 @@ impl<'a> Provisioner<'a> {
         })
     }
 
+    /// Whether a kernel could be had here now, without fetching it:
+    /// `Ok(how)` or `Err(why not)`.
+    pub fn kernel_availability(&self, id: &str) -> Result<String, String> {
+        if self.kernel_is_cached(id).unwrap_or(false) {
+            return Ok("cached".into());
+        }
+        let entry = self.catalog.kernels.get(id).ok_or("unknown kernel")?;
+        match &entry.source {
+            KernelSource::DebianPackage { suite, .. } => self
+                .apt
+                .ensure_lists()
+                .map(|_| format!("fetchable from Debian {suite}"))
+                .map_err(|e| format!("{e:#}")),
+            KernelSource::PackageUrls { urls } => urls
+                .iter()
+                .try_for_each(|url| fetch::reachable(url))
+                .map(|_| "fetchable by URL".to_string())
+                .map_err(|e| format!("{e:#}")),
+            KernelSource::SourceBuild { .. } => kbuild::check_build_tools()
+                .and_then(|_| self.apt.ensure_lists())
+                .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
+                .map_err(|e| format!("{e:#}")),
+        }
+    }
+
     pub fn toolchain(&self, id: &str) -> Result<GoToolchain> {
         let entry: &ToolchainEntry = self
             .catalog
