@@ -98,6 +98,20 @@ impl Diff {
     pub fn count(&self, change: Change) -> usize {
         self.changes.iter().filter(|c| c.change == change).count()
     }
+
+    /// "1 regressions, 0 fixes, ..., 12 unchanged".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} regressions, {} fixes, {} changed, {} new, {} removed, {} not comparable, {} unchanged",
+            self.count(Change::Regression),
+            self.count(Change::Fix),
+            self.count(Change::Changed),
+            self.count(Change::New),
+            self.count(Change::Removed),
+            self.count(Change::NotComparable),
+            self.unchanged
+        )
+    }
 }
 
 fn failing(verdict: Verdict) -> bool {
@@ -282,30 +296,17 @@ pub fn to_console(diff: &Diff) -> String {
             ));
         }
     }
-    out.push_str(&format!(
-        "{} regressions, {} fixes, {} changed, {} new, {} removed, {} not comparable, {} unchanged\n",
-        diff.count(Change::Regression),
-        diff.count(Change::Fix),
-        diff.count(Change::Changed),
-        diff.count(Change::New),
-        diff.count(Change::Removed),
-        diff.count(Change::NotComparable),
-        diff.unchanged
-    ));
+    out.push_str(&diff.summary());
+    out.push('\n');
     out
 }
 
 pub fn to_markdown(diff: &Diff) -> String {
     let mut md = format!(
-        "**{} regressions**, {} fixes, {} changed, {} new, {} removed, {} not comparable, {} unchanged\n",
-        diff.count(Change::Regression),
-        diff.count(Change::Fix),
-        diff.count(Change::Changed),
-        diff.count(Change::New),
-        diff.count(Change::Removed),
-        diff.count(Change::NotComparable),
-        diff.unchanged
+        "{}\n",
+        diff.summary().replacen(" regressions", " regressions**", 1)
     );
+    md.insert_str(0, "**");
     let mut last = None;
     for row in &diff.changes {
         if last != Some(row.change) {

@@ -176,16 +176,7 @@ fn page(input: &ReportInput) -> Page {
             })
             .collect(),
         baseline: input.baseline.map(|diff| BaselineView {
-            summary: format!(
-                "{} regressions, {} fixes, {} changed, {} new, {} removed, {} not comparable, {} unchanged",
-                diff.count(Change::Regression),
-                diff.count(Change::Fix),
-                diff.count(Change::Changed),
-                diff.count(Change::New),
-                diff.count(Change::Removed),
-                diff.count(Change::NotComparable),
-                diff.unchanged
-            ),
+            summary: diff.summary(),
             rows: diff
                 .changes
                 .iter()
