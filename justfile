@@ -26,3 +26,7 @@ baseline RUN:
     cp {{RUN}}/cells.jsonl {{RUN}}/run.json results/baseline/
     cargo run --quiet -- report results/baseline
     just docs
+
+# Benchmark one boot per kernel against one boot per cell (a ratio, measured here).
+bench *ARGS:
+    bash scripts/bench.sh {{ARGS}}

@@ -225,12 +225,26 @@ pub fn run(
         ));
     }
     let backend = QemuBackend::new(decision.accel(), interrupted.clone());
+    // A resumed run keeps when it first started, and the accelerator it
+    // used when this part boots nothing.
+    let earlier: Option<RunInfo> = std::fs::read(options.out.join(crate::results::RUN_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(|_| options.resume);
+    let (accel, accel_reason) = match (&earlier, work.is_empty()) {
+        (Some(before), true) => (before.accel.clone(), before.accel_reason.clone()),
+        _ => (decision.accel.clone(), decision.reason.clone()),
+    };
+    let started = earlier
+        .as_ref()
+        .map(|before| before.started.clone())
+        .unwrap_or_else(|| humantime::format_rfc3339_seconds(started).to_string());
     let run_info = |finished: Option<SystemTime>| RunInfo {
         harness_version: env!("CARGO_PKG_VERSION").into(),
-        started: humantime::format_rfc3339_seconds(started).to_string(),
+        started: started.clone(),
         finished: finished.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-        accel: decision.accel.clone(),
-        accel_reason: decision.reason.clone(),
+        accel: accel.clone(),
+        accel_reason: accel_reason.clone(),
         cache: cache.stats(),
         command: std::env::args().collect(),
     };
