@@ -155,6 +155,64 @@ impl Apt {
         Ok(())
     }
 
+    /// Downloads `packages` and everything they depend on, as one Debian
+    /// suite would install them on an empty system (apt resolves
+    /// alternatives and versions itself), into `dest`; returns the .debs.
+    pub fn download_closure(
+        &self,
+        suite: &str,
+        packages: &[String],
+        dest: &Path,
+    ) -> Result<Vec<PathBuf>> {
+        self.ensure_lists()?;
+        let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+        let sources = self.root.join(format!("sources-{suite}.list"));
+        fs::write(
+            &sources,
+            format!("deb [signed-by={keyring}] {} {suite} main\n", self.mirror),
+        )?;
+        let empty_status = self.root.join("status-empty");
+        fs::write(&empty_status, "")?;
+        fs::create_dir_all(dest.join("partial"))?;
+        let mut options = self.options();
+        for option in options.iter_mut() {
+            if option.starts_with("Dir::Etc::SourceList=") {
+                *option = format!("Dir::Etc::SourceList={}", sources.display());
+            } else if option.starts_with("Dir::State::status=") {
+                *option = format!("Dir::State::status={}", empty_status.display());
+            }
+        }
+        let output = Command::new("apt-get")
+            .args(options)
+            .arg("-o")
+            .arg(format!("Dir::Cache::Archives={}", dest.display()))
+            .args([
+                "-o",
+                "APT::Install-Recommends=false",
+                "-q",
+                "-y",
+                "--download-only",
+                "install",
+            ])
+            .args(packages)
+            .output()
+            .context("cannot run apt-get")?;
+        if !output.status.success() {
+            bail!(
+                "apt-get could not resolve {} in Debian {suite}: {}",
+                packages.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let mut debs: Vec<PathBuf> = fs::read_dir(dest)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .collect();
+        debs.sort();
+        Ok(debs)
+    }
+
     /// `apt-cache show` for `name` as published in `suite`: the first stanza.
     pub fn show(&self, name: &str, suite: &str) -> Result<String> {
         self.ensure_lists()?;

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
+const S_IFLNK: u32 = 0o120000;
 
 /// A cpio newc archive under construction. Entries get fixed owners and
 /// times so the same inputs give the same bytes.
@@ -32,6 +33,41 @@ impl<W: Write> Cpio<W> {
 
     pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> io::Result<()> {
         self.entry(path, S_IFREG | (mode & 0o7777), 1, (0, 0), data)
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+        self.entry(path, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes())
+    }
+
+    /// Adds a folder tree (files with their modes, symlinks, folders) under `prefix`.
+    pub fn tree(&mut self, root: &std::path::Path, prefix: &str) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut entries: Vec<_> = std::fs::read_dir(root)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = format!("{prefix}/{}", entry.file_name().to_string_lossy());
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(entry.path())?;
+                self.symlink(&name, &target.to_string_lossy())?;
+            } else if meta.is_dir() {
+                self.entry(
+                    &name,
+                    S_IFDIR | (meta.permissions().mode() & 0o7777),
+                    2,
+                    (0, 0),
+                    &[],
+                )?;
+                self.tree(&entry.path(), &name)?;
+            } else if meta.is_file() {
+                self.file(
+                    &name,
+                    meta.permissions().mode(),
+                    &std::fs::read(entry.path())?,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> io::Result<()> {
@@ -110,12 +146,17 @@ mod tests {
     use std::process::Command;
 
     fn sample() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/sbin")).unwrap();
+        std::fs::write(dir.path().join("usr/sbin/daemon"), b"ELF").unwrap();
+        std::os::unix::fs::symlink("usr/sbin", dir.path().join("sbin")).unwrap();
         let mut cpio = Cpio::new(Vec::new());
         cpio.dir("dev").unwrap();
         cpio.char_device("dev/console", 0o600, 5, 1).unwrap();
         cpio.dir("kmatrix").unwrap();
         cpio.file("/init", 0o755, b"#!agent").unwrap();
         cpio.file("kmatrix/job.json", 0o644, b"{\"a\":1}").unwrap();
+        cpio.tree(dir.path(), "rootfs").unwrap();
         cpio.finish().unwrap()
     }
 
@@ -143,8 +184,23 @@ mod tests {
             .output()
             .expect("GNU cpio must be installed (scripts/setup.sh installs it)");
         assert!(listing.status.success(), "{listing:?}");
+        let long = Command::new("cpio")
+            .args(["-itv", "-F"])
+            .arg(&archive)
+            .output()
+            .unwrap();
+        let long = String::from_utf8_lossy(&long.stdout);
+        assert!(long.contains("rootfs/sbin -> usr/sbin"), "{long}");
         let names = String::from_utf8_lossy(&listing.stdout);
-        for name in ["dev", "dev/console", "kmatrix", "init", "kmatrix/job.json"] {
+        for name in [
+            "dev",
+            "dev/console",
+            "kmatrix",
+            "init",
+            "kmatrix/job.json",
+            "rootfs/usr/sbin/daemon",
+            "rootfs/sbin",
+        ] {
             assert!(
                 names.lines().any(|l| l == name),
                 "{name} missing in {names}"

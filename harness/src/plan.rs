@@ -27,6 +27,8 @@ pub struct Cell {
     pub artifacts: Vec<String>,
     /// Kernel modules to load before the cell runs.
     pub modules: Vec<String>,
+    /// Extra kernel command-line words: cells boot together only when equal.
+    pub kernel_args: Vec<String>,
     pub probes: Vec<CellProbe>,
 }
 
@@ -154,6 +156,8 @@ pub fn plan(
                         "variant": variant.id,
                         "probes": probes,
                         "modules": scenario.modules,
+                        "kernel_args": variant.kernel_args,
+                        "guest": scenario.guest,
                         "kernel": catalog.kernels.get(kernel),
                         "kernel_lock": lock.get(&format!("kernel:{kernel}")),
                         "agent_protocol": env!("CARGO_PKG_VERSION"),
@@ -168,6 +172,7 @@ pub fn plan(
                         kernel: kernel.clone(),
                         artifacts: artifacts.clone(),
                         modules: scenario.modules.clone(),
+                        kernel_args: variant.kernel_args.clone(),
                         probes: probes.clone(),
                     });
                 }

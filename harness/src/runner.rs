@@ -73,7 +73,31 @@ pub struct RunSummary {
 /// Everything a kernel's boots need, shared by the worker threads.
 struct KernelWork {
     kernel: KernelArtifact,
+    /// Kernel command-line words every cell of this boot shares.
+    kernel_args: Vec<String>,
     cells: Vec<Cell>,
+}
+
+/// Groups cells into boots: one per kernel and kernel command line.
+fn group_into_boots<'c>(
+    cells: impl IntoIterator<Item = &'c Cell>,
+    kernel_of: impl Fn(&Cell) -> Option<KernelArtifact>,
+) -> Vec<KernelWork> {
+    let mut work: BTreeMap<(String, Vec<String>), KernelWork> = BTreeMap::new();
+    for cell in cells {
+        let Some(kernel) = kernel_of(cell) else {
+            continue;
+        };
+        work.entry((cell.kernel.clone(), cell.kernel_args.clone()))
+            .or_insert_with(|| KernelWork {
+                kernel,
+                kernel_args: cell.kernel_args.clone(),
+                cells: Vec::new(),
+            })
+            .cells
+            .push(cell.clone());
+    }
+    work.into_values().collect()
 }
 
 pub fn run(
@@ -179,14 +203,46 @@ pub fn run(
         pending.len()
     ));
 
-    // Cells that cannot boot are recorded now; the rest are grouped by kernel.
-    let mut work: BTreeMap<String, KernelWork> = BTreeMap::new();
+    // Guest root filesystems, for scenarios that need Debian userspace.
+    let mut rootfs: BTreeMap<String, Result<PathBuf, Classified>> = BTreeMap::new();
+    for scenario in &scenarios {
+        let Some(guest) = &scenario.guest else {
+            continue;
+        };
+        if !pending.iter().any(|c| c.scenario == scenario.id) {
+            continue;
+        }
+        let built = progress.step(
+            &format!(
+                "{}: guest root filesystem ({})",
+                scenario.id,
+                guest.packages.join(", ")
+            ),
+            || {
+                provisioner
+                    .rootfs(guest)
+                    .map_err(|e| Classified::new(Verdict::Unavailable, format!("{e:#}")))
+            },
+        );
+        rootfs.insert(scenario.id.clone(), built);
+    }
+
+    // Cells that cannot boot are recorded now; the rest are grouped into boots.
+    let mut bootable = Vec::new();
     for cell in pending {
-        let missing: Option<Classified> =
-            kernels[&cell.kernel].as_ref().err().cloned().or_else(|| {
+        let missing: Option<Classified> = kernels[&cell.kernel]
+            .as_ref()
+            .err()
+            .cloned()
+            .or_else(|| {
                 cell.artifacts
                     .iter()
                     .find_map(|a| reproducers[a].as_ref().err().cloned())
+            })
+            .or_else(|| {
+                rootfs
+                    .get(&cell.scenario)
+                    .and_then(|r| r.as_ref().err().cloned())
             });
         match missing {
             Some(why) => {
@@ -194,20 +250,16 @@ pub fn run(
                 progress.cell_finished(&record);
                 store.add(record)?;
             }
-            None => {
-                let kernel = kernels[&cell.kernel].clone().expect("checked above");
-                work.entry(cell.kernel.clone())
-                    .or_insert_with(|| KernelWork {
-                        kernel,
-                        cells: Vec::new(),
-                    })
-                    .cells
-                    .push(cell);
-            }
+            None => bootable.push(cell),
         }
     }
+    let work = group_into_boots(&bootable, |c| kernels[&c.kernel].as_ref().ok().cloned());
+    let rootfs: BTreeMap<String, PathBuf> = rootfs
+        .into_iter()
+        .filter_map(|(id, r)| Some((id, r.ok()?)))
+        .collect();
 
-    let decision = match work.values().next() {
+    let decision = match work.first() {
         Some(first) => progress.step("choosing KVM or TCG", || -> Result<AccelDecision> {
             Ok(accel::decide(options.accel, cache.root(), || {
                 probe_kvm(&first.kernel, &agent, &options.out, interrupted.clone())
@@ -254,6 +306,7 @@ pub fn run(
         backend: &backend,
         agent: &agent,
         reproducers: &reproducers,
+        rootfs: &rootfs,
         signatures: &signatures,
         progress: &progress,
         interrupted: &interrupted,
@@ -261,11 +314,11 @@ pub fn run(
         run_dir: &options.out,
     };
     let cells_by_id: BTreeMap<String, Cell> = work
-        .values()
+        .iter()
         .flat_map(|w| w.cells.iter().map(|c| (c.id.clone(), c.clone())))
         .collect();
     let mut failed_now: Vec<CellRecord> = Vec::new();
-    fleet.run(work.into_values().collect(), "boots", |record| {
+    fleet.run(work, "boots", |record| {
         progress.cell_finished(&record);
         if record.verdict.is_failure() {
             failed_now.push(record.clone());
@@ -320,6 +373,8 @@ struct Fleet<'a> {
     backend: &'a dyn Backend,
     agent: &'a Path,
     reproducers: &'a BTreeMap<String, Result<PathBuf, Classified>>,
+    /// Guest root filesystems by scenario.
+    rootfs: &'a BTreeMap<String, PathBuf>,
     signatures: &'a BTreeMap<String, Vec<Signature>>,
     progress: &'a Progress,
     interrupted: &'a Arc<AtomicBool>,
@@ -349,12 +404,20 @@ impl Fleet<'_> {
                         break;
                     }
                     let files = guest_files(&kernel_work.cells, self.reproducers);
+                    let rootfs: Vec<PathBuf> = kernel_work
+                        .cells
+                        .iter()
+                        .filter_map(|c| self.rootfs.get(&c.scenario).cloned())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
                     run_kernel(
                         self.backend,
                         kernel_work,
                         &KernelContext {
                             agent: self.agent,
                             files,
+                            rootfs,
                             signatures: self.signatures,
                             run_dir: self.run_dir,
                             boots_dir: &self.run_dir.join(boots),
@@ -400,43 +463,28 @@ fn retry_failures(
         })
         .collect();
     for round in 1..=retries {
-        let mut work: BTreeMap<String, KernelWork> = BTreeMap::new();
-        for (id, count) in &counts {
-            if count.passed > 0 {
-                continue;
-            }
-            let cell = &cells[id];
-            let Ok(kernel) = &kernels[&cell.kernel] else {
-                continue;
-            };
-            work.entry(cell.kernel.clone())
-                .or_insert_with(|| KernelWork {
-                    kernel: kernel.clone(),
-                    cells: Vec::new(),
-                })
-                .cells
-                .push(cell.clone());
-        }
+        let failing: Vec<&Cell> = counts
+            .iter()
+            .filter(|(_, count)| count.passed == 0)
+            .map(|(id, _)| &cells[id])
+            .collect();
+        let work = group_into_boots(failing, |c| kernels[&c.kernel].as_ref().ok().cloned());
         if work.is_empty() || fleet.interrupted.load(Ordering::SeqCst) {
             break;
         }
         fleet.progress.note(&format!(
             "retry {round}/{retries}: {} failing cells",
-            work.values().map(|w| w.cells.len()).sum::<usize>()
+            work.iter().map(|w| w.cells.len()).sum::<usize>()
         ));
-        fleet.run(
-            work.into_values().collect(),
-            &format!("boots-retry-{round}"),
-            |record| {
-                let count = counts.get_mut(&record.cell_id).expect("a retried cell");
-                match record.verdict {
-                    Verdict::Pass => count.passed += 1,
-                    v if v.is_failure() => count.failed += 1,
-                    _ => {}
-                }
-                Ok(())
-            },
-        )?;
+        fleet.run(work, &format!("boots-retry-{round}"), |record| {
+            let count = counts.get_mut(&record.cell_id).expect("a retried cell");
+            match record.verdict {
+                Verdict::Pass => count.passed += 1,
+                v if v.is_failure() => count.failed += 1,
+                _ => {}
+            }
+            Ok(())
+        })?;
     }
     for mut record in failed {
         let count = counts[&record.cell_id];
@@ -492,6 +540,8 @@ fn probe_kvm(
         kernel: kernel.clone(),
         agent: agent.to_path_buf(),
         files: Vec::new(),
+        rootfs: Vec::new(),
+        kernel_args: Vec::new(),
         job: Job {
             entropy_seed_hex: entropy_seed(),
             modules: Vec::new(),
@@ -510,6 +560,7 @@ fn probe_kvm(
 struct KernelContext<'a> {
     agent: &'a Path,
     files: Vec<GuestFile>,
+    rootfs: Vec<PathBuf>,
     signatures: &'a BTreeMap<String, Vec<Signature>>,
     run_dir: &'a Path,
     /// Where this pass keeps its boots' logs (under the run directory).
@@ -534,7 +585,21 @@ fn run_kernel(
     context: &KernelContext,
     results: &mpsc::Sender<CellRecord>,
 ) {
-    let KernelWork { kernel, mut cells } = work;
+    let KernelWork {
+        kernel,
+        kernel_args,
+        mut cells,
+    } = work;
+    // Boots with extra kernel arguments get their own log folders.
+    let boot_name = if kernel_args.is_empty() {
+        kernel.id.clone()
+    } else {
+        format!(
+            "{}+{}",
+            kernel.id,
+            kernel_args.join("+").replace(['=', '/', ' '], "_")
+        )
+    };
     let wanted_modules: Vec<String> = cells
         .iter()
         .flat_map(|c| c.modules.iter().cloned())
@@ -547,7 +612,7 @@ fn run_kernel(
         &context
             .run_dir
             .join("boots")
-            .join(format!("{}-modules", kernel.id)),
+            .join(format!("{boot_name}-modules")),
     ) {
         Ok(plan) => plan,
         Err(e) => {
@@ -577,14 +642,14 @@ fn run_kernel(
             *attempts.entry(cell.id.clone()).or_default() += 1;
         }
         let request = BootRequest {
-            label: format!("{} boot {boot_number}", kernel.id),
+            label: format!("{boot_name} boot {boot_number}"),
             kernel: kernel.clone(),
             agent: context.agent.to_path_buf(),
             files: files.clone(),
+            rootfs: context.rootfs.clone(),
+            kernel_args: kernel_args.clone(),
             job: job_for(&cells, &module_paths),
-            log_dir: context
-                .boots_dir
-                .join(format!("{}-{boot_number}", kernel.id)),
+            log_dir: context.boots_dir.join(format!("{boot_name}-{boot_number}")),
         };
         let bar = context.progress.vm(&request.label, cells.len() as u64);
         let outcome = backend.boot(&request, &mut |event| {
@@ -954,6 +1019,7 @@ mod tests {
             kernel: "k".into(),
             artifacts: vec!["/kmatrix/bin/r".into()],
             modules: Vec::new(),
+            kernel_args: Vec::new(),
             probes: vec![crate::plan::CellProbe {
                 probe_id: "p".into(),
                 argv: vec!["/kmatrix/bin/r".into()],
@@ -978,13 +1044,14 @@ mod tests {
             modules: None,
             origin: "scripted".into(),
         };
-        let (reproducers, signatures) = (BTreeMap::new(), BTreeMap::new());
+        let (reproducers, signatures, rootfs) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         let progress = Progress::new(2);
         let interrupted = Arc::new(AtomicBool::new(false));
         let fleet = Fleet {
             backend: &backend,
             agent: dir.path(),
             reproducers: &reproducers,
+            rootfs: &rootfs,
             signatures: &signatures,
             progress: &progress,
             interrupted: &interrupted,
@@ -999,6 +1066,7 @@ mod tests {
         let mut failed = Vec::new();
         let work = KernelWork {
             kernel: kernel.clone(),
+            kernel_args: Vec::new(),
             cells: cells.values().cloned().collect(),
         };
         fleet

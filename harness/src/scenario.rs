@@ -29,6 +29,21 @@ struct ScenarioFile {
     probe: Vec<ProbeSpec>,
     #[serde(default)]
     signature: Vec<SignatureSpec>,
+    #[serde(default)]
+    guest: Option<GuestSpec>,
+}
+
+/// A guest root filesystem made of Debian packages (and everything they
+/// depend on), for reproductions that need real userspace daemons.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSpec {
+    pub suite: String,
+    pub packages: Vec<String>,
+    /// Paths (relative to /) left out to keep the initramfs small; a
+    /// trailing `*` matches a prefix.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +105,9 @@ struct VariantSpec {
     description: String,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Extra kernel command-line words for this variant (e.g. `ipv6.disable=1`).
+    #[serde(default)]
+    kernel_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +150,7 @@ pub struct Scenario {
     pub modules: Vec<String>,
     pub reproducer_dir: PathBuf,
     pub go_packages: Option<GoPackages>,
+    pub guest: Option<GuestSpec>,
     pub versions: Vec<Version>,
     pub variants: Vec<Variant>,
     pub probes: Vec<Probe>,
@@ -154,6 +173,7 @@ pub struct Variant {
     pub id: String,
     pub description: String,
     pub env: BTreeMap<String, String>,
+    pub kernel_args: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +330,7 @@ impl Validator<'_> {
             modules: meta.modules,
             reproducer_dir,
             go_packages: file.reproducer.go_packages,
+            guest: file.guest,
             versions,
             variants,
             probes,
@@ -400,6 +421,7 @@ impl Validator<'_> {
                 id: spec.id.into_inner(),
                 description: spec.description,
                 env: spec.env,
+                kernel_args: spec.kernel_args,
             })
             .collect())
     }

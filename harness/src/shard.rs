@@ -106,6 +106,7 @@ mod tests {
                     kernel: kernel.to_string(),
                     artifacts: vec!["/r".into()],
                     modules: Vec::new(),
+                    kernel_args: Vec::new(),
                     probes: vec![CellProbe {
                         probe_id: "p".into(),
                         argv: vec![],

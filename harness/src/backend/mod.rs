@@ -22,6 +22,10 @@ pub struct BootRequest {
     pub kernel: KernelArtifact,
     pub agent: PathBuf,
     pub files: Vec<GuestFile>,
+    /// Root filesystem trees (Debian userspace) laid under `/`.
+    pub rootfs: Vec<PathBuf>,
+    /// Extra kernel command-line words for this boot.
+    pub kernel_args: Vec<String>,
     pub job: Job,
     /// Where the backend keeps this boot's console and logs.
     pub log_dir: PathBuf,

@@ -55,8 +55,6 @@ pub struct QemuBackend {
     pub memory_mb: u32,
     pub deadlines: Deadlines,
     pub interrupted: Arc<AtomicBool>,
-    /// Extra kernel command-line words (e.g. a variant's `ipv6.disable=1`).
-    pub extra_cmdline: Vec<String>,
 }
 
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -66,15 +64,15 @@ impl QemuBackend {
     pub fn new(accel: Accel, interrupted: Arc<AtomicBool>) -> Self {
         QemuBackend {
             accel,
-            memory_mb: 512,
+            // Unused guest memory costs nothing under TCG; a Debian rootfs needs room.
+            memory_mb: 1024,
             deadlines: Deadlines::default(),
             interrupted,
-            extra_cmdline: Vec::new(),
         }
     }
 
-    /// The kernel command line every boot gets.
-    pub fn cmdline(&self) -> String {
+    /// The kernel command line: what every boot gets, then `extra`.
+    pub fn cmdline(&self, extra: &[String]) -> String {
         let mut words: Vec<String> = [
             "console=ttyS0",
             "rdinit=/init",
@@ -90,12 +88,18 @@ impl QemuBackend {
         .map(|s| s.to_string())
         .collect();
         words.push(format!("{RESULTS_PORT_PARAM}=/dev/ttyS1"));
-        words.extend(self.extra_cmdline.iter().cloned());
+        words.extend(extra.iter().cloned());
         words.join(" ")
     }
 
     /// The full QEMU argument list for a boot, so a person can paste it.
-    pub fn command(&self, kernel: &Path, initramfs: &Path, console: &Path) -> Vec<String> {
+    pub fn command(
+        &self,
+        kernel: &Path,
+        initramfs: &Path,
+        console: &Path,
+        extra_cmdline: &[String],
+    ) -> Vec<String> {
         let mut args: Vec<String> = vec![
             QEMU.into(),
             "-nodefaults".into(),
@@ -126,7 +130,7 @@ impl QemuBackend {
             "-initrd".into(),
             initramfs.display().to_string(),
             "-append".into(),
-            self.cmdline(),
+            self.cmdline(extra_cmdline),
             "-serial".into(),
             format!("file:{}", console.display()),
             "-serial".into(),
@@ -139,6 +143,9 @@ impl QemuBackend {
 /// Writes the initramfs for a boot: the agent as /init, the job, and the files.
 pub fn write_initramfs(request: &BootRequest, path: &Path) -> std::io::Result<()> {
     let mut cpio = Cpio::new(BufWriter::new(File::create(path)?));
+    for root in &request.rootfs {
+        cpio.tree(root, "")?;
+    }
     let mut dirs = std::collections::BTreeSet::new();
     for dir in ["dev", "proc", "sys", "tmp", "run", "kmatrix"] {
         dirs.insert(dir.to_string());
@@ -193,7 +200,12 @@ impl Backend for QemuBackend {
             };
             return outcome;
         }
-        let args = self.command(&request.kernel.image, &initramfs, &console_path);
+        let args = self.command(
+            &request.kernel.image,
+            &initramfs,
+            &console_path,
+            &request.kernel_args,
+        );
         let _ = fs::write(request.log_dir.join("qemu-command.txt"), shell_words(&args));
         let stderr_path = request.log_dir.join("qemu-stderr.log");
         let spawned = File::create(&stderr_path).and_then(|stderr| {
