@@ -209,3 +209,43 @@ fn calico_xdp_3_27_3_btf_is_refused_on_ubuntu_20_04_where_reachable() {
         }
     }
 }
+
+fn check_ovs_startup(cells: &[Value]) -> Result<(), String> {
+    if cells.len() != 8 {
+        return Err(format!("expected 8 cells, got {}", cells.len()));
+    }
+    for cell in cells {
+        let said = probe_text(cell);
+        if cell["verdict"] != "pass"
+            || !said.contains("ovs-ovn ready: min")
+            || !said.contains("br-int.mgmt: connection failed")
+        {
+            return Err(format!(
+                "expected the real OVS/OVN stack to come up: {cell}"
+            ));
+        }
+        if cell["facts"]["module.openvswitch"] != "loaded" {
+            return Err(format!("the openvswitch module was not loaded: {cell}"));
+        }
+        let ipv6_off = cell["variant"] == "ipv6-disabled";
+        if (cell["facts"]["ipv6"] == "off") != ipv6_off {
+            return Err(format!("ipv6.disable=1 reached the wrong boot: {cell}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn ovs_ovn_starts_from_debian_packages_on_debian_6_1() {
+    let cells = run_case("kube-ovn-ovs-startup", "debian-6.1", false);
+    check_ovs_startup(&cells).unwrap();
+}
+
+#[test]
+fn ovs_ovn_noop_reproducer_is_caught() {
+    let cells = run_case("kube-ovn-ovs-startup", "debian-6.1", true);
+    assert!(
+        check_ovs_startup(&cells).is_err(),
+        "a do-nothing reproducer passed the check"
+    );
+}
