@@ -175,8 +175,8 @@ fn faults_get_the_right_verdicts_and_other_cells_are_kept() {
         signature("kernel-panic")
     );
     assert_eq!(
-        cells["kernel-panic"]["attempts"], 2,
-        "a guest crash is retried once before it counts"
+        cells["kernel-panic"]["attempts"], 3,
+        "a guest crash is retried twice before it counts"
     );
     assert_eq!(verdict("guest-hang"), "timeout");
     assert!(signature("guest-hang").contains("guest stopped responding"));
