@@ -299,9 +299,11 @@ fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result
         accel: args.accel,
         locked: args.locked,
         retries: args.retries,
-        shard: args.shard,
-        only_cells: args.cells,
-        only_variants: args.select.variants,
+        selection: plan::Selection {
+            variants: args.select.variants,
+            cells: args.cells,
+            shard: args.shard,
+        },
     };
     let summary = runner::run(project, &cache, &options, interrupted)?;
     let counts: Vec<String> = summary
@@ -421,12 +423,7 @@ fn plan_check(
     cache_root: &std::path::Path,
     args: &PlanArgs,
 ) -> Result<ExitCode> {
-    let (catalog, scenarios) = project.load_selected(&args.select.scenarios)?;
-    let lock = kmatrix::lock::Lock::load(&project.images_dir())?;
-    let mut cells = plan::plan(&scenarios, &args.select.kernels, &catalog, &lock)?;
-    if let Some(shard) = args.shard {
-        cells = kmatrix::shard::select(cells, shard);
-    }
+    let (catalog, scenarios, cells) = planned(project, args)?;
     let cache = Cache::open(cache_root)?;
     let provisioner = kmatrix::provision::Provisioner::new(&cache, &catalog, false)?;
     let kernels: std::collections::BTreeSet<&String> = cells.iter().map(|c| &c.kernel).collect();
@@ -464,14 +461,33 @@ fn plan_check(
     Ok(ExitCode::SUCCESS)
 }
 
-fn plan_cells(project: &Project, args: &PlanArgs) -> Result<ExitCode> {
+/// The cells `plan` shows, selected as `run` would select them.
+fn planned(
+    project: &Project,
+    args: &PlanArgs,
+) -> Result<(
+    kmatrix::catalog::Catalog,
+    Vec<kmatrix::scenario::Scenario>,
+    Vec<plan::Cell>,
+)> {
     let (catalog, scenarios) = project.load_selected(&args.select.scenarios)?;
     let lock = kmatrix::lock::Lock::load(&project.images_dir())?;
-    let mut cells = plan::plan(&scenarios, &args.select.kernels, &catalog, &lock)?;
-    cells.retain(|c| args.select.variants.is_empty() || args.select.variants.contains(&c.variant));
-    if let Some(shard) = args.shard {
-        cells = kmatrix::shard::select(cells, shard);
+    let cells = plan::Selection {
+        variants: args.select.variants.clone(),
+        cells: Vec::new(),
+        shard: args.shard,
     }
+    .apply(plan::plan(
+        &scenarios,
+        &args.select.kernels,
+        &catalog,
+        &lock,
+    )?);
+    Ok((catalog, scenarios, cells))
+}
+
+fn plan_cells(project: &Project, args: &PlanArgs) -> Result<ExitCode> {
+    let (_, _, cells) = planned(project, args)?;
     match args.format {
         Format::GithubMatrix => {
             let shards = args.shards.max(1);
@@ -667,9 +683,10 @@ fn repro(
         accel: AccelChoice::Auto,
         locked: false,
         retries: 0,
-        shard: None,
-        only_cells: vec![cell.id.clone()],
-        only_variants: Vec::new(),
+        selection: plan::Selection {
+            cells: vec![cell.id.clone()],
+            ..Default::default()
+        },
     };
     let summary = runner::run(project, &cache, &options, Arc::new(AtomicBool::new(false)))?;
     let record = kmatrix::results::read_run(&out)?

@@ -48,6 +48,33 @@ fn serialize_regex<S: serde::Serializer>(re: &Option<Regex>, s: S) -> Result<S::
     re.as_ref().map(Regex::as_str).serialize(s)
 }
 
+/// Which planned cells a command is asked for. Variants and cell ids are
+/// taken first and the shard last, so `plan --shard` and `run --shard` with
+/// the same filters always agree on the split.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these variants; empty means all.
+    pub variants: Vec<String>,
+    /// Only these cell ids; empty means all.
+    pub cells: Vec<String>,
+    /// Only this shard of what the filters leave.
+    pub shard: Option<crate::shard::Shard>,
+}
+
+impl Selection {
+    pub fn apply(&self, cells: Vec<Cell>) -> Vec<Cell> {
+        let chosen: Vec<Cell> = cells
+            .into_iter()
+            .filter(|c| self.variants.is_empty() || self.variants.contains(&c.variant))
+            .filter(|c| self.cells.is_empty() || self.cells.contains(&c.id))
+            .collect();
+        match self.shard {
+            Some(shard) => crate::shard::select(chosen, shard),
+            None => chosen,
+        }
+    }
+}
+
 /// The guest path of a version's reproducer binary.
 pub fn reproducer_guest_path(scenario: &str, version: &str) -> String {
     let safe = |s: &str| {

@@ -36,27 +36,8 @@ pub struct RunOptions {
     pub locked: bool,
     /// Rerun failing cells up to this many times to tell flaky from failing.
     pub retries: u32,
-    /// Run only this shard of the plan (CI runners).
-    pub shard: Option<crate::shard::Shard>,
-    /// Run only these cells (by id); empty means all.
-    pub only_cells: Vec<String>,
-    /// Run only these variants; empty means all.
-    pub only_variants: Vec<String>,
-}
-
-impl RunOptions {
-    /// The cells of `cells` this run is asked for (shard, cell ids).
-    pub fn select(&self, cells: Vec<Cell>) -> Vec<Cell> {
-        let cells = match self.shard {
-            Some(shard) => crate::shard::select(cells, shard),
-            None => cells,
-        };
-        cells
-            .into_iter()
-            .filter(|c| self.only_cells.is_empty() || self.only_cells.contains(&c.id))
-            .filter(|c| self.only_variants.is_empty() || self.only_variants.contains(&c.variant))
-            .collect()
-    }
+    /// Which cells of the plan to run (variants, cell ids, shard).
+    pub selection: plan::Selection,
 }
 
 #[derive(Debug)]
@@ -120,7 +101,7 @@ pub fn run(
     let provisioner = Provisioner::new(cache, &catalog, options.locked)?;
     // Planned twice: provisioning may pin new checksums in the lock file, and
     // cell ids hash the lock, so the ids that count come after provisioning.
-    let provisional = options.select(plan::plan(
+    let provisional = options.selection.apply(plan::plan(
         &scenarios,
         &options.kernels,
         &catalog,
@@ -184,7 +165,7 @@ pub fn run(
         kernels.insert(kernel, fetched);
     }
 
-    let cells = options.select(plan::plan(
+    let cells = options.selection.apply(plan::plan(
         &scenarios,
         &options.kernels,
         &catalog,
