@@ -77,7 +77,7 @@ pub fn vendor_into(src: &Path, gocode: &Path, modules: &[GoModule]) -> Result<()
     for module in modules {
         let from = gocode.join(&module.dir);
         let to = vendor.join(&module.path);
-        copy_go_sources(&from, &to)?;
+        crate::files::copy_tree(&from, &to, &is_go_source)?;
         manifest.push_str(&format!("# {} {}\n", module.path, module.version()));
         match &module.go {
             Some(go) => manifest.push_str(&format!("## explicit; go {go}\n")),
@@ -106,25 +106,18 @@ pub fn vendor_into(src: &Path, gocode: &Path, modules: &[GoModule]) -> Result<()
     Ok(())
 }
 
-/// Copies a module's tree, leaving out its tests and nested modules' go.mod.
-fn copy_go_sources(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .expect("named")
-            .to_string_lossy()
-            .into_owned();
-        if path.is_dir() {
-            if name != "testdata" && !name.starts_with('.') {
-                copy_go_sources(&path, &to.join(&name))?;
-            }
-        } else if !name.ends_with("_test.go") && name != "go.mod" && name != "go.sum" {
-            fs::copy(&path, to.join(&name))?;
-        }
+/// What of a module's tree is vendored: not its tests, test data, hidden
+/// folders, or its own go.mod/go.sum.
+fn is_go_source(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if path.is_dir() {
+        name != "testdata" && !name.starts_with('.')
+    } else {
+        !name.ends_with("_test.go") && name != "go.mod" && name != "go.sum"
     }
-    Ok(())
 }
 
 /// Package folders (holding .go files) relative to the module root.

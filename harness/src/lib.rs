@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod diagnostic;
 pub mod diff;
 pub mod fetch;
+pub mod files;
 pub mod govendor;
 pub mod initramfs;
 pub mod kbuild;

@@ -334,10 +334,7 @@ fn run(project: &Project, cache_root: &std::path::Path, args: RunArgs) -> Result
 fn report(project: &Project, args: ReportArgs) -> Result<ExitCode> {
     use kmatrix::report;
     let records = kmatrix::results::read_run(&args.dir)?;
-    let run: Option<kmatrix::results::RunInfo> =
-        std::fs::read(args.dir.join(kmatrix::results::RUN_FILE))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let run = kmatrix::results::read_run_info(&args.dir);
     let (catalog, scenarios) = project.load_selected(&[])?;
     let baseline_records = match &args.baseline {
         Some(path) => Some(kmatrix::results::read_run(path)?),
@@ -571,10 +568,7 @@ fn merge(project: &Project, dirs: &[PathBuf], out: &std::path::Path) -> Result<E
     }
     let records: Vec<CellRecord> = store.records().cloned().collect();
     let (catalog, scenarios) = project.load_selected(&[])?;
-    let run: Option<kmatrix::results::RunInfo> =
-        std::fs::read(out.join(kmatrix::results::RUN_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+    let run = kmatrix::results::read_run_info(out);
     kmatrix::report::write_all(
         out,
         &kmatrix::report::ReportInput {
@@ -619,28 +613,16 @@ fn merge(project: &Project, dirs: &[PathBuf], out: &std::path::Path) -> Result<E
 
 /// Copies a run's boot logs (console, QEMU command) so merged reports keep them.
 fn copy_boots(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    fn copy(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(from)? {
-            let path = entry?.path();
-            let target = to.join(path.file_name().expect("named"));
-            if path.is_dir() {
-                copy(&path, &target)?;
-            } else if !target.exists() && path.extension().is_none_or(|e| e != "cpio") {
-                std::fs::copy(&path, &target)?;
-            }
-        }
-        Ok(())
-    }
     for entry in std::fs::read_dir(from)? {
         let path = entry?.path();
-        let name = path
+        let is_boots = path
             .file_name()
-            .expect("named")
-            .to_string_lossy()
-            .into_owned();
-        if path.is_dir() && name.starts_with("boots") {
-            copy(&path, &to.join(&name))?;
+            .is_some_and(|n| n.to_string_lossy().starts_with("boots"));
+        if path.is_dir() && is_boots {
+            // The initramfs images are large and can be rebuilt; the logs are kept.
+            kmatrix::files::copy_tree(&path, &to.join(path.file_name().expect("named")), &|p| {
+                p.extension().is_none_or(|e| e != "cpio")
+            })?;
         }
     }
     Ok(())

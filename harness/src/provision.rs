@@ -8,7 +8,7 @@ use crate::catalog::{Catalog, KernelEntry, KernelSource, KernelTree, ToolchainEn
 use crate::govendor;
 use crate::lock::{Lock, LockedArtifact, LockedPackage};
 use crate::scenario::{GoPackages, GuestSpec, Scenario, Version};
-use crate::{archive, fetch, kbuild};
+use crate::{archive, fetch, files, kbuild};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -413,7 +413,7 @@ impl<'a> Provisioner<'a> {
         let gopath = self.cache.root().join("gopath");
         self.cache.get_or_make("reproducers", &key, |dir| {
             let src = dir.join("src");
-            copy_tree(&scenario.reproducer_dir, &src)?;
+            files::copy_tree(&scenario.reproducer_dir, &src, &files::all)?;
             write_go_mod(&src.join("go.mod"), &scenario.id, &version.go_directive)?;
             let mod_flag = match &gocode {
                 Some(gocode) => {
@@ -832,20 +832,6 @@ fn remove_matching(root: &Path, pattern: &str) -> Result<()> {
             } else {
                 fs::remove_file(&path)?;
             }
-        }
-    }
-    Ok(())
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let path = entry?.path();
-        let target = to.join(path.file_name().expect("entry has a name"));
-        if path.is_dir() {
-            copy_tree(&path, &target)?;
-        } else {
-            fs::copy(&path, &target)?;
         }
     }
     Ok(())

@@ -158,6 +158,11 @@ impl ResultsStore {
     }
 }
 
+/// The `run.json` of a run directory, if it has a readable one.
+pub fn read_run_info(dir: &Path) -> Option<RunInfo> {
+    serde_json::from_slice(&fs::read(dir.join(RUN_FILE)).ok()?).ok()
+}
+
 /// Reads the cells of a run directory or of a `cells.jsonl` file given
 /// directly; a run that has none is a clear error, not an empty run.
 pub fn read_run(path: &Path) -> Result<Vec<CellRecord>, crate::diagnostic::FileError> {

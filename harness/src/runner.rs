@@ -260,10 +260,7 @@ pub fn run(
     let backend = QemuBackend::new(decision.accel(), interrupted.clone());
     // A resumed run keeps when it first started, and the accelerator it
     // used when this part boots nothing.
-    let earlier: Option<RunInfo> = std::fs::read(options.out.join(crate::results::RUN_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .filter(|_| options.resume);
+    let earlier = crate::results::read_run_info(&options.out).filter(|_| options.resume);
     let (accel, accel_reason) = match (&earlier, work.is_empty()) {
         (Some(before), true) => (before.accel.clone(), before.accel_reason.clone()),
         _ => (decision.accel.clone(), decision.reason.clone()),
