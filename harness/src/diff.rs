@@ -3,137 +3,40 @@
 //! (scenario, version, variant, kernel), not by id, so a baseline made with
 //! older inputs still compares.
 
-use crate::results::CellRecord;
-use crate::verdict::Verdict;
-use serde::Serialize;
+use kmatrix_metadata::{
+    CellChange, CellKey, CellRecord, Change, Diff, Side, Verdict, VersionChange,
+};
 use std::collections::BTreeMap;
 
-/// What a cell is, independent of the inputs' hashes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct CellKey {
-    pub scenario: String,
-    pub version: String,
-    /// Empty when variants are ignored (`--ignore-variant`).
-    pub variant: String,
-    pub kernel: String,
-}
-
-impl CellKey {
-    fn of(record: &CellRecord, ignore_variant: bool) -> CellKey {
-        CellKey {
-            scenario: record.scenario.clone(),
-            version: record.version.clone(),
-            variant: if ignore_variant {
-                String::new()
-            } else {
-                record.variant.clone()
-            },
-            kernel: record.kernel.clone(),
-        }
-    }
-
-    pub fn label(&self) -> String {
-        let mut label = format!("{} {}", self.scenario, self.version);
-        if !self.variant.is_empty() {
-            label.push(' ');
-            label.push_str(&self.variant);
-        }
-        format!("{label} on {}", self.kernel)
+fn key_of(record: &CellRecord, ignore_variant: bool) -> CellKey {
+    CellKey {
+        scenario: record.scenario.clone(),
+        version: record.version.clone(),
+        variant: if ignore_variant {
+            String::new()
+        } else {
+            record.variant.clone()
+        },
+        kernel: record.kernel.clone(),
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Change {
-    /// pass → fail, crash or timeout: gates CI.
-    Regression,
-    /// fail, crash or timeout → pass.
-    Fix,
-    /// Still failing, but differently (verdict or signature).
-    Changed,
-    New,
-    Removed,
-    /// unavailable, infra-error or flaky on either side: not comparable, never a regression.
-    NotComparable,
-}
-
-impl Change {
-    pub fn title(self) -> &'static str {
-        match self {
-            Change::Regression => "Regressions",
-            Change::Fix => "Fixes",
-            Change::Changed => "Changed failures",
-            Change::New => "New cells",
-            Change::Removed => "Removed cells",
-            Change::NotComparable => "Not comparable (unavailable, infra-error or flaky on a side)",
-        }
+fn side_of(record: &CellRecord) -> Side {
+    Side {
+        verdict: record.verdict,
+        signature: record.signature.clone(),
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Side {
-    pub verdict: Verdict,
-    pub signature: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CellChange {
-    pub change: Change,
-    pub key: CellKey,
-    pub old: Option<Side>,
-    pub new: Option<Side>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Diff {
-    pub changes: Vec<CellChange>,
-    pub unchanged: usize,
-}
-
-impl Diff {
-    pub fn regressions(&self) -> usize {
-        self.count(Change::Regression)
-    }
-
-    pub fn count(&self, change: Change) -> usize {
-        self.changes.iter().filter(|c| c.change == change).count()
-    }
-
-    /// "1 regressions, 0 fixes, ..., 12 unchanged".
-    pub fn summary(&self) -> String {
-        format!(
-            "{} regressions, {} fixes, {} changed, {} new, {} removed, {} not comparable, {} unchanged",
-            self.count(Change::Regression),
-            self.count(Change::Fix),
-            self.count(Change::Changed),
-            self.count(Change::New),
-            self.count(Change::Removed),
-            self.count(Change::NotComparable),
-            self.unchanged
-        )
-    }
-}
-
-fn failing(verdict: Verdict) -> bool {
-    matches!(verdict, Verdict::Fail | Verdict::Crash | Verdict::Timeout)
-}
-
-fn comparable(verdict: Verdict) -> bool {
-    !matches!(
-        verdict,
-        Verdict::Unavailable | Verdict::InfraError | Verdict::Flaky
-    )
 }
 
 /// Classifies one cell seen on both sides.
 pub fn classify(old: &Side, new: &Side) -> Option<Change> {
-    if !comparable(old.verdict) || !comparable(new.verdict) {
+    if !old.verdict.is_comparable() || !new.verdict.is_comparable() {
         return (old != new).then_some(Change::NotComparable);
     }
     match (old.verdict, new.verdict) {
         (Verdict::Pass, Verdict::Pass) => None,
-        (Verdict::Pass, v) if failing(v) => Some(Change::Regression),
-        (v, Verdict::Pass) if failing(v) => Some(Change::Fix),
+        (Verdict::Pass, v) if v.is_failure() => Some(Change::Regression),
+        (v, Verdict::Pass) if v.is_failure() => Some(Change::Fix),
         _ if old == new => None,
         _ => Some(Change::Changed),
     }
@@ -146,15 +49,7 @@ pub fn diff(old: &[CellRecord], new: &[CellRecord], ignore_variant: bool) -> Dif
     let index = |records: &[CellRecord]| -> BTreeMap<CellKey, Side> {
         records
             .iter()
-            .map(|r| {
-                (
-                    CellKey::of(r, ignore_variant),
-                    Side {
-                        verdict: r.verdict,
-                        signature: r.signature.clone(),
-                    },
-                )
-            })
+            .map(|r| (key_of(r, ignore_variant), side_of(r)))
             .collect()
     };
     let (old, new) = (index(old), index(new));
@@ -193,19 +88,6 @@ pub fn diff(old: &[CellRecord], new: &[CellRecord], ignore_variant: bool) -> Dif
     Diff { changes, unchanged }
 }
 
-/// One line per version-to-version difference inside one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VersionChange {
-    pub change: Change,
-    pub scenario: String,
-    pub variant: String,
-    pub kernel: String,
-    pub old: Side,
-    pub new: Side,
-    /// Variants under which the newer version passes on that kernel.
-    pub fixed_by: Vec<String>,
-}
-
 /// Compares `old_version` with `new_version` cell by cell within one run.
 pub fn diff_versions(
     records: &[CellRecord],
@@ -225,10 +107,7 @@ pub fn diff_versions(
         let Some(new) = find(&old.scenario, new_version, &old.variant, &old.kernel) else {
             continue;
         };
-        let side = |r: &CellRecord| Side {
-            verdict: r.verdict,
-            signature: r.signature.clone(),
-        };
+        let side = side_of;
         let Some(change) = classify(&side(old), &side(new)) else {
             continue;
         };
@@ -265,23 +144,12 @@ pub fn diff_versions(
 }
 
 fn side_text(side: &Option<Side>) -> String {
-    match side {
-        None => "—".into(),
-        Some(side) if side.signature.is_empty() => side.verdict.to_string(),
-        Some(side) => format!("{}: {}", side.verdict, side.signature),
-    }
+    side.as_ref().map_or_else(|| "—".into(), Side::text)
 }
 
 pub fn to_console(diff: &Diff) -> String {
     let mut out = String::new();
-    for change in [
-        Change::Regression,
-        Change::Fix,
-        Change::Changed,
-        Change::New,
-        Change::Removed,
-        Change::NotComparable,
-    ] {
+    for change in Change::ALL {
         let rows: Vec<&CellChange> = diff.changes.iter().filter(|c| c.change == change).collect();
         if rows.is_empty() {
             continue;
@@ -343,8 +211,8 @@ pub fn versions_to_text(old_version: &str, new_version: &str, changes: &[Version
             c.kernel,
             c.scenario,
             c.variant,
-            side_text(&Some(c.old.clone())),
-            side_text(&Some(c.new.clone()))
+            c.old.text(),
+            c.new.text()
         ));
         if c.change == Change::Regression && !c.fixed_by.is_empty() {
             out.push_str(&format!("; fixed by {}", c.fixed_by.join(", ")));

@@ -1,9 +1,56 @@
-//! Copying folder trees, for the places that assemble one from another
-//! (reproducer sources, vendored Go libraries, merged boot logs).
+//! Files as every layer writes them: atomically (a reader sees the old or
+//! the new content, never a mix) and with the permissions the user's umask
+//! gives, and folder trees copied from one place to another (reproducer
+//! sources, vendored Go libraries, merged boot logs).
 
 use anyhow::{Context, Result};
-use std::fs;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+/// Writes a file so that readers see the old or the new content, never a
+/// mix. The file gets `0666` less the process umask (0644 typically), as
+/// any file a user's tool writes: CI artifact servers and docs builds
+/// running as other users read results.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".kmatrix-")
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    temp.write_all(bytes)
+        .and_then(|_| temp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// An advisory lock on a file, so two kmatrix processes never make the same
+/// artifact (or refresh the same package lists) at once.
+pub struct FileLock(File);
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> Result<FileLock> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let file = File::create(path)
+            .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(FileLock(file))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
 
 /// Copies `from` into `to`, taking only the files and folders `keep`
 /// accepts, and never overwriting a file already at the target.
@@ -32,6 +79,26 @@ pub fn all(_: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_follow_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cells.jsonl");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let umask = current_umask();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask, "mode {mode:o} under umask {umask:o}");
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+
+    fn current_umask() -> u32 {
+        let text = fs::read_to_string("/proc/self/status").unwrap();
+        let line = text.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
+    }
 
     #[test]
     fn filters_and_never_overwrites() {

@@ -1,129 +1,60 @@
-//! The results store: `cells.jsonl` (the data contract other tools read) in
-//! a run directory, rewritten atomically after every finished cell so a kill
-//! at any moment leaves a whole file and every finished cell on disk.
+//! The results store: a run directory's `cells.jsonl` (the contract other
+//! tools read, through `kmatrix-metadata`) and `run.json`. `cells.jsonl` is
+//! rewritten atomically after every finished cell, so a kill at any moment
+//! leaves a whole file and every finished cell on disk.
 
-use crate::plan::Cell;
-use crate::verdict::{Classified, Verdict};
+use crate::diagnostic::FileError;
+use crate::files::write_atomically;
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use kmatrix_metadata::{parse_cells, render_cells, CellRecord, RunInfo, TornLine, Verdict};
+pub use kmatrix_metadata::{CELLS_FILE, RUN_FILE};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-pub const CELLS_FILE: &str = "cells.jsonl";
-pub const RUN_FILE: &str = "run.json";
-
-/// One line of `cells.jsonl`. Fields are only ever added, never renamed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CellRecord {
-    pub cell_id: String,
-    pub scenario: String,
-    pub component: String,
-    pub version: String,
-    pub variant: String,
-    /// Catalog id of the kernel.
-    pub kernel: String,
-    /// What `uname -r` said in the guest; null if it never booted.
-    pub kernel_release: Option<String>,
-    pub verdict: Verdict,
-    pub signature: String,
-    pub duration_ms: u64,
-    /// What the guest saw of its kernel (MPTCP, IPv6, modules...).
-    #[serde(default)]
-    pub facts: BTreeMap<String, String>,
-    #[serde(default)]
-    pub probes: Vec<ProbeRecord>,
-    /// How many boots it took (retries after infrastructure faults count).
-    #[serde(default)]
-    pub attempts: u32,
-    /// "qemu-tcg", "qemu-kvm", or null when nothing ran.
-    #[serde(default)]
-    pub backend: Option<String>,
-    /// Console log of the boot that produced the verdict, relative to the run dir.
-    #[serde(default)]
-    pub console_log: Option<String>,
-    /// With `--retries`: how often the cell passed and failed in all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runs: Option<RunCounts>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RunCounts {
-    pub passed: u32,
-    pub failed: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ProbeRecord {
-    pub probe_id: String,
-    pub verdict: Verdict,
-    pub signature: String,
-    pub exit: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub duration_ms: u64,
-}
-
-impl CellRecord {
-    /// A record for a cell that never ran in a guest.
-    pub fn without_guest(cell: &Cell, outcome: Classified) -> CellRecord {
-        CellRecord {
-            cell_id: cell.id.clone(),
-            scenario: cell.scenario.clone(),
-            component: cell.component.clone(),
-            version: cell.version.clone(),
-            variant: cell.variant.clone(),
-            kernel: cell.kernel.clone(),
-            kernel_release: None,
-            verdict: outcome.verdict,
-            signature: outcome.signature,
-            duration_ms: 0,
-            facts: BTreeMap::new(),
-            probes: Vec::new(),
-            attempts: 0,
-            backend: None,
-            console_log: None,
-            runs: None,
-        }
-    }
-}
-
-/// Facts about the run as a whole.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunInfo {
-    pub harness_version: String,
-    pub started: String,
-    pub finished: Option<String>,
-    pub accel: String,
-    pub accel_reason: String,
-    pub cache: crate::cache::CacheStats,
-    pub command: Vec<String>,
-}
 
 #[derive(Debug)]
 pub struct ResultsStore {
     dir: PathBuf,
     records: BTreeMap<String, CellRecord>,
+    torn: Option<TornLine>,
 }
 
 impl ResultsStore {
-    /// Opens `dir`, reading whatever cells a previous run finished there.
+    /// Opens `dir`, reading whatever cells a previous run finished there. A
+    /// torn last line (a kill mid-write on another filesystem, a truncated
+    /// artifact) is dropped: its cell runs again. Any other damage is bad
+    /// input naming the line.
     pub fn open(dir: &Path) -> Result<ResultsStore> {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the results folder {}", dir.display()))?;
-        let records = read_cells(dir)?
-            .into_iter()
-            .map(|r| (r.cell_id.clone(), r))
-            .collect();
+        let path = dir.join(CELLS_FILE);
+        let (records, torn) = match fs::read_to_string(&path) {
+            Ok(text) => {
+                let file = parse_cells(&text).map_err(|bad| bad_line(&path, bad))?;
+                (file.records, file.torn)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
         Ok(ResultsStore {
             dir: dir.to_path_buf(),
-            records,
+            records: records
+                .into_iter()
+                .map(|r| (r.cell_id.clone(), r))
+                .collect(),
+            torn,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What was dropped when the store was opened, in words.
+    pub fn torn_warning(&self) -> Option<String> {
+        self.torn
+            .as_ref()
+            .map(|torn| torn_warning(&self.dir.join(CELLS_FILE), torn))
     }
 
     pub fn contains(&self, cell_id: &str) -> bool {
@@ -145,12 +76,10 @@ impl ResultsStore {
     /// Adds (or replaces) a cell and rewrites `cells.jsonl` at once.
     pub fn add(&mut self, record: CellRecord) -> Result<()> {
         self.records.insert(record.cell_id.clone(), record);
-        let mut text = String::new();
-        for record in self.records.values() {
-            text.push_str(&serde_json::to_string(record)?);
-            text.push('\n');
-        }
-        write_atomically(&self.dir.join(CELLS_FILE), text.as_bytes())
+        write_atomically(
+            &self.dir.join(CELLS_FILE),
+            render_cells(self.records.values()).as_bytes(),
+        )
     }
 
     pub fn write_run_info(&self, info: &RunInfo) -> Result<()> {
@@ -163,82 +92,65 @@ pub fn read_run_info(dir: &Path) -> Option<RunInfo> {
     serde_json::from_slice(&fs::read(dir.join(RUN_FILE)).ok()?).ok()
 }
 
+/// The cells of a finished (or interrupted) run, for reports and diffs.
+#[derive(Debug)]
+pub struct RunCells {
+    pub records: Vec<CellRecord>,
+    /// Set when a torn last line was dropped: say it to the user.
+    pub warning: Option<String>,
+}
+
 /// Reads the cells of a run directory or of a `cells.jsonl` file given
 /// directly; a run that has none is a clear error, not an empty run.
-pub fn read_run(path: &Path) -> Result<Vec<CellRecord>, crate::diagnostic::FileError> {
+pub fn read_run(path: &Path) -> Result<RunCells, FileError> {
     let file = if path.is_dir() {
         path.join(CELLS_FILE)
     } else {
         path.to_path_buf()
     };
     if !file.is_file() {
-        return Err(crate::diagnostic::FileError::whole_file(
+        return Err(FileError::whole_file(
             &file,
             "no such results file",
             "give a run directory (holding cells.jsonl) or a cells.jsonl file",
         ));
     }
+    let text = fs::read_to_string(&file)
+        .map_err(|e| FileError::whole_file(&file, format!("cannot read: {e}"), "check the path"))?;
+    let parsed = parse_cells(&text).map_err(|bad| bad_line(&file, bad))?;
+    Ok(RunCells {
+        warning: parsed.torn.as_ref().map(|torn| torn_warning(&file, torn)),
+        records: parsed.records,
+    })
+}
+
+fn bad_line(file: &Path, bad: kmatrix_metadata::BadLine) -> FileError {
     let dir = file.parent().unwrap_or(Path::new("."));
-    let text = fs::read_to_string(&file).map_err(|e| {
-        crate::diagnostic::FileError::whole_file(
-            &file,
-            format!("cannot read: {e}"),
-            "check the path",
-        )
-    })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str(line).map_err(|e| crate::diagnostic::FileError {
-                path: file.clone(),
-                line: n + 1,
-                column: e.column(),
-                message: format!("not a cell record: {e}"),
-                fix: format!(
-                    "regenerate it with kmatrix, or remove line {} from {}",
-                    n + 1,
-                    dir.display()
-                ),
-                excerpt: Some(line.chars().take(120).collect()),
-            })
-        })
-        .collect()
+    FileError {
+        path: file.to_path_buf(),
+        line: bad.line,
+        column: bad.column,
+        message: format!("not a cell record: {}", bad.message),
+        fix: format!(
+            "regenerate it with kmatrix, or remove line {} from {} (its cell then runs again on --resume)",
+            bad.line,
+            dir.display()
+        ),
+        excerpt: Some(bad.text),
+    }
 }
 
-/// Reads `cells.jsonl` from a run directory; a missing file is an empty run.
-pub fn read_cells(dir: &Path) -> Result<Vec<CellRecord>> {
-    let path = dir.join(CELLS_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a cell record", path.display(), n + 1))
-        })
-        .collect()
+fn torn_warning(file: &Path, torn: &TornLine) -> String {
+    format!(
+        "warning: {}:{}: the last line is cut short (a killed writer or a truncated copy); dropped it, so that cell counts as not run",
+        file.display(),
+        torn.line
+    )
 }
 
-/// Writes a file so that readers see the old or the new content, never a mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-/// Hand-made records for the tests of the modules that read results.
 #[cfg(test)]
 pub(crate) mod tests_support {
+    //! Hand-made records for the tests of the modules that read results.
     use super::*;
 
     pub fn record(
@@ -286,32 +198,36 @@ mod tests {
         store.add(record("b", Verdict::Fail)).unwrap();
         let reopened = ResultsStore::open(dir.path()).unwrap();
         assert!(reopened.contains("a") && reopened.contains("b"));
+        assert!(!reopened.holds_result("c"));
         let text = fs::read_to_string(dir.path().join(CELLS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 2);
-        // The contract's field names, as documented in the README.
-        let value: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        for key in [
-            "cell_id",
-            "scenario",
-            "component",
-            "version",
-            "variant",
-            "kernel",
-            "kernel_release",
-            "verdict",
-            "signature",
-            "duration_ms",
-        ] {
-            assert!(value.get(key).is_some(), "{key} missing");
-        }
-        assert_eq!(value["verdict"], "pass");
     }
 
     #[test]
     fn a_damaged_line_is_an_error_naming_the_line() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(CELLS_FILE), "{\"cell_id\":1}\n").unwrap();
-        let error = format!("{:#}", read_cells(dir.path()).unwrap_err());
+        let error = format!("{:#}", ResultsStore::open(dir.path()).unwrap_err());
         assert!(error.contains("cells.jsonl:1"), "{error}");
+        let error = read_run(dir.path()).unwrap_err();
+        assert_eq!(error.line, 1);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ResultsStore::open(dir.path()).unwrap();
+        store.add(record("a", Verdict::Pass)).unwrap();
+        store.add(record("b", Verdict::Pass)).unwrap();
+        let path = dir.path().join(CELLS_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, &text[..text.len() - 30]).unwrap();
+        let reopened = ResultsStore::open(dir.path()).unwrap();
+        assert!(reopened.contains("a") && !reopened.contains("b"));
+        let warning = reopened.torn_warning().unwrap();
+        assert!(warning.contains("cells.jsonl:2"), "{warning}");
+        let cells = read_run(dir.path()).unwrap();
+        assert_eq!(cells.records.len(), 1);
+        assert!(cells.warning.is_some());
     }
 }

@@ -2,62 +2,26 @@
 //! short signature normalised so the same failure reads the same on every
 //! machine (addresses, ports, timestamps and pointers taken out).
 
-use crate::plan::CellProbe;
-use crate::scenario::{Signature, SignatureVerdict};
+use crate::inputs::scenario::{Signature, SignatureVerdict};
 use kmatrix_agent::ProcessEnd;
+pub use kmatrix_metadata::Verdict;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::sync::LazyLock;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    Crash,
-    Timeout,
-    /// The harness or the emulator failed; says nothing about the component.
-    InfraError,
-    /// This cell cannot run here (a kernel or toolchain out of reach).
-    Unavailable,
-    /// Passed and failed across retries (`--retries`); never gates alone.
-    Flaky,
+/// What a probe must do to pass, and how it says "not here" — the part of
+/// a planned probe that classification reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expectation {
+    pub timeout_ms: u64,
+    pub pass_exit_code: i32,
+    #[serde(serialize_with = "serialize_regex")]
+    pub pass_stdout: Option<Regex>,
+    pub unavailable_exit_code: Option<i32>,
 }
 
-impl Verdict {
-    pub const ALL: [Verdict; 7] = [
-        Verdict::Pass,
-        Verdict::Fail,
-        Verdict::Crash,
-        Verdict::Timeout,
-        Verdict::Flaky,
-        Verdict::InfraError,
-        Verdict::Unavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::Crash => "crash",
-            Verdict::Timeout => "timeout",
-            Verdict::InfraError => "infra-error",
-            Verdict::Unavailable => "unavailable",
-            Verdict::Flaky => "flaky",
-        }
-    }
-
-    /// A finding that the component misbehaved (and that gates CI).
-    pub fn is_failure(self) -> bool {
-        matches!(self, Verdict::Fail | Verdict::Crash | Verdict::Timeout)
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+fn serialize_regex<S: serde::Serializer>(re: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {
+    re.as_ref().map(Regex::as_str).serialize(s)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +43,7 @@ impl Classified {
 /// then the probe's pass condition, then the scenario's own signatures,
 /// then generic Go panics, and last the plain failure.
 pub fn classify_probe(
-    probe: &CellProbe,
+    probe: &Expectation,
     signatures: &[Signature],
     end: &ProcessEnd,
     stdout: &str,
@@ -265,13 +229,9 @@ fn signal_name(signal: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    fn probe() -> CellProbe {
-        CellProbe {
-            probe_id: "p".into(),
-            argv: vec!["/kmatrix/bin/r".into()],
-            env: BTreeMap::new(),
+    fn probe() -> Expectation {
+        Expectation {
             timeout_ms: 20_000,
             pass_exit_code: 0,
             pass_stdout: Some(Regex::new("ready").unwrap()),

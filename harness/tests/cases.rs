@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{read_cells, repo_root, text, TempProject};
-use serde_json::Value;
+use common::{fact, read_cells, repo_root, text, TempProject};
+use kmatrix_metadata::CellRecord;
 use std::fs;
 
 /// Runs one scenario (optionally with its reproducer swapped for a no-op) on one kernel.
-fn run_case(scenario: &str, kernel: &str, noop: bool) -> Vec<Value> {
+fn run_case(scenario: &str, kernel: &str, noop: bool) -> Vec<CellRecord> {
     let project = TempProject::new();
     let folder = project.add_scenario(&repo_root().join("scenarios").join(scenario));
     if noop {
@@ -32,48 +32,40 @@ fn run_case(scenario: &str, kernel: &str, noop: bool) -> Vec<Value> {
     read_cells(&out)
 }
 
-fn probe_text(cell: &Value) -> String {
-    cell["probes"]
-        .as_array()
-        .unwrap()
+fn probe_text(cell: &CellRecord) -> String {
+    cell.probes
         .iter()
-        .map(|p| {
-            format!(
-                "{}\n{}",
-                p["stdout"].as_str().unwrap(),
-                p["stderr"].as_str().unwrap()
-            )
-        })
+        .map(|p| format!("{}\n{}", p.stdout, p.stderr))
         .collect()
 }
 
-fn check_kube_vip(cells: &[Value]) -> Result<(), String> {
+fn check_kube_vip(cells: &[CellRecord]) -> Result<(), String> {
     if cells.len() != 6 {
         return Err(format!("expected 6 cells, got {}", cells.len()));
     }
     for cell in cells {
         let said = probe_text(cell);
-        let crashes = cell["version"] != "v0.8.4" && cell["variant"] == "baseline";
-        let verdict = cell["verdict"].as_str().unwrap();
+        let crashes = cell.version != "v0.8.4" && cell.variant == "baseline";
+        let verdict = cell.verdict.as_str();
         if crashes {
             // The panic must come from netlink's broadcast computation, as reported upstream.
             if verdict != "crash"
                 || !said.contains("index out of range [0] with length 0")
                 || !said.contains("github.com/vishvananda/netlink.(*Handle).addrHandle")
             {
-                return Err(format!("expected netlink's panic: {cell}"));
+                return Err(format!("expected netlink's panic: {cell:?}"));
             }
         } else if verdict != "pass"
             || !said.contains("programmed 10.155.30.242/32 on kube-vip0")
             || !said.contains("programmed fd00:4269:6943::12/128 on kube-vip0")
         {
-            return Err(format!("expected both VIPs programmed: {cell}"));
+            return Err(format!("expected both VIPs programmed: {cell:?}"));
         }
     }
     Ok(())
 }
 
-fn check_ollama(cells: &[Value]) -> Result<(), String> {
+fn check_ollama(cells: &[CellRecord]) -> Result<(), String> {
     if cells.len() != 4 {
         return Err(format!("expected 4 cells, got {}", cells.len()));
     }
@@ -85,20 +77,20 @@ fn check_ollama(cells: &[Value]) -> Result<(), String> {
             "through a DNAT'd ClusterIP",
         ] {
             if !said.contains(&format!("ollama API reachable {path}")) {
-                return Err(format!("{path} did not answer: {cell}"));
+                return Err(format!("{path} did not answer: {cell:?}"));
             }
         }
         // The listener's protocol follows the Go rules and the guest's MPTCP switch.
-        let mptcp = cell["facts"]["mptcp.enabled"] == "1"
-            && cell["version"] == "v0.6.0"
-            && cell["variant"] == "baseline";
+        let mptcp = fact(cell, "mptcp.enabled") == "1"
+            && cell.version == "v0.6.0"
+            && cell.variant == "baseline";
         let expected = if mptcp {
             "listener protocol mptcp"
         } else {
             "listener protocol tcp"
         };
-        if !said.contains(expected) || cell["verdict"] != "pass" {
-            return Err(format!("expected a pass with {expected}: {cell}"));
+        if !said.contains(expected) || cell.verdict.as_str() != "pass" {
+            return Err(format!("expected a pass with {expected}: {cell:?}"));
         }
     }
     Ok(())
@@ -134,13 +126,13 @@ fn ollama_mptcp_noop_reproducer_is_caught() {
     );
 }
 
-fn check_calico_everywhere_fine(cells: &[Value]) -> Result<(), String> {
+fn check_calico_everywhere_fine(cells: &[CellRecord]) -> Result<(), String> {
     if cells.len() != 4 {
         return Err(format!("expected 4 cells, got {}", cells.len()));
     }
     for cell in cells {
         let said = probe_text(cell);
-        let expected: &[&str] = if cell["variant"] == "xdp-disabled" {
+        let expected: &[&str] = if cell.variant == "xdp-disabled" {
             &["XDP disabled"]
         } else {
             &[
@@ -150,8 +142,8 @@ fn check_calico_everywhere_fine(cells: &[Value]) -> Result<(), String> {
             ]
         };
         for text in expected {
-            if !said.contains(text) || cell["verdict"] != "pass" {
-                return Err(format!("expected a pass saying {text:?}: {cell}"));
+            if !said.contains(text) || cell.verdict.as_str() != "pass" {
+                return Err(format!("expected a pass saying {text:?}: {cell:?}"));
             }
         }
     }
@@ -178,58 +170,55 @@ fn calico_xdp_noop_reproducer_is_caught() {
 #[test]
 fn calico_xdp_3_27_3_btf_is_refused_on_ubuntu_20_04_where_reachable() {
     let cells = run_case("calico-xdp", "ubuntu-20.04", false);
-    if cells.iter().any(|c| c["verdict"] == "unavailable") {
+    if cells.iter().any(|c| c.verdict.as_str() == "unavailable") {
         eprintln!(
             "skipped: the Ubuntu archive is out of reach here: {}",
-            cells[0]["signature"]
+            cells[0].signature
         );
         return;
     }
     for cell in &cells {
         let said = probe_text(cell);
-        match (
-            cell["version"].as_str().unwrap(),
-            cell["variant"].as_str().unwrap(),
-        ) {
+        match (cell.version.as_str(), cell.variant.as_str()) {
             ("v3.27.3", "baseline") => {
-                assert_eq!(cell["verdict"], "fail", "{cell}");
+                assert_eq!(cell.verdict.as_str(), "fail", "{cell:?}");
                 assert!(
                     said.contains("Error loading .BTF into kernel") && said.contains("vlen != 0"),
-                    "{cell}"
+                    "{cell:?}"
                 );
             }
             ("v3.26.4", "baseline") => {
-                assert_eq!(cell["verdict"], "pass", "{cell}");
+                assert_eq!(cell.verdict.as_str(), "pass", "{cell:?}");
                 assert!(
                     said.contains("kernel refused the BTF"),
-                    "5.4 refuses 3.26's BTF too, harmlessly: {cell}"
+                    "5.4 refuses 3.26's BTF too, harmlessly: {cell:?}"
                 );
             }
-            _ => assert_eq!(cell["verdict"], "pass", "{cell}"),
+            _ => assert_eq!(cell.verdict.as_str(), "pass", "{cell:?}"),
         }
     }
 }
 
-fn check_ovs_startup(cells: &[Value]) -> Result<(), String> {
+fn check_ovs_startup(cells: &[CellRecord]) -> Result<(), String> {
     if cells.len() != 8 {
         return Err(format!("expected 8 cells, got {}", cells.len()));
     }
     for cell in cells {
         let said = probe_text(cell);
-        if cell["verdict"] != "pass"
+        if cell.verdict.as_str() != "pass"
             || !said.contains("ovs-ovn ready: min")
             || !said.contains("br-int.mgmt: connection failed")
         {
             return Err(format!(
-                "expected the real OVS/OVN stack to come up: {cell}"
+                "expected the real OVS/OVN stack to come up: {cell:?}"
             ));
         }
-        if cell["facts"]["module.openvswitch"] != "loaded" {
-            return Err(format!("the openvswitch module was not loaded: {cell}"));
+        if fact(cell, "module.openvswitch") != "loaded" {
+            return Err(format!("the openvswitch module was not loaded: {cell:?}"));
         }
-        let ipv6_off = cell["variant"] == "ipv6-disabled";
-        if (cell["facts"]["ipv6"] == "off") != ipv6_off {
-            return Err(format!("ipv6.disable=1 reached the wrong boot: {cell}"));
+        let ipv6_off = cell.variant == "ipv6-disabled";
+        if (fact(cell, "ipv6") == "off") != ipv6_off {
+            return Err(format!("ipv6.disable=1 reached the wrong boot: {cell:?}"));
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture, read_cells, repo_root, text, TempProject};
+use common::{fact, fixture, read_cells, repo_root, text, TempProject};
 use std::fs;
 
 #[test]
@@ -52,9 +52,9 @@ fn a_kernel_out_of_reach_gives_unavailable_cells_and_exit_0() {
     let cells = read_cells(&out);
     assert_eq!(cells.len(), 6);
     for cell in cells {
-        assert_eq!(cell["verdict"], "unavailable", "{cell}");
-        assert!(cell["kernel_release"].is_null());
-        let signature = cell["signature"].as_str().unwrap();
+        assert_eq!(cell.verdict.as_str(), "unavailable", "{cell:?}");
+        assert!(cell.kernel_release.is_none());
+        let signature = cell.signature.as_str();
         assert!(
             signature.contains("no network to http://kernel-archive.invalid/linux-image-0.0.deb"),
             "{signature}"
@@ -114,37 +114,28 @@ fn the_source_built_mptcp_stand_in_boots_and_reproduces() {
     assert_eq!(cells.len(), 4);
     for cell in &cells {
         assert!(
-            cell["kernel_release"]
-                .as_str()
-                .unwrap()
-                .starts_with("5.10."),
-            "{cell}"
+            cell.kernel_release.as_deref().unwrap().starts_with("5.10."),
+            "{cell:?}"
         );
         assert_eq!(
-            cell["facts"]["mptcp.enabled"], "1",
-            "the stand-in has MPTCP on: {cell}"
+            fact(cell, "mptcp.enabled"),
+            "1",
+            "the stand-in has MPTCP on: {cell:?}"
         );
-        let probe = &cell["probes"][0];
-        let asks_mptcp = cell["version"] == "v1.14.0" && cell["variant"] == "baseline";
+        let probe = &cell.probes[0];
+        let asks_mptcp = cell.version == "v1.14.0" && cell.variant == "baseline";
         if asks_mptcp {
             // A Go 1.24 listener is MPTCP here, and 5.10's MPTCP refuses IP_TRANSPARENT.
-            assert_eq!(cell["verdict"], "fail", "{cell}");
+            assert_eq!(cell.verdict.as_str(), "fail", "{cell:?}");
             assert!(
-                probe["stderr"]
-                    .as_str()
-                    .unwrap()
+                probe
+                    .stderr
                     .contains("IP_TRANSPARENT: operation not supported"),
-                "{cell}"
+                "{cell:?}"
             );
         } else {
-            assert_eq!(cell["verdict"], "pass", "{cell}");
-            assert!(
-                probe["stdout"]
-                    .as_str()
-                    .unwrap()
-                    .contains("socket protocol tcp"),
-                "{cell}"
-            );
+            assert_eq!(cell.verdict.as_str(), "pass", "{cell:?}");
+            assert!(probe.stdout.contains("socket protocol tcp"), "{cell:?}");
         }
     }
 }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{fixture, read_cells, repo_root, text, TempProject};
-use serde_json::Value;
+use common::{fact, fixture, read_cells, repo_root, text, TempProject};
+use kmatrix_metadata::{CellRecord, RunInfo};
 use std::collections::BTreeMap;
 use std::fs;
 
@@ -16,10 +16,10 @@ fn run_ok(project: &TempProject, args: &[&str]) -> std::process::Output {
     output
 }
 
-fn by_variant(cells: &[Value]) -> BTreeMap<String, &Value> {
+fn by_variant(cells: &[CellRecord]) -> BTreeMap<String, &CellRecord> {
     cells
         .iter()
-        .map(|c| (c["variant"].as_str().unwrap().to_string(), c))
+        .map(|c| (c.variant.as_str().to_string(), c))
         .collect()
 }
 
@@ -45,35 +45,35 @@ fn kube_ovn_tproxy_on_a_real_kernel_then_resume_then_nothing_to_make() {
     let cells = read_cells(&out);
     assert_eq!(cells.len(), 4, "2 versions x 2 variants x 1 kernel");
     for cell in &cells {
-        let release = cell["kernel_release"].as_str().expect("the guest booted");
-        assert!(release.starts_with("6.1."), "{cell}");
-        let verdict = cell["verdict"].as_str().unwrap();
+        let release = cell.kernel_release.as_deref().expect("the guest booted");
+        assert!(release.starts_with("6.1."), "{cell:?}");
+        let verdict = cell.verdict.as_str();
         assert!(
             verdict != "infra-error" && verdict != "unavailable",
-            "{cell}"
+            "{cell:?}"
         );
-        let probe = &cell["probes"][0];
-        let said = format!("{}{}", probe["stdout"], probe["stderr"]);
+        let probe = &cell.probes[0];
+        let said = format!("{}{}", probe.stdout, probe.stderr);
         assert!(
             said.len() > 10,
-            "the guest reported the reproducer's output: {cell}"
+            "the guest reported the reproducer's output: {cell:?}"
         );
         // What the reproducer printed must agree with what the guest's kernel
         // said of MPTCP and with the Go rules: only a go-1.24 go.mod without
         // GODEBUG=multipathtcp=0 asks for MPTCP.
-        let mptcp_on = cell["facts"]["mptcp.enabled"] == "1";
-        let asks_mptcp = cell["version"] == "v1.14.0" && cell["variant"] == "baseline";
+        let mptcp_on = fact(cell, "mptcp.enabled") == "1";
+        let asks_mptcp = cell.version == "v1.14.0" && cell.variant == "baseline";
         if verdict == "pass" {
             let expected = if mptcp_on && asks_mptcp {
                 "protocol mptcp"
             } else {
                 "protocol tcp"
             };
-            assert!(said.contains(expected), "expected {expected}: {cell}");
+            assert!(said.contains(expected), "expected {expected}: {cell:?}");
         }
     }
     assert!(out.join("matrix.md").is_file() && out.join("matrix.csv").is_file());
-    let console = out.join(cells[0]["console_log"].as_str().unwrap());
+    let console = out.join(cells[0].console_log.as_deref().unwrap());
     // Kernel messages at warning level and above are kept (loglevel=4).
     assert!(fs::read_to_string(console)
         .unwrap()
@@ -122,12 +122,9 @@ fn kube_ovn_tproxy_on_a_real_kernel_then_resume_then_nothing_to_make() {
             again.to_str().unwrap(),
         ],
     );
-    let info: Value = serde_json::from_slice(&fs::read(again.join("run.json")).unwrap()).unwrap();
-    assert_eq!(
-        info["cache"]["made"], 0,
-        "nothing downloaded or built: {info}"
-    );
-    assert!(info["cache"]["reused"].as_u64().unwrap() >= 4, "{info}");
+    let info: RunInfo = serde_json::from_slice(&fs::read(again.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info.cache.made, 0, "nothing downloaded or built: {info:?}");
+    assert!(info.cache.reused >= 4, "{info:?}");
 }
 
 #[test]
@@ -143,8 +140,8 @@ fn faults_get_the_right_verdicts_and_other_cells_are_kept() {
         "every cell is kept, whatever the others did"
     );
     let cells = by_variant(&cells);
-    let verdict = |v: &str| cells[v]["verdict"].as_str().unwrap().to_string();
-    let signature = |v: &str| cells[v]["signature"].as_str().unwrap().to_string();
+    let verdict = |v: &str| cells[v].verdict.as_str().to_string();
+    let signature = |v: &str| cells[v].signature.as_str().to_string();
 
     assert_eq!(verdict("baseline"), "pass");
     assert_eq!(verdict("go-panic"), "crash");
@@ -163,10 +160,7 @@ fn faults_get_the_right_verdicts_and_other_cells_are_kept() {
         "{}",
         signature("segfault")
     );
-    assert!(cells["segfault"]["probes"][0]["stderr"]
-        .as_str()
-        .unwrap()
-        .contains("SIGSEGV"));
+    assert!(cells["segfault"].probes[0].stderr.contains("SIGSEGV"));
     assert_eq!(verdict("sleep"), "timeout");
     assert_eq!(verdict("kernel-panic"), "crash");
     assert!(
@@ -175,15 +169,15 @@ fn faults_get_the_right_verdicts_and_other_cells_are_kept() {
         signature("kernel-panic")
     );
     assert_eq!(
-        cells["kernel-panic"]["attempts"], 3,
+        cells["kernel-panic"].attempts, 3,
         "a guest crash is retried twice before it counts"
     );
     assert_eq!(verdict("guest-hang"), "timeout");
     assert!(signature("guest-hang").contains("guest stopped responding"));
     for cell in cells.values() {
         assert!(
-            cell["kernel_release"].as_str().unwrap().starts_with("6.1."),
-            "{cell}"
+            cell.kernel_release.as_deref().unwrap().starts_with("6.1."),
+            "{cell:?}"
         );
     }
 }
@@ -218,8 +212,8 @@ fn shards_merged_equal_the_unsharded_run() {
             .iter()
             .map(|c| {
                 (
-                    c["cell_id"].as_str().unwrap().to_string(),
-                    c["verdict"].as_str().unwrap().to_string(),
+                    c.cell_id.as_str().to_string(),
+                    c.verdict.as_str().to_string(),
                 )
             })
             .collect();

@@ -1,11 +1,16 @@
 //! Backends boot an environment, hand it a job, and report what the guest
 //! said. They know nothing of verdicts or reports: the runner turns their
-//! [`BootOutcome`] into cell results.
+//! [`BootOutcome`] into cell results. `qemu.rs` is the QEMU driver,
+//! `initramfs.rs` the newc writer it packs jobs with, `accel.rs` the
+//! KVM-or-TCG decision.
 
+pub mod accel;
+pub mod initramfs;
 pub mod qemu;
 
 use crate::provision::KernelArtifact;
 use kmatrix_agent::{GuestEvent, Job};
+use std::io::Read;
 use std::path::PathBuf;
 
 /// A host file placed into the guest.
@@ -44,6 +49,31 @@ pub enum BootEnd {
     Interrupted,
     /// The backend itself could not run (emulator missing, bad arguments).
     BackendFailed { detail: String },
+}
+
+impl BootEnd {
+    /// How the boot ended, in words for signatures and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            BootEnd::Completed => "completed".into(),
+            BootEnd::GuestDied { detail } => format!("guest died ({detail})"),
+            BootEnd::DeadlineExceeded { waiting_for } => {
+                format!("deadline exceeded waiting for {waiting_for}")
+            }
+            BootEnd::Interrupted => "interrupted".into(),
+            BootEnd::BackendFailed { detail } => format!("backend failed: {detail}"),
+        }
+    }
+}
+
+/// Random bytes (hex) for a job's entropy seed: the agent credits them to
+/// the guest's pool, so programs reading `getrandom` do not stall.
+pub fn entropy_seed() -> String {
+    let mut bytes = [0u8; 64];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = random.read_exact(&mut bytes);
+    }
+    hex::encode(bytes)
 }
 
 #[derive(Debug, Clone)]

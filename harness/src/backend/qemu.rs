@@ -3,8 +3,8 @@
 //! is the kernel console (kept in a file and scanned for crashes), the second
 //! carries the agent's events on stdout. Every wait has a deadline.
 
+use super::initramfs::Cpio;
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
-use crate::initramfs::Cpio;
 use kmatrix_agent::{GuestEvent, JOB_PATH, RESULTS_PORT_PARAM};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -345,21 +345,9 @@ fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
     receiver
 }
 
-/// Quotes arguments for a POSIX shell.
+/// Quotes arguments for a POSIX shell, so a logged command pastes.
 pub fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    shell_words::join(args)
 }
 
 /// Whether QEMU can run at all here.
@@ -383,7 +371,9 @@ mod tests {
 
     #[test]
     fn shell_words_quote_what_needs_it() {
-        let words = shell_words(&["qemu".into(), "-append".into(), "a b 'c'".into()]);
-        assert_eq!(words, r"qemu -append 'a b '\''c'\'''");
+        let args: Vec<String> = vec!["qemu".into(), "-append".into(), "a b 'c'".into()];
+        let words = shell_words(&args);
+        assert!(words.starts_with("qemu -append '"), "{words}");
+        assert_eq!(shell_words::split(&words).unwrap(), args);
     }
 }

@@ -3,12 +3,13 @@
 //! the workaround that was verified on that kernel, the upstream issue, the
 //! run's date and harness version, and a legend.
 
-use super::{symbol, workaround_checks, ReportInput};
-use crate::scenario::BASELINE_VARIANT;
-use crate::verdict::Verdict;
+use super::ReportModel;
+use crate::inputs::scenario::BASELINE_VARIANT;
+use kmatrix_metadata::{CellRecord, Verdict};
 
-pub fn render(input: &ReportInput) -> String {
-    let checks = workaround_checks(input.records);
+pub fn render(model: &ReportModel) -> String {
+    let input = model.input;
+    let checks = &model.workarounds;
     let mut md = String::from("# Compatibility\n\n");
     if let Some(run) = input.run {
         md.push_str(&format!(
@@ -20,20 +21,33 @@ pub fn render(input: &ReportInput) -> String {
         ));
     }
     for scenario in input.scenarios {
-        let mine: Vec<_> = input
-            .records
+        // The matrix's baseline rows, in its column order.
+        let Some(matrix) = model
+            .matrix
+            .scenarios
             .iter()
-            .filter(|r| r.scenario == scenario.id && r.variant == BASELINE_VARIANT)
+            .find(|m| scenario.id == m.scenario)
+        else {
+            continue;
+        };
+        let baseline_rows: Vec<_> = matrix
+            .rows
+            .iter()
+            .filter(|row| row.variant == BASELINE_VARIANT)
             .collect();
-        if mine.is_empty() {
+        let cell_of = |version: &str, kernel: &str| -> Option<&CellRecord> {
+            let row = baseline_rows.iter().find(|row| row.version == version)?;
+            model.record(&row.cells.get(kernel)?.cell_id)
+        };
+        let kernels: Vec<&String> = matrix
+            .kernels
+            .iter()
+            .map(|k| &k.id)
+            .filter(|k| baseline_rows.iter().any(|row| row.cells.contains_key(*k)))
+            .collect();
+        if kernels.is_empty() {
             continue;
         }
-        let kernels: Vec<&String> = input
-            .catalog
-            .kernels
-            .keys()
-            .filter(|k| mine.iter().any(|r| &r.kernel == *k))
-            .collect();
         md.push_str(&format!(
             "## {}: {}\n\n",
             scenario.component, scenario.title
@@ -41,9 +55,10 @@ pub fn render(input: &ReportInput) -> String {
         md.push_str(&format!("Upstream issue: <{}>\n\n", scenario.issue));
         md.push_str(&format!("| {} version |", scenario.component));
         for kernel in &kernels {
-            let release = mine
+            let release = scenario
+                .versions
                 .iter()
-                .filter(|r| &r.kernel == *kernel)
+                .filter_map(|v| cell_of(&v.id, kernel))
                 .find_map(|r| r.kernel_release.clone());
             match release {
                 Some(release) => md.push_str(&format!(" {kernel}<br>`{release}` |")),
@@ -57,14 +72,11 @@ pub fn render(input: &ReportInput) -> String {
         for version in &scenario.versions {
             md.push_str(&format!("| {} |", version.id));
             for kernel in &kernels {
-                let Some(cell) = mine
-                    .iter()
-                    .find(|r| r.version == version.id && &r.kernel == *kernel)
-                else {
+                let Some(cell) = cell_of(&version.id, kernel) else {
                     md.push_str(" |");
                     continue;
                 };
-                let mut text = format!("{} {}", symbol(cell.verdict), words(cell.verdict));
+                let mut text = format!("{} {}", cell.verdict.emoji(), cell.verdict.words());
                 if cell.verdict.is_failure() {
                     let fixes: Vec<&String> = checks
                         .iter()
@@ -126,21 +138,9 @@ pub fn render(input: &ReportInput) -> String {
     md.push_str("Legend: ");
     let legend: Vec<String> = Verdict::ALL
         .iter()
-        .map(|v| format!("{} {} (`{}`)", symbol(*v), words(*v), v.as_str()))
+        .map(|v| format!("{} {} (`{}`)", v.emoji(), v.words(), v.as_str()))
         .collect();
     md.push_str(&legend.join(" · "));
     md.push_str("\n\nunavailable and infra-error cells say nothing about the component: the kernel could not be fetched or booted where the table was made.\n");
     md
-}
-
-fn words(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass => "works",
-        Verdict::Fail => "fails",
-        Verdict::Crash => "crashes",
-        Verdict::Timeout => "hangs",
-        Verdict::Flaky => "flaky",
-        Verdict::InfraError => "not tested (harness error)",
-        Verdict::Unavailable => "not tested here",
-    }
 }

@@ -2,17 +2,13 @@
 //! from the handlebars template in `harness/templates/`. Every value goes
 //! through handlebars' escaping, so text a guest printed stays text.
 
-use super::{build, workaround_checks, ReportInput};
-use crate::diff::Change;
-use crate::verdict::Verdict;
+use super::ReportModel;
 use anyhow::Result;
 use handlebars::Handlebars;
+use kmatrix_metadata::{Change, Side, Verdict};
 use serde::Serialize;
-use std::fs;
 
 const TEMPLATE: &str = include_str!("../../templates/report.html.hbs");
-/// Console lines shown per cell.
-const CONSOLE_LINES: usize = 30;
 
 #[derive(Serialize)]
 struct Page {
@@ -99,16 +95,17 @@ struct ProbeView {
     output: String,
 }
 
-pub fn render(input: &ReportInput) -> Result<String> {
+pub fn render(model: &ReportModel) -> Result<String> {
     let mut engine = Handlebars::new();
     engine.set_strict_mode(true);
     engine.register_template_string("report", TEMPLATE)?;
-    Ok(engine.render("report", &page(input))?)
+    Ok(engine.render("report", &page(model))?)
 }
 
-fn page(input: &ReportInput) -> Page {
-    let matrix = build(input.records, input.scenarios, input.catalog);
-    let checks = workaround_checks(input.records);
+fn page(model: &ReportModel) -> Page {
+    let input = model.input;
+    let matrix = &model.matrix;
+    let checks = &model.workarounds;
     let generated = match input.run {
         Some(run) => format!(
             "kmatrix {} · run started {} · accelerator {}: {}",
@@ -120,7 +117,7 @@ fn page(input: &ReportInput) -> Page {
         .scenarios
         .iter()
         .map(|m| {
-            let scenario = input.scenarios.iter().find(|s| s.id == m.scenario);
+            let scenario = model.scenario(&m.scenario);
             ScenarioView {
                 id: m.scenario.clone(),
                 title: m.title.clone(),
@@ -147,7 +144,7 @@ fn page(input: &ReportInput) -> Page {
                             .map(|k| {
                                 row.cells
                                     .get(&k.id)
-                                    .map(|c| cell_view(input, &c.cell_id))
+                                    .map(|c| cell_view(model, &c.cell_id))
                                     .unwrap_or_default()
                             })
                             .collect(),
@@ -163,7 +160,7 @@ fn page(input: &ReportInput) -> Page {
         .collect();
     Page {
         title: match input.scenarios {
-            [one] => one.id.clone(),
+            [one] => one.id.to_string(),
             _ => "compatibility matrix".into(),
         },
         generated,
@@ -171,7 +168,7 @@ fn page(input: &ReportInput) -> Page {
             .iter()
             .map(|v| Legend {
                 class: v.as_str(),
-                symbol: symbol(*v),
+                symbol: v.glyph(),
                 name: v.as_str(),
             })
             .collect(),
@@ -193,45 +190,18 @@ fn page(input: &ReportInput) -> Page {
     }
 }
 
-/// Symbols every common font has (the Markdown reports use emoji, which
-/// headless browsers without an emoji font draw as boxes).
-fn symbol(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass => "✓",
-        Verdict::Fail => "✗",
-        Verdict::Crash => "☠",
-        Verdict::Timeout => "◷",
-        Verdict::Flaky => "↻",
-        Verdict::InfraError => "⚠",
-        Verdict::Unavailable => "–",
-    }
+fn side(side: &Option<Side>) -> String {
+    side.as_ref().map_or_else(|| "—".into(), Side::text)
 }
 
-fn side(side: &Option<crate::diff::Side>) -> String {
-    match side {
-        Some(s) if s.signature.is_empty() => s.verdict.to_string(),
-        Some(s) => format!("{}: {}", s.verdict, s.signature),
-        None => "—".into(),
-    }
-}
-
-fn cell_view(input: &ReportInput, cell_id: &str) -> CellView {
-    let Some(record) = input.records.iter().find(|r| r.cell_id == cell_id) else {
+fn cell_view(model: &ReportModel, cell_id: &str) -> CellView {
+    let Some(record) = model.record(cell_id) else {
         return CellView::default();
     };
-    let boot_file = |name: &str| {
-        let dir = input.run_dir?;
-        let console = dir.join(record.console_log.as_ref()?);
-        fs::read_to_string(console.with_file_name(name)).ok()
-    };
-    let console = boot_file("console.log")
-        .map(|text| {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(CONSOLE_LINES)..].join("\n")
-        })
-        .unwrap_or_default();
+    let boot = model.boot_of(record);
+    let console = boot.map(|b| b.console_tail.clone()).unwrap_or_default();
     let mut repro = format!("kmatrix repro {}", record.cell_id);
-    if let Some(command) = boot_file("qemu-command.txt") {
+    if let Some(command) = boot.and_then(|b| b.qemu_command.as_ref()) {
         repro.push_str(&format!(
             "\n\n# the boot that gave this verdict:\n{command}"
         ));
@@ -239,7 +209,7 @@ fn cell_view(input: &ReportInput, cell_id: &str) -> CellView {
     CellView {
         present: true,
         class: record.verdict.as_str(),
-        symbol: symbol(record.verdict),
+        symbol: record.verdict.glyph(),
         verdict: record.verdict.as_str(),
         signature: record.signature.clone(),
         cell_id: record.cell_id.clone(),

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use kmatrix_metadata::CellRecord;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -79,10 +80,15 @@ pub fn text(output: &Output) -> String {
     )
 }
 
-pub fn read_cells(dir: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(dir.join("cells.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("cells.jsonl line is JSON"))
-        .collect()
+/// A run's cells, read through the results contract (`kmatrix-metadata`).
+pub fn read_cells(dir: &Path) -> Vec<CellRecord> {
+    let text = fs::read_to_string(dir.join(kmatrix_metadata::CELLS_FILE)).unwrap_or_default();
+    kmatrix_metadata::parse_cells(&text)
+        .expect("cells.jsonl holds cell records")
+        .records
+}
+
+/// A fact the guest reported for a cell ("" when absent).
+pub fn fact<'a>(cell: &'a CellRecord, name: &str) -> &'a str {
+    cell.facts.get(name).map_or("", String::as_str)
 }

@@ -1,0 +1,120 @@
+//! Choosing between KVM and TCG. `/dev/kvm` existing is not enough: on some
+//! hosts a guest under KVM hangs or aborts. So `auto` boots one real guest
+//! under KVM and keeps KVM only if the agent answers; the answer is
+//! remembered per host boot (`/proc/sys/kernel/random/boot_id`).
+
+use super::qemu::{Accel, QemuBackend};
+use super::{entropy_seed, Backend, BootEnd, BootRequest};
+use crate::provision::KernelArtifact;
+use kmatrix_agent::{GuestEvent, Job};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    /// KVM if a test guest really runs under it here, else TCG.
+    Auto,
+    Tcg,
+    Kvm,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccelDecision {
+    pub accel: String,
+    pub reason: String,
+}
+
+impl AccelDecision {
+    pub fn accel(&self) -> Accel {
+        if self.accel == "kvm" {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+}
+
+/// Decides the accelerator. `probe_kvm` boots a test guest under KVM and
+/// says whether the agent answered (with a reason when it did not).
+pub fn decide(
+    choice: AccelChoice,
+    cache_root: &Path,
+    probe_kvm: impl FnOnce() -> Result<(), String>,
+) -> AccelDecision {
+    let decision = |accel: Accel, reason: String| AccelDecision {
+        accel: accel.as_str().into(),
+        reason,
+    };
+    match choice {
+        AccelChoice::Tcg => return decision(Accel::Tcg, "TCG requested (--accel tcg)".into()),
+        AccelChoice::Kvm => return decision(Accel::Kvm, "KVM requested (--accel kvm)".into()),
+        AccelChoice::Auto => {}
+    }
+    if let Err(e) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return decision(Accel::Tcg, format!("no usable /dev/kvm ({e}); using TCG"));
+    }
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let remembered = cache_root.join("accel").join(format!("{boot_id}.json"));
+    if let Some(known) = fs::read(&remembered)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<AccelDecision>(&bytes).ok())
+    {
+        return known;
+    }
+    let decided = match probe_kvm() {
+        Ok(()) => decision(Accel::Kvm, "a test guest ran under KVM".into()),
+        Err(why) => decision(
+            Accel::Tcg,
+            format!("/dev/kvm exists but a test guest did not run under KVM ({why}); using TCG"),
+        ),
+    };
+    if let Some(parent) = remembered.parent() {
+        let _ = fs::create_dir_all(parent);
+        let _ = fs::write(
+            &remembered,
+            serde_json::to_vec(&decided).unwrap_or_default(),
+        );
+    }
+    decided
+}
+
+/// Boots a guest under KVM with no cells and says whether the agent answered.
+pub fn probe_kvm(
+    kernel: &KernelArtifact,
+    agent: &Path,
+    log_dir: &Path,
+    interrupted: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let mut backend = QemuBackend::new(Accel::Kvm, interrupted);
+    backend.deadlines.boot = Duration::from_secs(20);
+    let request = BootRequest {
+        label: "kvm probe".into(),
+        kernel: kernel.clone(),
+        agent: agent.to_path_buf(),
+        files: Vec::new(),
+        rootfs: Vec::new(),
+        kernel_args: Vec::new(),
+        job: Job {
+            entropy_seed_hex: entropy_seed(),
+            modules: Vec::new(),
+            cells: Vec::new(),
+        },
+        log_dir: log_dir.to_path_buf(),
+    };
+    let outcome = backend.boot(&request, &mut |_| {});
+    let said_done = outcome.events.iter().any(|e| matches!(e, GuestEvent::Done));
+    match (&outcome.end, said_done) {
+        (BootEnd::Completed, true) => Ok(()),
+        (end, _) => Err(end.describe()),
+    }
+}

@@ -1,0 +1,222 @@
+//! The command line: argument types only. `main.rs` dispatches them.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kmatrix::plan::shard::Shard;
+use std::path::PathBuf;
+
+/// Boots real kernels in QEMU, runs each component version's reproduction in
+/// them, and writes a compatibility matrix with a classified verdict per cell
+/// (pass, fail, crash, timeout, infra-error, unavailable).
+///
+/// A cell is scenario × component version × variant × kernel. Each kernel is
+/// booted once for all its cells; finished cells are written at once to
+/// OUT/cells.jsonl, so Ctrl-C loses nothing and `--resume OUT` continues.
+#[derive(Parser)]
+#[command(name = "kmatrix", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Project root holding images/ and scenarios/ [default: nearest ancestor of the current folder with images/kernels.toml]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Artifact cache (kernels, toolchains, builds) [default: $KMATRIX_CACHE or ~/.cache/kmatrix]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  kmatrix list                                   scenarios, kernels and toolchains
+  kmatrix plan --scenario kube-ovn-tproxy        the cells a run would execute
+  kmatrix run --scenario kube-ovn-tproxy --kernel debian-6.1 --out results/runs/try
+  kmatrix run --resume results/runs/try          finish an interrupted run
+  kmatrix report results/runs/try                rewrite matrix.{csv,json,md}
+
+Exit status: 0 the run completed (whatever the verdicts), 1 an error,
+2 bad input (a scenario, catalog or option; the message names file, line and fix),
+130 interrupted (finished cells are kept).";
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the matrix: provision, boot, classify, write results and reports.
+    Run(RunArgs),
+    /// List the cells a run would execute, without running anything.
+    Plan(PlanArgs),
+    /// List scenarios, catalog kernels and toolchains.
+    List,
+    /// Inspect and prepare catalog kernels (CI can cache the cache folder).
+    #[command(subcommand)]
+    Kernels(KernelsCommand),
+    /// Compare two runs (or a baseline and a run), or two versions inside one run.
+    ///
+    /// Exit status: 0 no regression, 1 regressions (a cell went from pass to
+    /// fail, crash or timeout), 2 usage or input error. Cells unavailable,
+    /// infra-error or flaky on either side are listed, never counted as regressions.
+    #[command(
+        after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13 v1.14.0 results/runs/tproxy"
+    )]
+    Diff(DiffArgs),
+    /// Join the results of several runs (CI shards) into one run directory.
+    ///
+    /// A cell present in more than one with different verdicts is reported
+    /// (and listed in OUT/conflicts.json); the exit status is then 1.
+    Merge {
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Rerun exactly one cell and print how to reproduce it without kmatrix.
+    Repro {
+        /// A cell id, as `kmatrix plan` or a report shows it.
+        cell: String,
+        /// Where to keep the run [default: results/runs/repro-<cell>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Reports for a run: the docs compatibility table, JUnit XML, HTML, the matrix.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// A run directory (holding cells.jsonl and run.json).
+    pub dir: PathBuf,
+    /// Print one report instead of rewriting all of them in DIR
+    /// (matrix.{csv,json,md}, compatibility.md, junit.xml, report.html).
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// With --format: write to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE", requires = "format")]
+    pub output: Option<PathBuf>,
+    /// The run to compare with in the HTML report [default: results/baseline when it exists].
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    /// The docs compatibility table (version rows x kernel columns, workarounds, legend).
+    Markdown,
+    /// The full matrix (version x variant rows) with signatures.
+    MatrixMarkdown,
+    Junit,
+    Html,
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum KernelsCommand {
+    /// Every catalog kernel: version, origin, whether it is cached, what it stands in for.
+    List,
+    /// Fetch (or build) kernels ahead of a run.
+    Fetch {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Build source-built kernels ahead of a run (kept in the cache; the log too).
+    Build {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct SelectArgs {
+    /// Scenario id (repeatable) [default: every scenario]
+    #[arg(long = "scenario", value_name = "ID")]
+    pub scenarios: Vec<String>,
+    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]
+    #[arg(long = "kernel", value_name = "ID")]
+    pub kernels: Vec<String>,
+    /// Variant id (repeatable), e.g. only `baseline` [default: every variant]
+    #[arg(long = "variant", value_name = "ID")]
+    pub variants: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct DiffArgs {
+    /// OLD NEW (run directories or cells.jsonl files), or one RUN with --versions.
+    #[arg(required = true, num_args = 1..=2, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Compare two component versions inside one run, kernel by kernel.
+    #[arg(long, num_args = 2, value_names = ["OLD_VERSION", "NEW_VERSION"])]
+    pub versions: Option<Vec<String>>,
+    /// Match cells by scenario, version and kernel only (one variant per side).
+    #[arg(long)]
+    pub ignore_variant: bool,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Console)]
+    pub format: DiffFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DiffFormat {
+    Console,
+    Markdown,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// `github-matrix` prints a strategy.matrix for GitHub Actions with --shards entries.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Only the cells of shard I of N.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// How many shards `--format github-matrix` makes.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub shards: usize,
+    /// Say, per scenario, which cells can run here and which are unavailable
+    /// here and why (checks the cache, the Debian mirror and kernel URLs).
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Results directory [default: results/runs/<UTC timestamp>]
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in DIR: run only the cells it does not hold yet.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// VMs booted at once [default: number of cores]
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Accelerator; `auto` uses KVM only after a test guest really ran under it.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Fail instead of re-resolving a locked package version the archive no longer has.
+    #[arg(long)]
+    pub locked: bool,
+    /// Rerun failing cells up to N times; a cell that passes in any is `flaky`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Run one shard of the plan, I of N (cells of a kernel stay together).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Run only this cell (repeatable); ids as `kmatrix plan` lists them.
+    #[arg(long = "cell", value_name = "CELL_ID")]
+    pub cells: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    GithubMatrix,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Accel {
+    /// KVM if a test guest really runs under it here, else TCG.
+    Auto,
+    Tcg,
+    Kvm,
+}

@@ -1,0 +1,502 @@
+//! The `kmatrix` command: parses the arguments (`args.rs`), calls the one
+//! library function each command is (`kmatrix::ops`, reports, diffs), and
+//! prints what it returns. No matrix logic lives here.
+
+mod args;
+
+use anyhow::{Context, Result};
+use args::{
+    Accel, Cli, Command, DiffArgs, DiffFormat, Format, KernelsCommand, PlanArgs, ReportArgs,
+    ReportFormat, RunArgs,
+};
+use clap::Parser;
+use kmatrix::backend::accel::AccelChoice;
+use kmatrix::diagnostic::FileError;
+use kmatrix::events::Events;
+use kmatrix::ops::run::RunOptions;
+use kmatrix::plan::Selection;
+use kmatrix::project::Request;
+use kmatrix::reporter::{Display, Reporter};
+use kmatrix::results::{read_run, read_run_info};
+use kmatrix::sources::cache::Cache;
+use kmatrix::{diff, ops, report, Project};
+use kmatrix_metadata::{Change, ExitStatus};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if let Some(file_error) = error.downcast_ref::<FileError>() {
+                eprintln!("{file_error}");
+                return ExitCode::from(ExitStatus::BAD_INPUT);
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(ExitStatus::FAILED)
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode> {
+    let project = match &cli.root {
+        Some(root) => Project::new(root),
+        None => {
+            let here = std::env::current_dir()?;
+            Project::discover(&here).with_context(|| {
+                format!(
+                    "no kmatrix project at or above {} (no images/kernels.toml); run from the repository or pass --root",
+                    here.display()
+                )
+            })?
+        }
+    };
+    let cache_root = cli.cache.clone().unwrap_or_else(Cache::default_root);
+    match cli.command {
+        Command::List => list(&project),
+        Command::Plan(args) if args.check => plan_check(&project, &cache_root, &args),
+        Command::Plan(args) => plan_cells(&project, &args),
+        Command::Merge { dirs, out } => merge(&project, &dirs, &out),
+        Command::Repro { cell, out } => repro(&project, &cache_root, &cell, out),
+        Command::Report(args) => report(&project, args),
+        Command::Run(args) => run(&project, &cache_root, args),
+        Command::Diff(args) => diff(args),
+        Command::Kernels(command) => kernels(&project, &cache_root, command),
+    }
+}
+
+fn exit(status: u8) -> Result<ExitCode> {
+    Ok(ExitCode::from(status))
+}
+
+/// Reads a run's cells, saying on stderr when a torn last line was dropped.
+fn cells_of(path: &Path) -> Result<Vec<kmatrix_metadata::CellRecord>> {
+    let cells = read_run(path)?;
+    if let Some(warning) = &cells.warning {
+        eprintln!("{warning}");
+    }
+    Ok(cells.records)
+}
+
+fn run(project: &Project, cache_root: &Path, args: RunArgs) -> Result<ExitCode> {
+    let (out, resume) = match (args.out, args.resume) {
+        (_, Some(dir)) => (dir, true),
+        (Some(dir), None) => (dir, false),
+        (None, None) => {
+            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string()
+                .replace(':', "");
+            (project.root.join("results/runs").join(stamp), false)
+        }
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                // A second Ctrl-C means "now".
+                std::process::exit(i32::from(ExitStatus::INTERRUPTED));
+            }
+            eprintln!("\ninterrupted: stopping the VMs; finished cells are kept (Ctrl-C again to quit at once)");
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    if let Err(why) = kmatrix::backend::qemu::qemu_available() {
+        anyhow::bail!("{why}");
+    }
+    let options = RunOptions {
+        request: Request {
+            scenarios: args.select.scenarios,
+            kernels: args.select.kernels,
+            selection: Selection {
+                variants: args.select.variants,
+                cells: args.cells,
+                shard: args.shard,
+            },
+        },
+        out,
+        resume,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        accel: match args.accel {
+            Accel::Auto => AccelChoice::Auto,
+            Accel::Tcg => AccelChoice::Tcg,
+            Accel::Kvm => AccelChoice::Kvm,
+        },
+        locked: args.locked,
+        retries: args.retries,
+    };
+    let summary = ops::run::run(project, cache_root, &options, interrupted)?;
+    let counts: Vec<String> = summary
+        .counts
+        .iter()
+        .map(|(verdict, n)| format!("{n} {verdict}"))
+        .collect();
+    println!(
+        "{} cells in {} ({}); accelerator {}; cache: {} reused, {} made",
+        summary.planned,
+        summary.out.display(),
+        counts.join(", "),
+        summary.accel.accel,
+        summary.cache.reused,
+        summary.cache.made
+    );
+    println!("matrix: {}", summary.out.join("matrix.md").display());
+    if summary.interrupted {
+        println!(
+            "interrupted: continue with `kmatrix run --resume {}`",
+            summary.out.display()
+        );
+        return exit(ExitStatus::INTERRUPTED);
+    }
+    exit(ExitStatus::OK)
+}
+
+fn report(project: &Project, args: ReportArgs) -> Result<ExitCode> {
+    let records = cells_of(&args.dir)?;
+    let run = read_run_info(&args.dir);
+    let (catalog, scenarios) = project.load_selected(&[])?;
+    let baseline_records = match &args.baseline {
+        Some(path) => Some(cells_of(path)?),
+        None => project.baseline_cells(),
+    };
+    let baseline = baseline_records.map(|old| diff::diff(&old, &records, false));
+    let input = report::ReportInput {
+        records: &records,
+        scenarios: &scenarios,
+        catalog: &catalog,
+        run: run.as_ref(),
+        run_dir: Some(&args.dir),
+        baseline: baseline.as_ref(),
+    };
+    let Some(format) = args.format else {
+        report::write_all(&args.dir, &input)?;
+        println!(
+            "wrote {} in {} from {} cells",
+            report::FILES.join(", "),
+            args.dir.display(),
+            records.len()
+        );
+        return exit(ExitStatus::OK);
+    };
+    let model = report::ReportModel::build(&input);
+    let text = match format {
+        ReportFormat::Markdown => report::compat::render(&model),
+        ReportFormat::MatrixMarkdown => report::markdown::render(&model),
+        ReportFormat::Junit => report::junit::render(&model)?,
+        ReportFormat::Html => report::html::render(&model)?,
+        ReportFormat::Csv => report::csv::render(&model.matrix)?,
+        ReportFormat::Json => serde_json::to_string_pretty(&model.matrix)? + "\n",
+    };
+    match args.output {
+        Some(path) => kmatrix::files::write_atomically(&path, text.as_bytes())?,
+        None => print!("{text}"),
+    }
+    exit(ExitStatus::OK)
+}
+
+fn diff(args: DiffArgs) -> Result<ExitCode> {
+    let usage = |message: &str| -> Result<ExitCode> {
+        eprintln!("error: {message}\n  see `kmatrix diff --help`");
+        exit(ExitStatus::BAD_INPUT)
+    };
+    if let Some(versions) = &args.versions {
+        let [run] = args.runs.as_slice() else {
+            return usage("--versions compares inside one run: give exactly one RUN");
+        };
+        let records = cells_of(run)?;
+        let changes = diff::diff_versions(&records, &versions[0], &versions[1]);
+        match args.format {
+            DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
+            _ => print!(
+                "{}",
+                diff::versions_to_text(&versions[0], &versions[1], &changes)
+            ),
+        }
+        let regressed = changes.iter().any(|c| c.change == Change::Regression);
+        return exit(if regressed {
+            ExitStatus::FAILED
+        } else {
+            ExitStatus::OK
+        });
+    }
+    let [old, new] = args.runs.as_slice() else {
+        return usage("give OLD and NEW (or one RUN with --versions)");
+    };
+    let result = diff::diff(&cells_of(old)?, &cells_of(new)?, args.ignore_variant);
+    match args.format {
+        DiffFormat::Console => print!("{}", diff::to_console(&result)),
+        DiffFormat::Markdown => print!("{}", diff::to_markdown(&result)),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+    }
+    exit(if result.regressions() > 0 {
+        ExitStatus::FAILED
+    } else {
+        ExitStatus::OK
+    })
+}
+
+fn request_of(args: &PlanArgs) -> Request {
+    Request {
+        scenarios: args.select.scenarios.clone(),
+        kernels: args.select.kernels.clone(),
+        selection: Selection {
+            variants: args.select.variants.clone(),
+            cells: Vec::new(),
+            shard: args.shard,
+        },
+    }
+}
+
+fn plan_check(project: &Project, cache_root: &Path, args: &PlanArgs) -> Result<ExitCode> {
+    for scenario in ops::check::check(project, cache_root, &request_of(args))? {
+        println!(
+            "{}: {} cells, {} can run here",
+            scenario.scenario, scenario.cells, scenario.runnable
+        );
+        for (kernel, count, state) in &scenario.kernels {
+            let kernel = kernel.as_str();
+            match state {
+                Ok(how) => println!("  run here    {count:>3} cells on {kernel:<18} ({how})"),
+                Err(why) => println!("  unavailable {count:>3} cells on {kernel:<18} {why}"),
+            }
+        }
+        if let Some(image) = &scenario.image {
+            println!(
+                "  online only: the real component images ({image}, ...) for the kind backend; no container registry is used here"
+            );
+        }
+    }
+    exit(ExitStatus::OK)
+}
+
+fn plan_cells(project: &Project, args: &PlanArgs) -> Result<ExitCode> {
+    let cells = project.plan(&request_of(args))?.cells;
+    match args.format {
+        Format::GithubMatrix => {
+            let shards = args.shards.max(1);
+            let kernels = kmatrix::plan::shard::assign_kernels(&cells, shards);
+            let include: Vec<serde_json::Value> = kernels
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| !k.is_empty())
+                .map(|(i, k)| {
+                    let names: Vec<&str> = k.iter().map(|k| k.as_str()).collect();
+                    serde_json::json!({
+                        "shard": format!("{}/{shards}", i + 1),
+                        "kernels": names.join(" "),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "include": include }));
+        }
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = cells
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "cell_id": c.id, "scenario": c.scenario, "version": c.version,
+                        "variant": c.variant, "kernel": c.kernel,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Format::Table => {
+            println!(
+                "{:<16}  {:<22} {:<10} {:<26} kernel",
+                "cell", "scenario", "version", "variant"
+            );
+            for c in &cells {
+                println!(
+                    "{:<16}  {:<22} {:<10} {:<26} {}",
+                    c.id.as_str(),
+                    c.scenario.as_str(),
+                    c.version,
+                    c.variant,
+                    c.kernel
+                );
+            }
+            println!("{} cells", cells.len());
+        }
+    }
+    exit(ExitStatus::OK)
+}
+
+fn merge(project: &Project, dirs: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    let merged = ops::merge::merge(project, dirs, out)?;
+    for warning in &merged.warnings {
+        eprintln!("{warning}");
+    }
+    println!(
+        "merged {} cells from {} runs into {}",
+        merged.cells,
+        dirs.len(),
+        out.display()
+    );
+    let Some(file) = &merged.conflicts_file else {
+        return exit(ExitStatus::OK);
+    };
+    eprintln!(
+        "error: {} cells ran in more than one input with different verdicts (kept the first; see {}):",
+        merged.conflicts.len(),
+        file.display()
+    );
+    for conflict in &merged.conflicts {
+        eprintln!(
+            "  {}: {} in {} vs {} in {}",
+            conflict.cell,
+            conflict.first.verdict,
+            conflict.first.dir.display(),
+            conflict.second.verdict,
+            conflict.second.dir.display()
+        );
+    }
+    exit(ExitStatus::FAILED)
+}
+
+fn repro(
+    project: &Project,
+    cache_root: &Path,
+    cell_id: &str,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let repro = ops::repro::repro(project, cache_root, cell_id, out)?;
+    let cell = &repro.cell;
+    println!(
+        "\n{} {} {} on {}: {}",
+        cell.scenario,
+        cell.version,
+        cell.variant,
+        cell.kernel,
+        repro
+            .record
+            .as_ref()
+            .map(|r| format!("{} {}", r.verdict, r.signature))
+            .unwrap_or_else(|| "no result".into())
+    );
+    if let (Some(boot), Some(command)) = (&repro.boot_dir, &repro.qemu_command) {
+        println!("\nTo reproduce without kmatrix, boot the same kernel and initramfs:\n");
+        println!("  {command}");
+        println!(
+            "\n(the initramfs is {}; its /init is the kmatrix agent, /kmatrix/job.json the job)",
+            boot.join("initramfs.cpio").display()
+        );
+    }
+    println!("\nInside the guest the agent runs, each in a fresh network namespace:\n");
+    for probe in &cell.probes {
+        let env: Vec<String> = probe.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "  {}{}",
+            if env.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", env.join(" "))
+            },
+            kmatrix::backend::qemu::shell_words(&probe.argv)
+        );
+    }
+    println!("\nresults: {}", repro.out.display());
+    exit(ExitStatus::OK)
+}
+
+fn kernels(project: &Project, cache_root: &Path, command: KernelsCommand) -> Result<ExitCode> {
+    match command {
+        KernelsCommand::List => {
+            println!("{:<19} {:<7} {:<10} origin", "kernel", "version", "cache");
+            for row in ops::kernels::list(project, cache_root)? {
+                let cached = match row.cached {
+                    Some(true) => "cached",
+                    Some(false) => "-",
+                    None => "?",
+                };
+                let kernel = &row.entry;
+                println!(
+                    "{:<19} {:<7} {:<10} {}",
+                    kernel.id.as_str(),
+                    kernel.version,
+                    cached,
+                    kernel.source.describe()
+                );
+                if let Some(stand_in) = &kernel.stands_in_for {
+                    println!("{:<38} stands in for {stand_in}", "");
+                }
+            }
+            exit(ExitStatus::OK)
+        }
+        KernelsCommand::Fetch { ids } | KernelsCommand::Build { ids } => {
+            let fetched =
+                with_display(|events| ops::kernels::fetch(project, cache_root, &ids, events))?;
+            let mut failed = false;
+            for (id, result) in fetched {
+                match result {
+                    Ok((kernel, took)) => println!(
+                        "{id}: ready in {:.1} s: {} ({})",
+                        took.as_secs_f64(),
+                        kernel.image.display(),
+                        kernel.origin
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{id}: failed: {e:#}");
+                    }
+                }
+            }
+            exit(if failed {
+                ExitStatus::FAILED
+            } else {
+                ExitStatus::OK
+            })
+        }
+    }
+}
+
+/// Runs `work` on another thread with the terminal display drawing its events.
+fn with_display<T: Send>(work: impl FnOnce(Events) -> T + Send) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || work(Events::new(sender)));
+        let mut display = Display::new();
+        for event in receiver {
+            let _ = display.report(&event);
+        }
+        worker.join().expect("the worker does not panic")
+    })
+}
+
+fn list(project: &Project) -> Result<ExitCode> {
+    let (catalog, scenarios) = project.load_selected(&[])?;
+    println!("Scenarios:");
+    for s in &scenarios {
+        let versions: Vec<&str> = s.versions.iter().map(|v| v.id.as_str()).collect();
+        let variants: Vec<&str> = s.variants.iter().map(|v| v.id.as_str()).collect();
+        let kernels: Vec<&str> = s.kernels.iter().map(|k| k.as_str()).collect();
+        println!("  {:<22} {}", s.id.as_str(), s.title);
+        println!(
+            "  {:<22} versions: {}; variants: {}; kernels: {}",
+            "",
+            versions.join(", "),
+            variants.join(", "),
+            kernels.join(", ")
+        );
+    }
+    println!("\nKernels (images/kernels.toml):");
+    for k in catalog.kernels.values() {
+        println!("  {:<22} {:<6} {}", k.id.as_str(), k.version, k.description);
+    }
+    println!("\nToolchains (images/toolchains.toml):");
+    for t in catalog.toolchains.values() {
+        println!(
+            "  {:<22} Go {:<5} Debian {} ({})",
+            t.id,
+            t.version,
+            t.suite,
+            t.packages.join(", ")
+        );
+    }
+    exit(ExitStatus::OK)
+}

@@ -1,0 +1,213 @@
+//! The catalogs in `images/`: which kernels and toolchains exist and where
+//! each comes from. Data only; fetching lives in `provision`.
+
+use crate::diagnostic::{parse_toml, FileError};
+use crate::ids::KernelId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const KERNELS_FILE: &str = "kernels.toml";
+pub const TOOLCHAINS_FILE: &str = "toolchains.toml";
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KernelEntry {
+    pub id: KernelId,
+    /// The upstream version line, e.g. "6.1".
+    pub version: String,
+    pub description: String,
+    /// For a kernel built to stand in for ones kmatrix cannot fetch here:
+    /// which, and why it is a fair stand-in.
+    #[serde(default)]
+    pub stands_in_for: Option<String>,
+    pub source: KernelSource,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum KernelSource {
+    /// A Debian package; `package` may be a metapackage, which is followed to
+    /// the `linux-image-*` package it depends on.
+    DebianPackage { suite: String, package: String },
+    /// Packages by URL (.deb or .rpm), unpacked together: the first holds
+    /// /boot/vmlinuz-*, the others modules (Ubuntu's linux-modules-*).
+    PackageUrls { urls: Vec<String> },
+    /// Built from source: `make <base_config>`, then the fragments (files in
+    /// images/, later ones win), then `make olddefconfig bzImage`.
+    SourceBuild {
+        source: KernelTree,
+        base_config: String,
+        fragments: Vec<String>,
+    },
+}
+
+/// Where a kernel source tarball comes from.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum KernelTree {
+    /// Debian's linux-source-X package (it carries /usr/src/linux-source-X.tar.xz).
+    DebianPackage { suite: String, package: String },
+    /// A tarball, e.g. from kernel.org.
+    Url { url: String },
+}
+
+impl KernelSource {
+    pub fn describe(&self) -> String {
+        match self {
+            KernelSource::DebianPackage { suite, package } => {
+                format!("Debian {suite} package {package}")
+            }
+            KernelSource::PackageUrls { urls } => format!(
+                "packages by URL: {}",
+                urls.iter()
+                    .map(|u| u.rsplit('/').next().unwrap_or(u))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            KernelSource::SourceBuild {
+                source,
+                base_config,
+                fragments,
+            } => {
+                let from = match source {
+                    KernelTree::DebianPackage { suite, package } => {
+                        format!("Debian {suite} {package}")
+                    }
+                    KernelTree::Url { url } => url.clone(),
+                };
+                format!(
+                    "built from {from}: {base_config} + {}",
+                    fragments.join(" + ")
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainEntry {
+    pub id: String,
+    pub kind: ToolchainKind,
+    /// The release, e.g. "1.24", as the component's build used it.
+    pub version: String,
+    pub suite: String,
+    /// Debian packages unpacked together into one root.
+    pub packages: Vec<String>,
+    /// GOROOT relative to the unpacked root.
+    pub goroot: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToolchainKind {
+    Go,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KernelsFile {
+    kernel: Vec<KernelEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolchainsFile {
+    toolchain: Vec<ToolchainEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub dir: PathBuf,
+    pub kernels: BTreeMap<KernelId, KernelEntry>,
+    pub toolchains: BTreeMap<String, ToolchainEntry>,
+}
+
+impl Catalog {
+    pub fn load(dir: &Path) -> Result<Catalog, FileError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read_to_string(&path)
+                .map(|text| (path.clone(), text))
+                .map_err(|e| {
+                    FileError::whole_file(
+                        &path,
+                        format!("cannot read catalog: {e}"),
+                        "run kmatrix from the project root, or pass --images DIR",
+                    )
+                })
+        };
+        let (kernels_path, text) = read(KERNELS_FILE)?;
+        let kernels: KernelsFile = parse_toml(
+            &kernels_path,
+            &text,
+            "each [[kernel]] needs id, version, description and source = { kind = \"debian-package\", suite, package }",
+        )?;
+        let (toolchains_path, text) = read(TOOLCHAINS_FILE)?;
+        let toolchains: ToolchainsFile = parse_toml(
+            &toolchains_path,
+            &text,
+            "each [[toolchain]] needs id, kind = \"go\", version, suite, packages and goroot",
+        )?;
+        Ok(Catalog {
+            dir: dir.to_path_buf(),
+            kernels: unique_by_id(&kernels_path, kernels.kernel, |k| k.id.clone())?,
+            toolchains: unique_by_id(&toolchains_path, toolchains.toolchain, |t| t.id.clone())?,
+        })
+    }
+
+    pub fn kernel_ids(&self) -> Vec<&str> {
+        self.kernels.keys().map(KernelId::as_str).collect()
+    }
+
+    /// Kernel ids given on the command line (`--kernel`), checked once here:
+    /// an unknown one is bad input naming the catalog and the known ids.
+    pub fn kernel_ids_from(&self, given: &[String]) -> Result<Vec<KernelId>, FileError> {
+        given
+            .iter()
+            .map(|id| {
+                self.kernels
+                    .get_key_value(id.as_str())
+                    .map(|(known, _)| known.clone())
+                    .ok_or_else(|| {
+                        FileError::whole_file(
+                            &self.dir.join(KERNELS_FILE),
+                            format!("unknown kernel id `{id}` (from --kernel)"),
+                            format!(
+                                "use one of: {} (`kmatrix list` shows them)",
+                                self.kernel_ids().join(", ")
+                            ),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// The entry of a kernel id that came from this catalog.
+    pub fn kernel(&self, id: &KernelId) -> &KernelEntry {
+        self.kernels
+            .get(id)
+            .expect("kernel ids come from the catalog")
+    }
+}
+
+fn unique_by_id<K: Ord + Clone + std::fmt::Display, T>(
+    path: &Path,
+    entries: Vec<T>,
+    id: impl Fn(&T) -> K,
+) -> Result<BTreeMap<K, T>, FileError> {
+    let mut map = BTreeMap::new();
+    for entry in entries {
+        let key = id(&entry);
+        if map.insert(key.clone(), entry).is_some() {
+            return Err(FileError::whole_file(
+                path,
+                format!("id `{key}` appears twice"),
+                "give every entry its own id",
+            ));
+        }
+    }
+    Ok(map)
+}

@@ -1,0 +1,83 @@
+//! `images/kmatrix.lock`: the exact package versions and sha256 checksums
+//! each catalog artifact resolved to. The first fetch of an artifact records
+//! it (trust on first use, marked so in the file); every later fetch must
+//! match it byte for byte.
+
+use crate::diagnostic::{parse_toml, FileError};
+use crate::ids::ArtifactKey;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const LOCK_FILE: &str = "kmatrix.lock";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LockFile {
+    #[serde(default)]
+    pub artifact: BTreeMap<String, LockedArtifact>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockedArtifact {
+    pub packages: Vec<LockedPackage>,
+    /// How the checksums were first obtained, e.g. "trust-on-first-use 2026-11-21".
+    pub provenance: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockedPackage {
+    pub name: String,
+    pub version: String,
+    /// Empty until the first fetch records it (trust on first use).
+    pub sha256: String,
+    /// Set for packages fetched by URL rather than through apt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lock {
+    path: PathBuf,
+    file: LockFile,
+}
+
+impl Lock {
+    /// Reads the lock file; a missing one is empty, a damaged one is bad
+    /// input (file, line, fix), like a damaged scenario.
+    pub fn load(images_dir: &Path) -> Result<Lock, FileError> {
+        let path = images_dir.join(LOCK_FILE);
+        let file = match fs::read_to_string(&path) {
+            Ok(text) => parse_toml(
+                &path,
+                &text,
+                "restore it with `git checkout images/kmatrix.lock`, or delete it to re-resolve every pin",
+            )?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LockFile::default(),
+            Err(e) => {
+                return Err(FileError::whole_file(
+                    &path,
+                    format!("cannot read: {e}"),
+                    "check the file's permissions",
+                ))
+            }
+        };
+        Ok(Lock { path, file })
+    }
+
+    pub fn get(&self, artifact: &ArtifactKey) -> Option<&LockedArtifact> {
+        self.file.artifact.get(&artifact.to_string())
+    }
+
+    /// Records an artifact and writes the file (atomically).
+    pub fn record(&mut self, artifact: &ArtifactKey, locked: LockedArtifact) -> Result<()> {
+        self.file.artifact.insert(artifact.to_string(), locked);
+        let text = format!(
+            "# Written by kmatrix: exact versions and sha256 of every fetched artifact.\n\
+             # Commit it. `provenance` says how a checksum was first obtained.\n\n{}",
+            toml::to_string_pretty(&self.file)?
+        );
+        crate::files::write_atomically(&self.path, text.as_bytes())
+    }
+}

@@ -1,0 +1,12 @@
+//! The declarative inputs a user writes: scenarios (`scenarios/*/`), the
+//! catalogs (`images/kernels.toml`, `images/toolchains.toml`) and the lock
+//! file (`images/kmatrix.lock`). Loading validates them and reports any
+//! mistake with file, line and fix; nothing here fetches, runs or prints.
+
+pub mod catalog;
+pub mod lock;
+pub mod scenario;
+
+pub use catalog::{Catalog, KernelEntry, KernelSource, KernelTree, ToolchainEntry};
+pub use lock::{Lock, LockedArtifact, LockedPackage};
+pub use scenario::Scenario;

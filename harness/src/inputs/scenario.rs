@@ -1,0 +1,506 @@
+//! Scenarios: one folder per case under `scenarios/`, holding `scenario.toml`
+//! and the reproducer's sources. Loading validates everything a run relies
+//! on, so a bad scenario fails before anything boots.
+
+use super::Catalog;
+use crate::diagnostic::{parse_toml, FileError};
+use crate::ids::{KernelId, ScenarioId};
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+pub const SCENARIO_FILE: &str = "scenario.toml";
+/// The argv placeholder replaced by the guest path of the version's reproducer binary.
+pub const REPRODUCER_PLACEHOLDER: &str = "{reproducer}";
+/// The argv placeholder replaced by the guest path of the version's BPF object.
+pub const BPF_OBJECT_PLACEHOLDER: &str = "{bpf_object}";
+/// Every scenario has this variant: the component as shipped.
+pub const BASELINE_VARIANT: &str = "baseline";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    scenario: Meta,
+    reproducer: ReproducerSpec,
+    version: Vec<VersionSpec>,
+    variant: Vec<VariantSpec>,
+    probe: Vec<ProbeSpec>,
+    #[serde(default)]
+    signature: Vec<SignatureSpec>,
+    #[serde(default)]
+    guest: Option<GuestSpec>,
+}
+
+/// A guest root filesystem made of Debian packages (and everything they
+/// depend on), for reproductions that need real userspace daemons.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSpec {
+    pub suite: String,
+    pub packages: Vec<String>,
+    /// Paths (relative to /) left out to keep the initramfs small; a
+    /// trailing `*` matches a prefix.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    id: Spanned<String>,
+    component: String,
+    title: String,
+    issue: String,
+    summary: String,
+    kernels: Vec<Spanned<String>>,
+    #[serde(default)]
+    references: Vec<String>,
+    /// Kernel modules the probes need, loaded (with dependencies) before the cells run.
+    #[serde(default)]
+    modules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReproducerSpec {
+    language: Spanned<String>,
+    source: Spanned<String>,
+    /// Go libraries from Debian's golang-*-dev packages, vendored into the build.
+    #[serde(default)]
+    go_packages: Option<GoPackages>,
+}
+
+/// Debian packages holding Go library sources (under /usr/share/gocode/src).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GoPackages {
+    pub suite: String,
+    pub packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionSpec {
+    id: Spanned<String>,
+    toolchain: Spanned<String>,
+    go_directive: Spanned<String>,
+    built_from: String,
+    #[serde(default)]
+    image: Option<String>,
+    /// Go build tags selecting this release's code path in the reproducer.
+    #[serde(default)]
+    build_tags: Vec<String>,
+    /// A BPF C source (relative to the scenario folder) built with clang
+    /// `-target bpf` into the object this release ships.
+    #[serde(default)]
+    bpf_object: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantSpec {
+    id: Spanned<String>,
+    description: String,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Extra kernel command-line words for this variant (e.g. `ipv6.disable=1`).
+    #[serde(default)]
+    kernel_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeSpec {
+    id: Spanned<String>,
+    run: Spanned<Vec<String>>,
+    timeout_secs: Spanned<u64>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    pass_exit_code: i32,
+    #[serde(default)]
+    pass_stdout: Option<Spanned<String>>,
+    /// An exit status by which the reproducer says "this kernel lacks what
+    /// the path needs": the cell is `unavailable` there, not failed.
+    #[serde(default)]
+    unavailable_exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureSpec {
+    id: Spanned<String>,
+    verdict: Spanned<String>,
+    pattern: Spanned<String>,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub id: ScenarioId,
+    pub dir: PathBuf,
+    pub component: String,
+    pub title: String,
+    pub issue: String,
+    pub summary: String,
+    /// The kernels run when no `--kernel` is given.
+    pub kernels: Vec<KernelId>,
+    pub references: Vec<String>,
+    pub modules: Vec<String>,
+    pub reproducer_dir: PathBuf,
+    pub go_packages: Option<GoPackages>,
+    pub guest: Option<GuestSpec>,
+    pub versions: Vec<Version>,
+    pub variants: Vec<Variant>,
+    pub probes: Vec<Probe>,
+    pub signatures: Vec<Signature>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub id: String,
+    pub toolchain: String,
+    pub go_directive: String,
+    pub built_from: String,
+    pub image: Option<String>,
+    pub build_tags: Vec<String>,
+    pub bpf_object: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub id: String,
+    pub description: String,
+    pub env: BTreeMap<String, String>,
+    pub kernel_args: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub id: String,
+    pub run: Vec<String>,
+    pub timeout_secs: u64,
+    pub env: BTreeMap<String, String>,
+    pub pass_exit_code: i32,
+    pub pass_stdout: Option<Regex>,
+    pub unavailable_exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureVerdict {
+    Fail,
+    Crash,
+}
+
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub id: String,
+    pub verdict: SignatureVerdict,
+    pub pattern: Regex,
+}
+
+impl Scenario {
+    pub fn variant(&self, id: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.id == id)
+    }
+}
+
+/// Loads every `*/scenario.toml` under `dir`, sorted by id.
+pub fn load_all(dir: &Path, catalog: &Catalog) -> Result<Vec<Scenario>, FileError> {
+    let entries = fs::read_dir(dir).map_err(|e| {
+        FileError::whole_file(
+            dir,
+            format!("cannot read the scenarios folder: {e}"),
+            "run kmatrix from the project root, or pass --scenarios DIR",
+        )
+    })?;
+    let mut folders: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join(SCENARIO_FILE).is_file())
+        .collect();
+    folders.sort();
+    folders.iter().map(|f| load(f, catalog)).collect()
+}
+
+pub fn load(folder: &Path, catalog: &Catalog) -> Result<Scenario, FileError> {
+    let path = folder.join(SCENARIO_FILE);
+    let source = fs::read_to_string(&path).map_err(|e| {
+        FileError::whole_file(
+            &path,
+            format!("cannot read: {e}"),
+            "every scenario folder needs a scenario.toml",
+        )
+    })?;
+    let file: ScenarioFile = parse_toml(
+        &path,
+        &source,
+        "compare with scenarios/kube-ovn-tproxy/scenario.toml; the README lists every field",
+    )?;
+    Validator {
+        path: &path,
+        source: &source,
+        folder,
+        catalog,
+    }
+    .validate(file)
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    source: &'a str,
+    folder: &'a Path,
+    catalog: &'a Catalog,
+}
+
+impl Validator<'_> {
+    fn error(&self, span: std::ops::Range<usize>, message: String, fix: String) -> FileError {
+        FileError::at_span(self.path, self.source, Some(span), message, fix)
+    }
+
+    fn validate(&self, file: ScenarioFile) -> Result<Scenario, FileError> {
+        let meta = file.scenario;
+        let folder_name = self
+            .folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if *meta.id.get_ref() != folder_name {
+            return Err(self.error(
+                meta.id.span(),
+                format!(
+                    "scenario id `{}` differs from its folder `{folder_name}`",
+                    meta.id.get_ref()
+                ),
+                format!("set id = \"{folder_name}\" or rename the folder"),
+            ));
+        }
+        let known = self.catalog.kernel_ids().join(", ");
+        let mut kernels = Vec::new();
+        for kernel in &meta.kernels {
+            match self
+                .catalog
+                .kernels
+                .get_key_value(kernel.get_ref().as_str())
+            {
+                Some((id, _)) => kernels.push(id.clone()),
+                None => {
+                    return Err(self.error(
+                        kernel.span(),
+                        format!("unknown kernel id `{}`", kernel.get_ref()),
+                        format!("use one of: {known} (see images/kernels.toml)"),
+                    ))
+                }
+            }
+        }
+
+        let language = &file.reproducer.language;
+        if language.get_ref() != "go" {
+            return Err(self.error(
+                language.span(),
+                format!("unsupported reproducer language `{}`", language.get_ref()),
+                "write the reproducer in Go and set language = \"go\"".into(),
+            ));
+        }
+        let reproducer_dir = self.folder.join(file.reproducer.source.get_ref());
+        let has_go = fs::read_dir(&reproducer_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == "go"))
+            })
+            .unwrap_or(false);
+        if !has_go {
+            return Err(self.error(
+                file.reproducer.source.span(),
+                format!(
+                    "reproducer folder {} is missing or holds no .go file",
+                    reproducer_dir.display()
+                ),
+                "put the reproducer's main package in that folder, or point source at it".into(),
+            ));
+        }
+
+        let versions = self.versions(file.version)?;
+        let variants = self.variants(file.variant)?;
+        let probes = self.probes(file.probe)?;
+        let signatures = self.signatures(file.signature)?;
+        Ok(Scenario {
+            id: ScenarioId::new(folder_name),
+            dir: self.folder.to_path_buf(),
+            component: meta.component,
+            title: meta.title,
+            issue: meta.issue,
+            summary: meta.summary,
+            kernels,
+            references: meta.references,
+            modules: meta.modules,
+            reproducer_dir,
+            go_packages: file.reproducer.go_packages,
+            guest: file.guest,
+            versions,
+            variants,
+            probes,
+            signatures,
+        })
+    }
+
+    fn unique(&self, seen: &mut BTreeSet<String>, id: &Spanned<String>) -> Result<(), FileError> {
+        if !seen.insert(id.get_ref().clone()) {
+            return Err(self.error(
+                id.span(),
+                format!("id `{}` is used twice", id.get_ref()),
+                "give each entry its own id".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn versions(&self, specs: Vec<VersionSpec>) -> Result<Vec<Version>, FileError> {
+        let mut seen = BTreeSet::new();
+        let mut versions = Vec::new();
+        for spec in specs {
+            self.unique(&mut seen, &spec.id)?;
+            if !self
+                .catalog
+                .toolchains
+                .contains_key(spec.toolchain.get_ref())
+            {
+                let known: Vec<&String> = self.catalog.toolchains.keys().collect();
+                return Err(self.error(
+                    spec.toolchain.span(),
+                    format!("unknown toolchain `{}`", spec.toolchain.get_ref()),
+                    format!("use one of {known:?} (see images/toolchains.toml)"),
+                ));
+            }
+            let directive = spec.go_directive.get_ref();
+            let well_formed = directive.split('.').count() >= 2
+                && directive.split('.').all(|p| p.parse::<u32>().is_ok());
+            if !well_formed {
+                return Err(self.error(
+                    spec.go_directive.span(),
+                    format!("go_directive `{directive}` is not a Go version"),
+                    "write the `go` line of the release's go.mod, e.g. \"1.24\"".into(),
+                ));
+            }
+            let bpf_object = match &spec.bpf_object {
+                None => None,
+                Some(source) => {
+                    let path = self.folder.join(source.get_ref());
+                    if !path.is_file() {
+                        return Err(self.error(
+                            source.span(),
+                            format!("BPF source {} does not exist", path.display()),
+                            "give a .c file relative to the scenario folder".into(),
+                        ));
+                    }
+                    Some(path)
+                }
+            };
+            versions.push(Version {
+                id: spec.id.into_inner(),
+                toolchain: spec.toolchain.into_inner(),
+                go_directive: spec.go_directive.into_inner(),
+                built_from: spec.built_from,
+                image: spec.image,
+                build_tags: spec.build_tags,
+                bpf_object,
+            });
+        }
+        Ok(versions)
+    }
+
+    fn variants(&self, specs: Vec<VariantSpec>) -> Result<Vec<Variant>, FileError> {
+        let mut seen = BTreeSet::new();
+        for spec in &specs {
+            self.unique(&mut seen, &spec.id)?;
+        }
+        if !seen.contains(BASELINE_VARIANT) {
+            return Err(FileError::whole_file(
+                self.path,
+                "no `baseline` variant",
+                "add [[variant]] id = \"baseline\" (the component as shipped, no workaround)",
+            ));
+        }
+        Ok(specs
+            .into_iter()
+            .map(|spec| Variant {
+                id: spec.id.into_inner(),
+                description: spec.description,
+                env: spec.env,
+                kernel_args: spec.kernel_args,
+            })
+            .collect())
+    }
+
+    fn probes(&self, specs: Vec<ProbeSpec>) -> Result<Vec<Probe>, FileError> {
+        let mut seen = BTreeSet::new();
+        let mut probes = Vec::new();
+        for spec in specs {
+            self.unique(&mut seen, &spec.id)?;
+            if spec.run.get_ref().is_empty() {
+                return Err(self.error(
+                    spec.run.span(),
+                    "probe has an empty command".into(),
+                    format!("start run with \"{REPRODUCER_PLACEHOLDER}\" and its arguments"),
+                ));
+            }
+            if *spec.timeout_secs.get_ref() == 0 {
+                return Err(self.error(
+                    spec.timeout_secs.span(),
+                    "timeout_secs is 0".into(),
+                    "give the probe a deadline of at least 1 second".into(),
+                ));
+            }
+            let pass_stdout = spec.pass_stdout.map(|p| self.regex(&p)).transpose()?;
+            probes.push(Probe {
+                id: spec.id.into_inner(),
+                run: spec.run.into_inner(),
+                timeout_secs: spec.timeout_secs.into_inner(),
+                env: spec.env,
+                pass_exit_code: spec.pass_exit_code,
+                pass_stdout,
+                unavailable_exit_code: spec.unavailable_exit_code,
+            });
+        }
+        Ok(probes)
+    }
+
+    fn signatures(&self, specs: Vec<SignatureSpec>) -> Result<Vec<Signature>, FileError> {
+        let mut seen = BTreeSet::new();
+        let mut signatures = Vec::new();
+        for spec in specs {
+            self.unique(&mut seen, &spec.id)?;
+            let verdict = match spec.verdict.get_ref().as_str() {
+                "fail" => SignatureVerdict::Fail,
+                "crash" => SignatureVerdict::Crash,
+                other => {
+                    return Err(self.error(
+                        spec.verdict.span(),
+                        format!("unknown signature verdict `{other}`"),
+                        "use \"fail\" or \"crash\"".into(),
+                    ))
+                }
+            };
+            signatures.push(Signature {
+                id: spec.id.into_inner(),
+                verdict,
+                pattern: self.regex(&spec.pattern)?,
+            });
+        }
+        Ok(signatures)
+    }
+
+    fn regex(&self, pattern: &Spanned<String>) -> Result<Regex, FileError> {
+        Regex::new(pattern.get_ref()).map_err(|e| {
+            self.error(
+                pattern.span(),
+                format!("invalid regular expression: {e}"),
+                "fix the pattern (Rust regex syntax; escape literal dots and brackets)".into(),
+            )
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! What each command does, as library functions: the CLI parses arguments
+//! and calls one of these. Each wires the layers together for one job and
+//! returns data; printing is left to the caller (or to the reporters).
+
+pub mod check;
+pub mod kernels;
+pub mod merge;
+pub mod repro;
+pub mod run;

@@ -1,0 +1,211 @@
+//! The plan: every cell (scenario × component version × variant × kernel)
+//! with a stable id hashed from every input that can change its result, and
+//! the selection of cells a command asks for (variants, ids, a shard).
+
+pub mod shard;
+
+use crate::diagnostic::FileError;
+use crate::hashing::{sha256_bytes, sha256_file, sha256_tree};
+use crate::ids::{ArtifactKey, CellId, KernelId, ScenarioId};
+use crate::inputs::scenario::{Scenario, BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER};
+use crate::inputs::{Catalog, Lock};
+use crate::verdict::Expectation;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Where reproducer binaries live in the guest.
+pub const GUEST_BIN_DIR: &str = "/kmatrix/bin";
+
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub id: CellId,
+    pub scenario: ScenarioId,
+    pub component: String,
+    pub version: String,
+    pub variant: String,
+    pub kernel: KernelId,
+    /// Guest paths of the version's artifacts this cell needs (the
+    /// reproducer binary first, then its BPF object if any).
+    pub artifacts: Vec<String>,
+    /// Kernel modules to load before the cell runs.
+    pub modules: Vec<String>,
+    /// Extra kernel command-line words: cells boot together only when equal.
+    pub kernel_args: Vec<String>,
+    pub probes: Vec<CellProbe>,
+}
+
+/// One probe as a cell runs it: the command with its placeholders filled,
+/// the variant's environment, and what counts as passing.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellProbe {
+    pub probe_id: String,
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub expect: Expectation,
+}
+
+/// Which planned cells a command is asked for. Variants and cell ids are
+/// taken first and the shard last, so `plan --shard` and `run --shard` with
+/// the same filters always agree on the split.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these variants; empty means all.
+    pub variants: Vec<String>,
+    /// Only these cell ids; empty means all.
+    pub cells: Vec<String>,
+    /// Only this shard of what the filters leave.
+    pub shard: Option<shard::Shard>,
+}
+
+impl Selection {
+    pub fn apply(&self, cells: Vec<Cell>) -> Vec<Cell> {
+        let chosen: Vec<Cell> = cells
+            .into_iter()
+            .filter(|c| self.variants.is_empty() || self.variants.contains(&c.variant))
+            .filter(|c| self.cells.is_empty() || self.cells.iter().any(|id| c.id == *id))
+            .collect();
+        match self.shard {
+            Some(shard) => shard::select(chosen, shard),
+            None => chosen,
+        }
+    }
+}
+
+/// The guest path of a version's reproducer binary.
+pub fn reproducer_guest_path(scenario: &str, version: &str) -> String {
+    let safe = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect::<String>()
+    };
+    format!("{GUEST_BIN_DIR}/{}--{}", safe(scenario), safe(version))
+}
+
+/// The guest path of a version's BPF object.
+pub fn bpf_object_guest_path(scenario: &str, version: &str) -> String {
+    reproducer_guest_path(scenario, version).replace("/kmatrix/bin/", "/kmatrix/bpf/") + ".o"
+}
+
+/// Plans the cells of `scenarios` on `kernels` (or each scenario's own list
+/// when `kernels` is empty).
+pub fn plan(
+    scenarios: &[Scenario],
+    kernels: &[KernelId],
+    catalog: &Catalog,
+    lock: &Lock,
+) -> Result<Vec<Cell>, FileError> {
+    let mut cells = Vec::new();
+    for scenario in scenarios {
+        let scenario_hash = hash_or_error(
+            &scenario.dir.join(crate::inputs::scenario::SCENARIO_FILE),
+            sha256_file,
+        )?;
+        let source_hash = hash_or_error(&scenario.reproducer_dir, sha256_tree)?;
+        let wanted = if kernels.is_empty() {
+            &scenario.kernels
+        } else {
+            kernels
+        };
+        for version in &scenario.versions {
+            let binary = reproducer_guest_path(&scenario.id, &version.id);
+            let bpf_object = bpf_object_guest_path(&scenario.id, &version.id);
+            let mut artifacts = vec![binary.clone()];
+            let bpf_hash = match &version.bpf_object {
+                Some(source) => {
+                    artifacts.push(bpf_object.clone());
+                    Some(hash_or_error(
+                        source.parent().unwrap_or(Path::new(".")),
+                        sha256_tree,
+                    )?)
+                }
+                None => None,
+            };
+            for variant in &scenario.variants {
+                let probes: Vec<CellProbe> = scenario
+                    .probes
+                    .iter()
+                    .map(|probe| CellProbe {
+                        probe_id: probe.id.clone(),
+                        argv: probe
+                            .run
+                            .iter()
+                            .map(|arg| {
+                                arg.replace(REPRODUCER_PLACEHOLDER, &binary)
+                                    .replace(BPF_OBJECT_PLACEHOLDER, &bpf_object)
+                            })
+                            .collect(),
+                        env: variant
+                            .env
+                            .iter()
+                            .chain(&probe.env)
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        expect: Expectation {
+                            timeout_ms: probe.timeout_secs * 1000,
+                            pass_exit_code: probe.pass_exit_code,
+                            pass_stdout: probe.pass_stdout.clone(),
+                            unavailable_exit_code: probe.unavailable_exit_code,
+                        },
+                    })
+                    .collect();
+                for kernel in wanted {
+                    let inputs = serde_json::json!({
+                        "scenario": scenario.id,
+                        "scenario_file": scenario_hash,
+                        "reproducer_source": source_hash,
+                        "version": version.id,
+                        "toolchain": catalog.toolchains.get(&version.toolchain),
+                        "toolchain_lock": lock.get(&ArtifactKey::Toolchain(version.toolchain.clone())),
+                        "go_directive": version.go_directive,
+                        "build_tags": version.build_tags,
+                        "bpf_sources": bpf_hash,
+                        "go_packages": scenario.go_packages.as_ref().map(|g| (&g.suite, &g.packages)),
+                        "variant": variant.id,
+                        "probes": probes,
+                        "modules": scenario.modules,
+                        "kernel_args": variant.kernel_args,
+                        "guest": scenario.guest,
+                        "kernel": catalog.kernel(kernel),
+                        "kernel_lock": lock.get(&ArtifactKey::Kernel(kernel.clone())),
+                        "agent_protocol": env!("CARGO_PKG_VERSION"),
+                    });
+                    let id = CellId::new(&sha256_bytes(inputs.to_string().as_bytes())[..16]);
+                    cells.push(Cell {
+                        id,
+                        scenario: scenario.id.clone(),
+                        component: scenario.component.clone(),
+                        version: version.id.clone(),
+                        variant: variant.id.clone(),
+                        kernel: kernel.clone(),
+                        artifacts: artifacts.clone(),
+                        modules: scenario.modules.clone(),
+                        kernel_args: variant.kernel_args.clone(),
+                        probes: probes.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
+
+fn hash_or_error(
+    path: &Path,
+    hash: impl Fn(&Path) -> anyhow::Result<String>,
+) -> Result<String, FileError> {
+    hash(path).map_err(|e| {
+        FileError::whole_file(
+            path,
+            format!("cannot hash: {e:#}"),
+            "check the file is readable",
+        )
+    })
+}

@@ -1,0 +1,127 @@
+//! A kmatrix project on disk (`images/`, `scenarios/`, `results/`), and the
+//! one sequence every planning command shares: load the catalog and the
+//! scenarios, load the lock, check the `--kernel` ids, plan, select.
+
+use crate::diagnostic::FileError;
+use crate::ids::KernelId;
+use crate::inputs::scenario::{self, Scenario};
+use crate::inputs::{catalog, Catalog, Lock};
+use crate::plan::{self, Cell, Selection};
+use kmatrix_metadata::CellRecord;
+use std::path::{Path, PathBuf};
+
+/// The project folders kmatrix reads: `images/` (catalogs) and `scenarios/`.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub scenarios_dir: PathBuf,
+}
+
+/// What a command asks to plan: scenario and kernel ids as the user typed
+/// them (empty = all scenarios, each on its own kernels) and the selection.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub scenarios: Vec<String>,
+    pub kernels: Vec<String>,
+    pub selection: Selection,
+}
+
+/// Loaded inputs and the cells they plan to.
+pub struct Planned {
+    pub catalog: Catalog,
+    pub scenarios: Vec<Scenario>,
+    pub lock: Lock,
+    /// `--kernel` ids, checked against the catalog.
+    pub kernels: Vec<KernelId>,
+    pub selection: Selection,
+    pub cells: Vec<Cell>,
+}
+
+impl Planned {
+    /// The same request planned again under `lock` (provisioning may pin new
+    /// checksums, and cell ids hash the pins).
+    pub fn replan(&self, lock: &Lock) -> Result<Vec<Cell>, FileError> {
+        Ok(self.selection.apply(plan::plan(
+            &self.scenarios,
+            &self.kernels,
+            &self.catalog,
+            lock,
+        )?))
+    }
+}
+
+impl Project {
+    pub fn new(root: &Path) -> Project {
+        Project {
+            root: root.to_path_buf(),
+            scenarios_dir: root.join("scenarios"),
+        }
+    }
+
+    /// The nearest folder at or above `start` that holds `images/kernels.toml`.
+    pub fn discover(start: &Path) -> Option<Project> {
+        start
+            .ancestors()
+            .find(|dir| dir.join("images").join(catalog::KERNELS_FILE).is_file())
+            .map(Project::new)
+    }
+
+    /// The committed baseline run (`results/baseline`), if the project has one.
+    pub fn baseline_dir(&self) -> PathBuf {
+        self.root.join("results").join("baseline")
+    }
+
+    pub fn baseline_cells(&self) -> Option<Vec<CellRecord>> {
+        crate::results::read_run(&self.baseline_dir())
+            .ok()
+            .map(|cells| cells.records)
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    pub fn catalog(&self) -> Result<Catalog, FileError> {
+        Catalog::load(&self.images_dir())
+    }
+
+    /// Loads the catalog and the scenarios named in `ids` (all when empty).
+    pub fn load_selected(&self, ids: &[String]) -> Result<(Catalog, Vec<Scenario>), FileError> {
+        let catalog = self.catalog()?;
+        let all = scenario::load_all(&self.scenarios_dir, &catalog)?;
+        for id in ids {
+            if !all.iter().any(|s| s.id == *id) {
+                let known: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
+                return Err(FileError::whole_file(
+                    &self.scenarios_dir,
+                    format!("no scenario `{id}`"),
+                    format!("use one of: {} (`kmatrix list`)", known.join(", ")),
+                ));
+            }
+        }
+        let selected = all
+            .into_iter()
+            .filter(|s| ids.is_empty() || ids.iter().any(|id| s.id == *id))
+            .collect();
+        Ok((catalog, selected))
+    }
+
+    /// Loads everything and plans `request`: the one path from command-line
+    /// ids to cells, used by `plan`, `run`, `repro` and `plan --check`.
+    pub fn plan(&self, request: &Request) -> Result<Planned, FileError> {
+        let (catalog, scenarios) = self.load_selected(&request.scenarios)?;
+        let lock = Lock::load(&self.images_dir())?;
+        let kernels = catalog.kernel_ids_from(&request.kernels)?;
+        let cells = request
+            .selection
+            .apply(plan::plan(&scenarios, &kernels, &catalog, &lock)?);
+        Ok(Planned {
+            catalog,
+            scenarios,
+            lock,
+            kernels,
+            selection: request.selection.clone(),
+            cells,
+        })
+    }
+}

@@ -1,0 +1,345 @@
+//! Kernels: packaged ones (Debian through apt, others by URL) unpacked and
+//! pinned, and source builds (a tarball + a base config + fragments). The
+//! cache slot of each kind is derived in one place, which both fetching and
+//! `kernels list`'s "is it cached?" use.
+
+use super::pinning::{packages_key, Package};
+use super::Provisioner;
+use crate::hashing::{sha256_bytes, sha256_file};
+use crate::ids::{ArtifactKey, KernelId};
+use crate::inputs::catalog::{KernelEntry, KernelSource, KernelTree};
+use crate::inputs::LockedPackage;
+use crate::sources::{apt, fetch, kbuild};
+use anyhow::{Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A kernel ready to boot.
+#[derive(Debug, Clone)]
+pub struct KernelArtifact {
+    pub id: KernelId,
+    pub image: PathBuf,
+    /// `/lib/modules/<release>` of a packaged kernel; `None` for a source
+    /// build (whatever it needs is built in).
+    pub modules: Option<PathBuf>,
+    /// `name=version` of the package(s) it came from, or the build's inputs.
+    pub origin: String,
+}
+
+/// Cache kinds of kernel artifacts.
+const PACKAGED: &str = "kernels";
+const SOURCES: &str = "kernel-sources";
+const BUILT: &str = "kernels-built";
+
+impl Provisioner<'_> {
+    /// The kernel `id`, fetched or built (or found in the cache).
+    pub fn kernel(&self, id: &KernelId) -> Result<KernelArtifact> {
+        let entry = self.catalog.kernel(id);
+        let artifact = ArtifactKey::Kernel(id.clone());
+        let packaged = |resolve: &dyn Fn() -> Result<Vec<Package>>| -> Result<KernelArtifact> {
+            let (image, origin) =
+                self.pinned_artifact(&artifact, PACKAGED, resolve, &find_kernel_image)?;
+            let root = image
+                .ancestors()
+                .find(|p| p.file_name().is_some_and(|n| n == "root"))
+                .expect("kernel payloads live under root/")
+                .to_path_buf();
+            Ok(KernelArtifact {
+                id: id.clone(),
+                modules: find_modules_dir(&root, &image),
+                image,
+                origin,
+            })
+        };
+        match &entry.source {
+            KernelSource::DebianPackage { suite, package } => packaged(&|| {
+                let stanza = self.apt.show(package, suite)?;
+                // A metapackage depends on the real image package; an
+                // image package itself depends on no other linux-image.
+                let name = apt::depends(&stanza)
+                    .into_iter()
+                    .find(|d| d.starts_with("linux-image-"))
+                    .unwrap_or_else(|| package.clone());
+                // Newer Debian splits the image package: the kernel itself is
+                // in linux-binary-*, the modules in linux-modules-*.
+                let parts = apt::depends(&self.apt.show(&name, suite)?)
+                    .into_iter()
+                    .filter(|d| d.starts_with("linux-binary-") || d.starts_with("linux-modules-"));
+                std::iter::once(name.clone())
+                    .chain(parts)
+                    .map(|p| Ok(Package::Debian(self.apt.resolve(&p, suite)?)))
+                    .collect()
+            }),
+            KernelSource::PackageUrls { urls } => {
+                packaged(&|| Ok(urls.iter().cloned().map(Package::Url).collect()))
+            }
+            KernelSource::SourceBuild {
+                source,
+                base_config,
+                fragments,
+            } => {
+                let (tarball, source_origin) = self.kernel_source(source)?;
+                let key = self.build_key(entry, &tarball)?;
+                let spec = kbuild::BuildSpec {
+                    label: entry.id.as_str(),
+                    tarball: &tarball,
+                    base_config,
+                    fragments: self.wanted_config(entry)?,
+                };
+                let image = self
+                    .cache
+                    .get_or_make(BUILT, &key, |dir| kbuild::build(&spec, dir, &self.events))?;
+                Ok(KernelArtifact {
+                    id: id.clone(),
+                    image,
+                    modules: None,
+                    origin: format!(
+                        "built from {source_origin} ({base_config} + {})",
+                        fragments.join(" + ")
+                    ),
+                })
+            }
+        }
+    }
+
+    /// The source tarball of a kernel source build.
+    fn kernel_source(&self, tree: &KernelTree) -> Result<(PathBuf, String)> {
+        match tree {
+            KernelTree::DebianPackage { suite, package } => self.pinned_artifact(
+                &source_key(tree),
+                SOURCES,
+                &|| Ok(vec![Package::Debian(self.apt.resolve(package, suite)?)]),
+                &|root| {
+                    let src = root.join("usr/src");
+                    fs::read_dir(&src)
+                        .with_context(|| format!("{package} has no /usr/src"))?
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
+                        .map(|p| p.strip_prefix(root).expect("under root").to_path_buf())
+                        .with_context(|| format!("{package} has no /usr/src/*.tar.xz"))
+                },
+            ),
+            KernelTree::Url { url } => {
+                let artifact = source_key(tree);
+                let pinned = self.lock.lock().expect("lock file").get(&artifact).cloned();
+                let expected = pinned
+                    .as_ref()
+                    .and_then(|l| l.packages.first())
+                    .map(|p| p.sha256.clone())
+                    .filter(|s| !s.is_empty());
+                let name = url
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("source.tar.xz")
+                    .to_string();
+                let tarball = self
+                    .cache
+                    .get_or_make(SOURCES, &url_source_key(url), |dir| {
+                        fetch::download(url, &dir.join(&name), expected.as_deref(), &self.events)?;
+                        Ok(PathBuf::from(&name))
+                    })?;
+                if expected.is_none() {
+                    self.record_tofu(
+                        &artifact,
+                        vec![LockedPackage {
+                            name,
+                            version: url.clone(),
+                            sha256: sha256_file(&tarball)?,
+                            url: Some(url.clone()),
+                        }],
+                        url,
+                    )?;
+                }
+                Ok((tarball, url.clone()))
+            }
+        }
+    }
+
+    /// Whether a kernel is in the cache, intact, as the lock file pins it;
+    /// fetches and builds nothing. Its cache slots are derived by the same
+    /// functions [`Provisioner::kernel`] uses.
+    pub fn kernel_is_cached(&self, id: &KernelId) -> Result<bool> {
+        let entry = self.catalog.kernel(id);
+        let lock = self.lock_snapshot();
+        let locked_slot = |artifact: &ArtifactKey| {
+            lock.get(artifact).map(|l| {
+                packages_key(
+                    &l.packages
+                        .iter()
+                        .map(Package::from_locked)
+                        .collect::<Vec<_>>(),
+                )
+            })
+        };
+        Ok(match &entry.source {
+            KernelSource::DebianPackage { .. } | KernelSource::PackageUrls { .. } => {
+                locked_slot(&ArtifactKey::Kernel(id.clone()))
+                    .and_then(|key| self.cache.lookup(PACKAGED, &key))
+                    .is_some()
+            }
+            KernelSource::SourceBuild { source, .. } => {
+                let tarball = match source {
+                    KernelTree::DebianPackage { .. } => locked_slot(&source_key(source))
+                        .and_then(|key| self.cache.lookup(SOURCES, &key)),
+                    KernelTree::Url { url } => self.cache.lookup(SOURCES, &url_source_key(url)),
+                };
+                match tarball {
+                    Some(tarball) => self
+                        .cache
+                        .lookup(BUILT, &self.build_key(entry, &tarball)?)
+                        .is_some(),
+                    None => false,
+                }
+            }
+        })
+    }
+
+    /// Whether a kernel could be had here now, without fetching it:
+    /// `Ok(how)` or `Err(why not)`.
+    pub fn kernel_availability(&self, id: &KernelId) -> Result<String, String> {
+        if self.kernel_is_cached(id).unwrap_or(false) {
+            return Ok("cached".into());
+        }
+        match &self.catalog.kernel(id).source {
+            KernelSource::DebianPackage { suite, .. } => self
+                .apt
+                .ensure_lists()
+                .map(|_| format!("fetchable from Debian {suite}"))
+                .map_err(|e| format!("{e:#}")),
+            KernelSource::PackageUrls { urls } => urls
+                .iter()
+                .try_for_each(|url| fetch::reachable(url))
+                .map(|_| "fetchable by URL".to_string())
+                .map_err(|e| format!("{e:#}")),
+            KernelSource::SourceBuild { .. } => kbuild::check_build_tools()
+                .and_then(|_| self.apt.ensure_lists())
+                .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
+                .map_err(|e| format!("{e:#}")),
+        }
+    }
+
+    /// The config options a source build's fragments ask for, merged.
+    fn wanted_config(&self, entry: &KernelEntry) -> Result<kbuild::ConfigOptions> {
+        let KernelSource::SourceBuild { fragments, .. } = &entry.source else {
+            return Ok(Default::default());
+        };
+        let texts = fragments
+            .iter()
+            .map(|name| {
+                let path = self.catalog.dir.join(name);
+                fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "kernel {}: cannot read fragment {} (paths are relative to images/)",
+                        entry.id,
+                        path.display()
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(kbuild::merge_fragments(&texts))
+    }
+
+    /// The cache key of a source-built kernel from `tarball`.
+    fn build_key(&self, entry: &KernelEntry, tarball: &Path) -> Result<String> {
+        let KernelSource::SourceBuild { base_config, .. } = &entry.source else {
+            anyhow::bail!("kernel {} is not built from source", entry.id);
+        };
+        build_key(tarball, base_config, &self.wanted_config(entry)?)
+    }
+}
+
+/// The lock file's key of a kernel source tarball.
+fn source_key(tree: &KernelTree) -> ArtifactKey {
+    match tree {
+        KernelTree::DebianPackage { package, .. } => ArtifactKey::KernelSource(package.clone()),
+        KernelTree::Url { url } => ArtifactKey::KernelSource(url.clone()),
+    }
+}
+
+/// The cache key of a tarball fetched by URL.
+fn url_source_key(url: &str) -> String {
+    sha256_bytes(format!("url\0{url}").as_bytes())
+}
+
+/// A built kernel is keyed by its source, base config, merged fragments and compiler.
+fn build_key(tarball: &Path, base_config: &str, wanted: &kbuild::ConfigOptions) -> Result<String> {
+    Ok(sha256_bytes(
+        format!(
+            "kernel-build\0{}\0{base_config}\0{}\0{}",
+            sha256_file(tarball)?,
+            kbuild::render(wanted),
+            kbuild::compiler_identity()
+        )
+        .as_bytes(),
+    ))
+}
+
+/// `lib/modules/<release>` (or `usr/lib/modules`) matching the image's release.
+fn find_modules_dir(root: &Path, image: &Path) -> Option<PathBuf> {
+    let name = image.file_name()?.to_string_lossy().into_owned();
+    let release = match name.strip_prefix("vmlinuz-") {
+        Some(release) => release.to_string(),
+        // usr/lib/modules/<release>/vmlinuz
+        None => image.parent()?.file_name()?.to_string_lossy().into_owned(),
+    };
+    ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|base| root.join(base).join(&release))
+        .find(|dir| dir.join("modules.dep").is_file() || dir.join("kernel").is_dir())
+}
+
+/// The kernel image in an unpacked package: /boot/vmlinuz-<release>, or
+/// (newer Debian) /usr/lib/modules/<release>/vmlinuz.
+fn find_kernel_image(root: &Path) -> Result<PathBuf> {
+    let in_boot = fs::read_dir(root.join("boot"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        });
+    let in_modules = || {
+        ["usr/lib/modules", "lib/modules"].iter().find_map(|base| {
+            fs::read_dir(root.join(base))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("vmlinuz"))
+                .find(|p| p.is_file())
+        })
+    };
+    let image = in_boot.or_else(in_modules).context(
+        "the package has no kernel image (/boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz)",
+    )?;
+    Ok(image.strip_prefix(root).expect("under root").to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_built_kernel_is_keyed_by_what_its_fragments_ask_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("linux.tar.xz");
+        fs::write(&tarball, b"source").unwrap();
+        let key = |fragments: &[&str]| {
+            let texts: Vec<String> = fragments.iter().map(|f| f.to_string()).collect();
+            build_key(&tarball, "tinyconfig", &kbuild::merge_fragments(&texts)).unwrap()
+        };
+        let base = key(&["CONFIG_NET=y\n", "CONFIG_MPTCP=y\n"]);
+        assert_eq!(
+            base,
+            key(&["# a comment\nCONFIG_NET=y\n", "CONFIG_MPTCP=y\n"])
+        );
+        assert_ne!(
+            base,
+            key(&["CONFIG_NET=y\n", "# CONFIG_MPTCP is not set\n"])
+        );
+        fs::write(&tarball, b"other source").unwrap();
+        assert_ne!(base, key(&["CONFIG_NET=y\n", "CONFIG_MPTCP=y\n"]));
+    }
+}

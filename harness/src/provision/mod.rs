@@ -1,0 +1,174 @@
+//! Provisioning: turns catalog entries and scenario versions into files on
+//! disk — kernels, Go toolchains and reproducers, guest root filesystems,
+//! BPF objects, the guest agent — each cached by the hash of its inputs and
+//! pinned in the lock file. One file per kind of artifact; the shared
+//! pinning (fetch as locked, verify, record) is `pinning.rs`. Sources of
+//! bytes live in `crate::sources`; what is made is reported as events.
+
+mod agent;
+mod bpf;
+mod go;
+mod kernel;
+mod pinning;
+mod rootfs;
+
+pub use go::GoToolchain;
+pub use kernel::KernelArtifact;
+
+use crate::events::Events;
+use crate::ids::{KernelId, ScenarioId};
+use crate::inputs::scenario::Scenario;
+use crate::inputs::{Catalog, Lock};
+use crate::plan::{bpf_object_guest_path, reproducer_guest_path, Cell};
+use crate::sources::apt::Apt;
+use crate::sources::cache::Cache;
+use crate::verdict::{Classified, Verdict};
+use anyhow::Result;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+pub struct Provisioner<'a> {
+    pub cache: &'a Cache,
+    catalog: &'a Catalog,
+    apt: Apt,
+    lock: Mutex<Lock>,
+    /// Refuse to re-resolve a locked version that vanished (like `cargo --locked`).
+    locked_only: bool,
+    events: Events,
+}
+
+/// Everything a plan's cells need on disk, or why a piece could not be had
+/// (as the verdict its cells get: `unavailable` when out of reach here,
+/// `infra-error` when a build broke).
+pub struct Provisioned {
+    pub agent: PathBuf,
+    pub kernels: BTreeMap<KernelId, Result<KernelArtifact, Classified>>,
+    /// Host files by the guest path cells name them by (reproducers, BPF objects).
+    pub files: BTreeMap<String, Result<PathBuf, Classified>>,
+    /// Guest root filesystems by scenario.
+    pub rootfs: BTreeMap<ScenarioId, Result<PathBuf, Classified>>,
+}
+
+impl Provisioned {
+    /// Why `cell` cannot boot, if one of its artifacts is missing.
+    pub fn missing_for(&self, cell: &Cell) -> Option<Classified> {
+        let kernel = self
+            .kernels
+            .get(&cell.kernel)
+            .and_then(|k| k.as_ref().err());
+        let file = || {
+            cell.artifacts
+                .iter()
+                .find_map(|a| self.files.get(a).and_then(|f| f.as_ref().err()))
+        };
+        let rootfs = || {
+            self.rootfs
+                .get(&cell.scenario)
+                .and_then(|r| r.as_ref().err())
+        };
+        kernel.or_else(file).or_else(rootfs).cloned()
+    }
+}
+
+impl<'a> Provisioner<'a> {
+    pub fn new(
+        cache: &'a Cache,
+        catalog: &'a Catalog,
+        locked_only: bool,
+        events: Events,
+    ) -> Result<Self> {
+        Ok(Provisioner {
+            cache,
+            catalog,
+            apt: Apt::new(cache.root()),
+            lock: Mutex::new(Lock::load(&catalog.dir)?),
+            locked_only,
+            events,
+        })
+    }
+
+    /// The lock file as it stands now (provisioning may have added pins).
+    pub fn lock_snapshot(&self) -> Lock {
+        self.lock.lock().expect("lock file").clone()
+    }
+
+    /// Makes (or finds in the cache) what `cells` need before they can be
+    /// planned for good: the agent, each version's reproducer and BPF
+    /// object, each kernel. Root filesystems come later ([`Self::add_rootfs`]),
+    /// only for cells still to run.
+    pub fn prepare(&self, scenarios: &[Scenario], cells: &[Cell]) -> Result<Provisioned> {
+        let events = &self.events;
+        let agent = events.step("building the guest agent", || self.agent())?;
+        let mut files = BTreeMap::new();
+        for scenario in scenarios {
+            for version in &scenario.versions {
+                let guest = reproducer_guest_path(&scenario.id, &version.id);
+                if !cells.iter().any(|c| c.artifacts.contains(&guest)) {
+                    continue;
+                }
+                let label = format!(
+                    "{} {}: Go toolchain {} and reproducer",
+                    scenario.id, version.id, version.toolchain
+                );
+                let built = events.step(&label, || {
+                    self.toolchain(&version.toolchain)
+                        .map_err(|e| Classified::new(Verdict::Unavailable, format!("{e:#}")))?;
+                    self.reproducer(scenario, version)
+                        .map_err(|e| Classified::new(Verdict::InfraError, format!("{e:#}")))
+                });
+                files.insert(guest, built);
+                if let Some(source) = &version.bpf_object {
+                    let label = format!("{} {}: BPF object", scenario.id, version.id);
+                    let built = events.step(&label, || {
+                        self.bpf_object(source)
+                            .map_err(|e| Classified::new(Verdict::InfraError, format!("{e:#}")))
+                    });
+                    files.insert(bpf_object_guest_path(&scenario.id, &version.id), built);
+                }
+            }
+        }
+        let mut kernels = BTreeMap::new();
+        for kernel in cells.iter().map(|c| &c.kernel).collect::<BTreeSet<_>>() {
+            let fetched = events.step(&format!("kernel {kernel}"), || {
+                self.kernel(kernel)
+                    .map_err(|e| Classified::new(Verdict::Unavailable, format!("{e:#}")))
+            });
+            kernels.insert(kernel.clone(), fetched);
+        }
+        Ok(Provisioned {
+            agent,
+            kernels,
+            files,
+            rootfs: BTreeMap::new(),
+        })
+    }
+
+    /// Adds the guest root filesystems of scenarios with cells in `pending`.
+    pub fn add_rootfs(
+        &self,
+        provisioned: &mut Provisioned,
+        scenarios: &[Scenario],
+        pending: &[Cell],
+    ) {
+        let events = &self.events;
+        for scenario in scenarios {
+            let Some(guest) = &scenario.guest else {
+                continue;
+            };
+            if !pending.iter().any(|c| c.scenario == scenario.id) {
+                continue;
+            }
+            let label = format!(
+                "{}: guest root filesystem ({})",
+                scenario.id,
+                guest.packages.join(", ")
+            );
+            let built = events.step(&label, || {
+                self.rootfs(guest)
+                    .map_err(|e| Classified::new(Verdict::Unavailable, format!("{e:#}")))
+            });
+            provisioned.rootfs.insert(scenario.id.clone(), built);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Pinning: an artifact made of packages (Debian's, or by URL) is fetched
+//! as the lock file pins it, checked byte for byte, unpacked into one root
+//! in the cache, and the lock file records what it resolved to the first
+//! time (trust on first use, marked so).
+
+use super::Provisioner;
+use crate::hashing::{sha256_bytes, sha256_file};
+use crate::ids::ArtifactKey;
+use crate::inputs::{LockedArtifact, LockedPackage};
+use crate::sources::apt::PackageVersion;
+use crate::sources::{archive, fetch};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One package of an artifact: from Debian through apt, or by URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Package {
+    Debian(PackageVersion),
+    Url(String),
+}
+
+impl Package {
+    pub(super) fn from_locked(locked: &LockedPackage) -> Package {
+        match &locked.url {
+            Some(url) => Package::Url(url.clone()),
+            None => Package::Debian(PackageVersion {
+                name: locked.name.clone(),
+                version: locked.version.clone(),
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Package::Debian(p) => format!("{}={}", p.name, p.version),
+            Package::Url(url) => url.clone(),
+        }
+    }
+}
+
+impl Provisioner<'_> {
+    /// Fetches the packages of a catalog artifact, pinned by the lock file,
+    /// unpacks them into one root, and lets `finish` name the payload.
+    pub(super) fn pinned_artifact(
+        &self,
+        artifact: &ArtifactKey,
+        kind: &str,
+        resolve: &dyn Fn() -> Result<Vec<Package>>,
+        finish: &dyn Fn(&Path) -> Result<PathBuf>,
+    ) -> Result<(PathBuf, String)> {
+        let locked = self.lock.lock().expect("lock file").get(artifact).cloned();
+        let (payload, fetched) = match &locked {
+            Some(pinned) => {
+                let packages: Vec<Package> =
+                    pinned.packages.iter().map(Package::from_locked).collect();
+                match self.fetch_unpacked(kind, &packages, Some(&pinned.packages), finish) {
+                    Ok(done) => done,
+                    Err(e) if self.locked_only || is_checksum_error(&e) => return Err(e),
+                    Err(e) => {
+                        let fresh = resolve()?;
+                        if fresh == packages {
+                            return Err(e);
+                        }
+                        self.events.note(format!(
+                            "note: {artifact}: locked {} is no longer published ({e:#}); using {} and updating the lock",
+                            describe(&packages),
+                            describe(&fresh)
+                        ));
+                        self.fetch_unpacked(kind, &fresh, None, finish)?
+                    }
+                }
+            }
+            None => self.fetch_unpacked(kind, &resolve()?, None, finish)?,
+        };
+        let origin = fetched
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if locked.as_ref().map(|l| &l.packages) != Some(&fetched) {
+            let source = match fetched.first().and_then(|p| p.url.as_deref()) {
+                Some(url) => url.to_string(),
+                None => self.apt.mirror().to_string(),
+            };
+            self.record_tofu(artifact, fetched, &source)?;
+        }
+        Ok((payload, origin))
+    }
+
+    pub(super) fn record_tofu(
+        &self,
+        artifact: &ArtifactKey,
+        packages: Vec<LockedPackage>,
+        source: &str,
+    ) -> Result<()> {
+        let provenance = format!(
+            "trust-on-first-use {} from {source}",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        );
+        self.lock.lock().expect("lock file").record(
+            artifact,
+            LockedArtifact {
+                packages,
+                provenance,
+            },
+        )
+    }
+
+    fn fetch_unpacked(
+        &self,
+        kind: &str,
+        packages: &[Package],
+        pins: Option<&[LockedPackage]>,
+        finish: &dyn Fn(&Path) -> Result<PathBuf>,
+    ) -> Result<(PathBuf, Vec<LockedPackage>)> {
+        let key = packages_key(packages);
+        let payload = self.cache.get_or_make(kind, &key, |dir| {
+            let root = dir.join("root");
+            let downloads = dir.join("downloads");
+            fs::create_dir_all(&downloads)?;
+            let mut fetched = Vec::new();
+            for package in packages {
+                let (file, name, version, url) = match package {
+                    Package::Debian(p) => (
+                        self.apt.download(p, &downloads)?,
+                        p.name.clone(),
+                        p.version.clone(),
+                        None,
+                    ),
+                    Package::Url(url) => {
+                        let name = url.rsplit('/').next().unwrap_or("package").to_string();
+                        let file = downloads.join(&name);
+                        fetch::download(url, &file, None, &self.events)?;
+                        (file, name, url.clone(), Some(url.clone()))
+                    }
+                };
+                let sha256 = sha256_file(&file)?;
+                let pin = pins.and_then(|p| p.iter().find(|p| p.name == name));
+                if let Some(pin) = pin.filter(|p| !p.sha256.is_empty()) {
+                    if pin.sha256 != sha256 {
+                        bail!(
+                            "checksum mismatch for {}: the lock file says {}, the download gave {}; \
+                             refusing to use it (if upstream really changed, delete the entry from images/kmatrix.lock)",
+                            package.describe(), pin.sha256, sha256
+                        );
+                    }
+                }
+                archive::unpack(&file, &root)?;
+                fetched.push(LockedPackage {
+                    name,
+                    version,
+                    sha256,
+                    url,
+                });
+            }
+            fs::remove_dir_all(&downloads)?;
+            fs::write(dir.join("packages.json"), serde_json::to_vec_pretty(&fetched)?)?;
+            Ok(Path::new("root").join(finish(&root)?))
+        })?;
+        let entry = self.cache.entry_dir(kind, &key);
+        let fetched: Vec<LockedPackage> =
+            serde_json::from_slice(&fs::read(entry.join("packages.json"))?)
+                .context("cache entry lacks packages.json")?;
+        Ok((payload, fetched))
+    }
+}
+
+fn is_checksum_error(error: &anyhow::Error) -> bool {
+    format!("{error:#}").contains("checksum mismatch")
+}
+
+pub(super) fn packages_key(packages: &[Package]) -> String {
+    sha256_bytes(format!("packages\0{}", describe(packages)).as_bytes())
+}
+fn describe(packages: &[Package]) -> String {
+    packages
+        .iter()
+        .map(Package::describe)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

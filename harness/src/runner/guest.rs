@@ -1,0 +1,190 @@
+//! What the guest said, turned into cell records as it arrives: each cell
+//! is classified the moment its `CellDone` comes in, so a kill a second
+//! later still leaves it on disk.
+
+use crate::backend::BootOutcome;
+use crate::inputs::scenario::Signature;
+use crate::plan::Cell;
+use crate::verdict::{aggregate, classify_probe, Classified};
+use kmatrix_agent::{GuestEvent, ProcessEnd};
+use kmatrix_metadata::{CellRecord, ProbeRecord, Verdict};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A record for a cell that never ran in a guest (or whose run said nothing).
+pub fn record_without_guest(cell: &Cell, outcome: Classified) -> CellRecord {
+    CellRecord {
+        cell_id: cell.id.to_string(),
+        scenario: cell.scenario.to_string(),
+        component: cell.component.clone(),
+        version: cell.version.clone(),
+        variant: cell.variant.clone(),
+        kernel: cell.kernel.to_string(),
+        kernel_release: None,
+        verdict: outcome.verdict,
+        signature: outcome.signature,
+        duration_ms: 0,
+        facts: BTreeMap::new(),
+        probes: Vec::new(),
+        attempts: 0,
+        backend: None,
+        console_log: None,
+        runs: None,
+    }
+}
+
+/// One probe's result as the agent reported it.
+struct ReportedProbe {
+    probe_id: String,
+    end: ProcessEnd,
+    stdout: String,
+    stderr: String,
+    duration_ms: u64,
+}
+
+/// What the guest reported during one boot, indexed by cell.
+#[derive(Default)]
+pub struct GuestView {
+    /// `uname -r` and the facts, once the agent said hello.
+    pub hello: Option<(String, BTreeMap<String, String>)>,
+    probes: BTreeMap<String, Vec<ReportedProbe>>,
+    pub done: BTreeSet<String>,
+    /// A cell that started and has not finished.
+    pub in_progress: Option<String>,
+}
+
+impl GuestView {
+    /// Takes in one event; returns the id of a cell it finished.
+    pub fn take(&mut self, event: &GuestEvent) -> Option<String> {
+        match event {
+            GuestEvent::Hello {
+                kernel_release,
+                facts,
+            } => self.hello = Some((kernel_release.clone(), facts.clone())),
+            GuestEvent::CellStart { cell_id } => self.in_progress = Some(cell_id.clone()),
+            GuestEvent::ProbeDone {
+                cell_id,
+                probe_id,
+                end,
+                stdout,
+                stderr,
+                duration_ms,
+            } => self
+                .probes
+                .entry(cell_id.clone())
+                .or_default()
+                .push(ReportedProbe {
+                    probe_id: probe_id.clone(),
+                    end: end.clone(),
+                    stdout: stdout.clone(),
+                    stderr: stderr.clone(),
+                    duration_ms: *duration_ms,
+                }),
+            GuestEvent::CellDone { cell_id } => {
+                self.done.insert(cell_id.clone());
+                self.in_progress = None;
+                return Some(cell_id.clone());
+            }
+            GuestEvent::Done => {}
+        }
+        None
+    }
+
+    /// The record of a cell the guest finished: each probe classified, the
+    /// cell's verdict aggregated from them, the guest's facts attached.
+    pub fn classify(&self, cell: &Cell, signatures: &[Signature], boot: &BootFacts) -> CellRecord {
+        let reported = self
+            .probes
+            .get(cell.id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let probes: Vec<ProbeRecord> = cell
+            .probes
+            .iter()
+            .map(
+                |probe| match reported.iter().find(|r| r.probe_id == probe.probe_id) {
+                    Some(r) => {
+                        let classified =
+                            classify_probe(&probe.expect, signatures, &r.end, &r.stdout, &r.stderr);
+                        ProbeRecord {
+                            probe_id: probe.probe_id.clone(),
+                            verdict: classified.verdict,
+                            signature: classified.signature,
+                            exit: describe_process_end(&r.end),
+                            stdout: r.stdout.clone(),
+                            stderr: r.stderr.clone(),
+                            duration_ms: r.duration_ms,
+                        }
+                    }
+                    None => ProbeRecord {
+                        probe_id: probe.probe_id.clone(),
+                        verdict: Verdict::InfraError,
+                        signature: "the agent reported no result for this probe".into(),
+                        exit: "none".into(),
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        duration_ms: 0,
+                    },
+                },
+            )
+            .collect();
+        let verdict = aggregate(
+            &probes
+                .iter()
+                .map(|p| {
+                    (
+                        p.probe_id.as_str(),
+                        Classified::new(p.verdict, p.signature.clone()),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        let mut record = record_without_guest(cell, verdict);
+        record.duration_ms = probes.iter().map(|p| p.duration_ms).sum();
+        record.probes = probes;
+        self.attach(&mut record, boot);
+        record
+    }
+
+    /// Fills in what the boot knows of the guest: release, facts, backend, console.
+    pub fn attach(&self, record: &mut CellRecord, boot: &BootFacts) {
+        if let Some((release, facts)) = &self.hello {
+            record.kernel_release = Some(release.clone());
+            record.facts = facts.clone();
+        }
+        record.attempts = boot.attempts;
+        record.backend = Some(boot.backend.clone());
+        record.console_log = Some(boot.console_log.clone());
+    }
+}
+
+/// Facts of the boot a record came from.
+pub struct BootFacts {
+    pub backend: String,
+    /// Relative to the run directory.
+    pub console_log: String,
+    pub attempts: u32,
+}
+
+impl BootFacts {
+    pub fn of(outcome: &BootOutcome, run_dir: &std::path::Path, attempts: u32) -> BootFacts {
+        BootFacts {
+            backend: outcome.backend.clone(),
+            console_log: outcome
+                .console_path
+                .strip_prefix(run_dir)
+                .unwrap_or(&outcome.console_path)
+                .display()
+                .to_string(),
+            attempts,
+        }
+    }
+}
+
+fn describe_process_end(end: &ProcessEnd) -> String {
+    match end {
+        ProcessEnd::Exited { code } => format!("exit {code}"),
+        ProcessEnd::Signaled { signal } => format!("signal {signal}"),
+        ProcessEnd::TimedOut => "timed out".into(),
+        ProcessEnd::SpawnFailed { error } => format!("not started: {error}"),
+    }
+}

@@ -1,0 +1,202 @@
+//! The runner: takes the cells to run, the provisioned artifacts and a
+//! [`Backend`], boots each kernel once for all its cells (VMs in parallel up
+//! to `jobs`), classifies every cell as the guest finishes it, retries
+//! failing cells when asked, and reports all of it as [`RunEvent`]s. It
+//! writes no files and draws nothing: the reporters do.
+
+mod boot;
+mod guest;
+mod retry;
+
+pub use guest::record_without_guest;
+
+use crate::backend::{entropy_seed, Backend, GuestFile};
+use crate::events::{Events, RunEvent};
+use crate::ids::ScenarioId;
+use crate::inputs::scenario::Signature;
+use crate::plan::Cell;
+use crate::provision::{KernelArtifact, Provisioned};
+use kmatrix_agent::{Job, JobCell, JobProbe};
+use kmatrix_metadata::CellRecord;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+/// What the runner needs besides the backend.
+pub struct RunContext<'a> {
+    pub backend: &'a dyn Backend,
+    pub provisioned: &'a Provisioned,
+    pub signatures: BTreeMap<ScenarioId, Vec<Signature>>,
+    /// The run directory: boot logs go under it, records name consoles relative to it.
+    pub run_dir: PathBuf,
+    /// Where this pass keeps its boots' logs (`boots/`, `boots-retry-1/`, ...).
+    pub boots_dir: PathBuf,
+    pub jobs: usize,
+    pub events: Events,
+    pub interrupted: &'a AtomicBool,
+}
+
+/// Everything one kernel's boots need.
+pub(crate) struct KernelWork {
+    pub kernel: KernelArtifact,
+    /// Kernel command-line words every cell of this boot shares.
+    pub kernel_args: Vec<String>,
+    pub cells: Vec<Cell>,
+}
+
+/// Runs `cells` and reports each as a [`RunEvent::CellFinished`]; with
+/// `retries`, failing cells run again and one that passes once is `flaky`.
+pub fn run(cells: Vec<Cell>, retries: u32, context: &RunContext) {
+    let mut bootable = Vec::new();
+    for cell in cells {
+        match context.provisioned.missing_for(&cell) {
+            Some(why) => finished(&context.events, record_without_guest(&cell, why)),
+            None => bootable.push(cell),
+        }
+    }
+    let by_id: BTreeMap<String, Cell> = bootable
+        .iter()
+        .map(|c| (c.id.to_string(), c.clone()))
+        .collect();
+    let work = context.group_into_boots(&bootable);
+    let mut failed_now = Vec::new();
+    context.run_fleet(work, |record| {
+        if record.verdict.is_failure() {
+            failed_now.push(record.clone());
+        }
+        finished(&context.events, record);
+    });
+    retry::retry_failures(context, retries, failed_now, &by_id);
+}
+
+fn finished(events: &Events, record: CellRecord) {
+    events.send(RunEvent::CellFinished(Box::new(record)));
+}
+
+impl RunContext<'_> {
+    fn signatures_of(&self, cell: &Cell) -> &[Signature] {
+        self.signatures
+            .get(&cell.scenario)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Host files the cells name by guest path (reproducers, BPF objects).
+    fn files_for(&self, cells: &[Cell]) -> Vec<GuestFile> {
+        cells
+            .iter()
+            .flat_map(|c| c.artifacts.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|guest| {
+                let host = self.provisioned.files.get(&guest)?.as_ref().ok()?.clone();
+                Some(GuestFile {
+                    guest_path: guest,
+                    host_path: host,
+                })
+            })
+            .collect()
+    }
+
+    /// The root filesystems of the cells' scenarios, each once.
+    fn rootfs_for(&self, cells: &[Cell]) -> Vec<PathBuf> {
+        cells
+            .iter()
+            .filter_map(|c| {
+                self.provisioned
+                    .rootfs
+                    .get(&c.scenario)?
+                    .as_ref()
+                    .ok()
+                    .cloned()
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Groups cells into boots: one per kernel and kernel command line.
+    fn group_into_boots<'c>(&self, cells: impl IntoIterator<Item = &'c Cell>) -> Vec<KernelWork> {
+        let mut work: BTreeMap<(String, Vec<String>), KernelWork> = BTreeMap::new();
+        for cell in cells {
+            let Some(Ok(kernel)) = self.provisioned.kernels.get(&cell.kernel) else {
+                continue;
+            };
+            work.entry((cell.kernel.to_string(), cell.kernel_args.clone()))
+                .or_insert_with(|| KernelWork {
+                    kernel: kernel.clone(),
+                    kernel_args: cell.kernel_args.clone(),
+                    cells: Vec::new(),
+                })
+                .cells
+                .push(cell.clone());
+        }
+        work.into_values().collect()
+    }
+
+    /// Boots the kernels in parallel (up to `jobs` VMs); every finished cell
+    /// comes back to the calling thread, which hands it to `on_record`.
+    fn run_fleet(&self, work: Vec<KernelWork>, mut on_record: impl FnMut(CellRecord)) {
+        let queue = Mutex::new(work);
+        let (sender, receiver) = mpsc::channel::<CellRecord>();
+        std::thread::scope(|scope| {
+            for _ in 0..self.jobs.max(1) {
+                let sender = sender.clone();
+                let queue = &queue;
+                scope.spawn(move || loop {
+                    let next = queue.lock().expect("queue").pop();
+                    let Some(kernel_work) = next else { break };
+                    if self.interrupted.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    boot::run_kernel(kernel_work, self, &sender);
+                });
+            }
+            drop(sender);
+            for record in receiver {
+                on_record(record);
+            }
+        });
+    }
+
+    /// The same context with boot logs in another folder of the run directory.
+    fn with_boots_dir(&self, name: &str) -> RunContext<'_> {
+        RunContext {
+            backend: self.backend,
+            provisioned: self.provisioned,
+            signatures: self.signatures.clone(),
+            run_dir: self.run_dir.clone(),
+            boots_dir: self.run_dir.join(name),
+            jobs: self.jobs,
+            events: self.events.clone(),
+            interrupted: self.interrupted,
+        }
+    }
+}
+
+pub(crate) fn job_for(cells: &[Cell], modules: &[String]) -> Job {
+    Job {
+        entropy_seed_hex: entropy_seed(),
+        modules: modules.to_vec(),
+        cells: cells
+            .iter()
+            .map(|cell| JobCell {
+                cell_id: cell.id.to_string(),
+                probes: cell
+                    .probes
+                    .iter()
+                    .map(|p| JobProbe {
+                        probe_id: p.probe_id.clone(),
+                        argv: p.argv.clone(),
+                        env: p.env.clone(),
+                        timeout_ms: p.expect.timeout_ms,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

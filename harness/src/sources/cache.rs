@@ -1,0 +1,175 @@
+//! A content-addressed artifact cache: every artifact lives in a folder named
+//! by the hash of everything that went into it, is built in a scratch folder
+//! and renamed into place only when complete, and carries the sha256 of its
+//! payload so a corrupted entry is noticed and rebuilt instead of used.
+
+use crate::events::Events;
+use crate::files::FileLock;
+use crate::hashing::sha256_file;
+use anyhow::{Context, Result};
+pub use kmatrix_metadata::CacheStats;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const MANIFEST: &str = "kmatrix-artifact.json";
+
+pub struct Cache {
+    root: PathBuf,
+    reused: AtomicUsize,
+    made: AtomicUsize,
+    /// Where notes about remade entries go.
+    events: Events,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    /// Payload file (relative to the entry) whose checksum is kept.
+    payload: String,
+    sha256: String,
+}
+
+impl Cache {
+    pub fn open(root: &Path) -> Result<Cache> {
+        fs::create_dir_all(root)
+            .with_context(|| format!("cannot create the cache folder {}", root.display()))?;
+        Ok(Cache {
+            root: root.to_path_buf(),
+            reused: AtomicUsize::new(0),
+            made: AtomicUsize::new(0),
+            events: Events::none(),
+        })
+    }
+
+    /// The same cache, telling `events` when it remakes a damaged entry.
+    pub fn watched_by(mut self, events: Events) -> Cache {
+        self.events = events;
+        self
+    }
+
+    /// `$KMATRIX_CACHE`, else the user's cache folder.
+    pub fn default_root() -> PathBuf {
+        std::env::var_os("KMATRIX_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("kmatrix")))
+            .unwrap_or_else(|| PathBuf::from(".kmatrix-cache"))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            reused: self.reused.load(Ordering::Relaxed),
+            made: self.made.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn entry_dir(&self, kind: &str, key: &str) -> PathBuf {
+        self.root.join(kind).join(key)
+    }
+
+    /// The payload of a complete, intact entry, without making anything.
+    pub fn lookup(&self, kind: &str, key: &str) -> Option<PathBuf> {
+        verified_payload(&self.entry_dir(kind, key))
+    }
+
+    /// Returns the entry for `key`, making it with `make` when it is absent or
+    /// its payload no longer matches its recorded checksum. `make` fills the
+    /// folder it is given and returns the payload's path relative to it.
+    pub fn get_or_make(
+        &self,
+        kind: &str,
+        key: &str,
+        make: impl FnOnce(&Path) -> Result<PathBuf>,
+    ) -> Result<PathBuf> {
+        let dir = self.entry_dir(kind, key);
+        let _lock = FileLock::acquire(&lock_path(&dir))?;
+        if let Some(payload) = verified_payload(&dir) {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(payload);
+        }
+        if dir.exists() {
+            self.events.note(format!(
+                "note: cache entry {} is incomplete or corrupted; making it again",
+                dir.display()
+            ));
+            fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        let parent = dir.parent().expect("entries live under a kind folder");
+        fs::create_dir_all(parent)?;
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!(".{key}."))
+            .tempdir_in(parent)?;
+        let payload = make(scratch.path())?;
+        let manifest = Manifest {
+            payload: payload.to_string_lossy().into_owned(),
+            sha256: sha256_file(&scratch.path().join(&payload))?,
+        };
+        fs::write(
+            scratch.path().join(MANIFEST),
+            serde_json::to_vec_pretty(&manifest)?,
+        )?;
+        let scratch = scratch.keep();
+        fs::rename(&scratch, &dir)
+            .with_context(|| format!("cannot move {} into place", dir.display()))?;
+        self.made.fetch_add(1, Ordering::Relaxed);
+        Ok(dir.join(payload))
+    }
+}
+
+fn verified_payload(dir: &Path) -> Option<PathBuf> {
+    let manifest: Manifest = serde_json::from_slice(&fs::read(dir.join(MANIFEST)).ok()?).ok()?;
+    let payload = dir.join(&manifest.payload);
+    (sha256_file(&payload).ok()? == manifest.sha256).then_some(payload)
+}
+
+fn lock_path(entry: &Path) -> PathBuf {
+    let parent = entry.parent().expect("entries live under a kind folder");
+    let name = entry
+        .file_name()
+        .expect("entry has a name")
+        .to_string_lossy();
+    parent.join(format!(".{name}.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_get_reuses_and_corruption_remakes() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let make = |dir: &Path| {
+            fs::write(dir.join("blob"), b"payload")?;
+            Ok(PathBuf::from("blob"))
+        };
+        let first = cache.get_or_make("thing", "k1", make).unwrap();
+        assert_eq!(fs::read(&first).unwrap(), b"payload");
+        let second = cache
+            .get_or_make("thing", "k1", |_| panic!("must not remake"))
+            .unwrap();
+        assert_eq!(first, second);
+        assert_eq!(cache.stats(), CacheStats { reused: 1, made: 1 });
+
+        fs::write(&first, b"tampered").unwrap();
+        let third = cache.get_or_make("thing", "k1", make).unwrap();
+        assert_eq!(fs::read(third).unwrap(), b"payload");
+        assert_eq!(cache.stats(), CacheStats { reused: 1, made: 2 });
+    }
+
+    #[test]
+    fn failed_make_leaves_no_entry() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let result = cache.get_or_make("thing", "k", |dir| {
+            fs::write(dir.join("half"), b"x")?;
+            anyhow::bail!("download failed")
+        });
+        assert!(result.is_err());
+        assert!(!cache.entry_dir("thing", "k").exists());
+    }
+}
