@@ -17,7 +17,7 @@ pub enum RunEvent {
         out: String,
     },
     /// `run.json` as it stands (written at the start and again at the end).
-    RunInfo(RunInfo),
+    RunInfo(Box<RunInfo>),
     /// Work that makes an artifact (a kernel, a toolchain, a reproducer) began.
     ProvisionStarted {
         label: String,

@@ -110,6 +110,8 @@ pub enum ArtifactKey {
     GoPackages(Vec<String>),
     /// A guest root filesystem, by the first 16 hex digits of its spec's hash.
     Rootfs(String),
+    /// An emulator of `images/emulators.toml`.
+    Emulator(String),
 }
 
 impl fmt::Display for ArtifactKey {
@@ -120,6 +122,7 @@ impl fmt::Display for ArtifactKey {
             ArtifactKey::Toolchain(id) => write!(f, "toolchain:{id}"),
             ArtifactKey::GoPackages(names) => write!(f, "go-packages:{}", names.join("+")),
             ArtifactKey::Rootfs(hash) => write!(f, "rootfs:{hash}"),
+            ArtifactKey::Emulator(id) => write!(f, "emulator:{id}"),
         }
     }
 }

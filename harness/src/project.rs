@@ -7,7 +7,7 @@ use crate::ids::KernelId;
 use crate::inputs::scenario::{self, Scenario};
 use crate::inputs::{catalog, Catalog, Lock};
 use crate::plan::{self, Cell, Selection};
-use kmatrix_metadata::CellRecord;
+use kmatrix_metadata::{CellRecord, RunSelection};
 use std::path::{Path, PathBuf};
 
 /// The project folders kmatrix reads: `images/` (catalogs) and `scenarios/`.
@@ -26,6 +26,45 @@ pub struct Request {
     pub selection: Selection,
 }
 
+impl Request {
+    /// The request as `run.json` keeps it.
+    pub fn to_selection(&self, retries: u32) -> RunSelection {
+        RunSelection {
+            scenarios: self.scenarios.clone(),
+            kernels: self.kernels.clone(),
+            variants: self.selection.variants.clone(),
+            cells: self.selection.cells.clone(),
+            shard: self.selection.shard.map(|s| s.to_string()),
+            retries,
+        }
+    }
+
+    /// The request a `run.json` selection stands for.
+    pub fn from_selection(selection: &RunSelection, source: &Path) -> Result<Request, FileError> {
+        let shard = selection
+            .shard
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| {
+                FileError::whole_file(
+                    source,
+                    format!("selection.shard: {e}"),
+                    "restore run.json from the run's artifacts, or start a new run",
+                )
+            })?;
+        Ok(Request {
+            scenarios: selection.scenarios.clone(),
+            kernels: selection.kernels.clone(),
+            selection: Selection {
+                variants: selection.variants.clone(),
+                cells: selection.cells.clone(),
+                shard,
+            },
+        })
+    }
+}
+
 /// Loaded inputs and the cells they plan to.
 pub struct Planned {
     pub catalog: Catalog,
@@ -35,19 +74,86 @@ pub struct Planned {
     pub kernels: Vec<KernelId>,
     pub selection: Selection,
     pub cells: Vec<Cell>,
+    /// A resume's own options, which narrow the run's selection.
+    pub narrowed: Option<Request>,
 }
 
 impl Planned {
     /// The same request planned again under `lock` (provisioning may pin new
     /// checksums, and cell ids hash the pins).
     pub fn replan(&self, lock: &Lock) -> Result<Vec<Cell>, FileError> {
-        Ok(self.selection.apply(plan::plan(
+        let cells = self.selection.apply(plan::plan(
             &self.scenarios,
             &self.kernels,
             &self.catalog,
             lock,
-        )?))
+        )?);
+        Ok(match &self.narrowed {
+            Some(narrow) => narrow_cells(cells, narrow),
+            None => cells,
+        })
     }
+
+    /// Keeps the cells `narrow` selects too (options given with `--resume`).
+    /// Each id it names must be part of the plan; otherwise it is bad input
+    /// naming `source` (the run's `run.json`) and what the run covers.
+    pub fn narrow(&mut self, narrow: &Request, source: &Path) -> Result<(), FileError> {
+        let covered = |values: Vec<&str>| {
+            let mut values: Vec<&str> = values;
+            values.sort();
+            values.dedup();
+            values.join(", ")
+        };
+        let checks: [(&str, &Vec<String>, Vec<&str>); 4] = [
+            (
+                "--scenario",
+                &narrow.scenarios,
+                self.cells.iter().map(|c| c.scenario.as_str()).collect(),
+            ),
+            (
+                "--kernel",
+                &narrow.kernels,
+                self.cells.iter().map(|c| c.kernel.as_str()).collect(),
+            ),
+            (
+                "--variant",
+                &narrow.selection.variants,
+                self.cells.iter().map(|c| c.variant.as_str()).collect(),
+            ),
+            (
+                "--cell",
+                &narrow.selection.cells,
+                self.cells.iter().map(|c| c.id.as_str()).collect(),
+            ),
+        ];
+        for (option, given, planned) in checks {
+            if let Some(outside) = given.iter().find(|g| !planned.contains(&g.as_str())) {
+                return Err(FileError::whole_file(
+                    source,
+                    format!("{option} {outside} is not part of the run being resumed"),
+                    format!(
+                        "--resume continues the run as it was started; {option} may only narrow it to: {}",
+                        covered(planned)
+                    ),
+                ));
+            }
+        }
+        self.cells = narrow_cells(std::mem::take(&mut self.cells), narrow);
+        self.narrowed = Some(narrow.clone());
+        Ok(())
+    }
+}
+
+/// The cells that `narrow`'s scenario, kernel, variant, cell and shard
+/// options select as well (an empty option selects all).
+fn narrow_cells(cells: Vec<Cell>, narrow: &Request) -> Vec<Cell> {
+    let keep = |given: &[String], value: &str| given.is_empty() || given.iter().any(|g| g == value);
+    let cells: Vec<Cell> = cells
+        .into_iter()
+        .filter(|c| keep(&narrow.scenarios, c.scenario.as_str()))
+        .filter(|c| keep(&narrow.kernels, c.kernel.as_str()))
+        .collect();
+    narrow.selection.apply(cells)
 }
 
 impl Project {
@@ -122,6 +228,7 @@ impl Project {
             kernels,
             selection: request.selection.clone(),
             cells,
+            narrowed: None,
         })
     }
 }

@@ -178,6 +178,7 @@ pub(crate) mod tests_support {
             backend: Some("qemu-tcg".into()),
             console_log: None,
             runs: None,
+            emulator: None,
         }
     }
 }

@@ -98,6 +98,7 @@ mod tests {
             backend: None,
             console_log: None,
             runs: None,
+            emulator: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct CellRecord {
     /// With `--retries`: how often the cell passed and failed in all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<RunCounts>,
+    /// The emulator the verdict was observed under (its version line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

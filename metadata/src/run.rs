@@ -1,4 +1,5 @@
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The run's facts, next to `cells.jsonl` in every run directory.
 pub const RUN_FILE: &str = "run.json";
@@ -15,8 +16,64 @@ pub struct RunInfo {
     pub accel: String,
     pub accel_reason: String,
     pub cache: CacheStats,
-    /// The command line that started the run.
+    /// The command line that started the run (a resume never replaces it).
     pub command: Vec<String>,
+    /// What the run was asked to cover; `--resume` plans exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<RunSelection>,
+    /// Each `--resume` of the run, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<ResumeEntry>,
+    /// The emulator's own version line, e.g. "QEMU emulator version 10.0.2 (Debian …)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<String>,
+    /// Where the emulator came from: the pinned package, or the host's and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator_origin: Option<String>,
+    /// Per boot group (kernel, or kernel+command-line words): boots and guest deaths.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub boots: BTreeMap<String, BootStats>,
+}
+
+/// The cells a run covers, as the user selected them (empty = all).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunSelection {
+    #[serde(default)]
+    pub scenarios: Vec<String>,
+    #[serde(default)]
+    pub kernels: Vec<String>,
+    #[serde(default)]
+    pub variants: Vec<String>,
+    #[serde(default)]
+    pub cells: Vec<String>,
+    /// "I/N", when the run is one shard of a plan.
+    #[serde(default)]
+    pub shard: Option<String>,
+    #[serde(default)]
+    pub retries: u32,
+}
+
+/// One `kmatrix run --resume` of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResumeEntry {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub command: Vec<String>,
+    /// When options given with `--resume` narrowed the run: what this resume covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrowed_to: Option<RunSelection>,
+}
+
+/// What the guests of one boot group did during a run. A death is any boot
+/// that ended before the agent said it was done.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BootStats {
+    pub boots: u32,
+    pub deaths: u32,
+    /// One line per death: when it struck (during which cell, or before the
+    /// agent started) and its signature.
+    #[serde(default)]
+    pub death_signatures: Vec<String>,
 }
 
 /// What the artifact cache did during a run: a second identical run makes nothing.

@@ -5,7 +5,7 @@
 
 use super::qemu::{Accel, QemuBackend};
 use super::{entropy_seed, Backend, BootEnd, BootRequest};
-use crate::provision::KernelArtifact;
+use crate::provision::{Emulator, KernelArtifact};
 use kmatrix_agent::{GuestEvent, Job};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -90,12 +90,13 @@ pub fn decide(
 
 /// Boots a guest under KVM with no cells and says whether the agent answered.
 pub fn probe_kvm(
+    emulator: &Emulator,
     kernel: &KernelArtifact,
     agent: &Path,
     log_dir: &Path,
     interrupted: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let mut backend = QemuBackend::new(Accel::Kvm, interrupted);
+    let mut backend = QemuBackend::new(emulator.clone(), Accel::Kvm, interrupted);
     backend.deadlines.boot = Duration::from_secs(20);
     let request = BootRequest {
         label: "kvm probe".into(),

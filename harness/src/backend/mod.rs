@@ -89,6 +89,10 @@ pub struct BootOutcome {
 
 pub trait Backend: Sync {
     fn name(&self) -> String;
+    /// The emulator's version line, recorded on every cell it ran.
+    fn emulator(&self) -> Option<String> {
+        None
+    }
     /// Boots once, runs the job, and returns whatever the guest reported.
     /// `on_event` sees each event as it arrives (for progress display).
     fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome;

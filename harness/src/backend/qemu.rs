@@ -5,11 +5,14 @@
 
 use super::initramfs::Cpio;
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::provision::Emulator;
 use kmatrix_agent::{GuestEvent, JOB_PATH, RESULTS_PORT_PARAM};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -51,24 +54,41 @@ impl Default for Deadlines {
 }
 
 pub struct QemuBackend {
+    pub emulator: Emulator,
     pub accel: Accel,
     pub memory_mb: u32,
     pub deadlines: Deadlines,
     pub interrupted: Arc<AtomicBool>,
+    /// Where each boot's initramfs is written and removed after the boot:
+    /// outside the results directory, which keeps only logs.
+    pub scratch: PathBuf,
+    /// Keep the initramfs in the boot's log folder (`kmatrix repro`).
+    pub keep_initramfs: bool,
 }
 
-pub const QEMU: &str = "qemu-system-x86_64";
-const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+/// The host's qboot, when the emulator brings no firmware of its own.
+const HOST_QBOOT: &str = "/usr/share/qemu/qboot.rom";
+/// Written into a boot's log folder while its QEMU runs.
+pub const PID_FILE: &str = "qemu.pid";
 
 impl QemuBackend {
-    pub fn new(accel: Accel, interrupted: Arc<AtomicBool>) -> Self {
+    pub fn new(emulator: Emulator, accel: Accel, interrupted: Arc<AtomicBool>) -> Self {
         QemuBackend {
+            emulator,
             accel,
             // Unused guest memory costs nothing under TCG; a Debian rootfs needs room.
             memory_mb: 1024,
             deadlines: Deadlines::default(),
             interrupted,
+            scratch: std::env::temp_dir(),
+            keep_initramfs: false,
         }
+    }
+
+    fn qboot(&self) -> Option<PathBuf> {
+        let own = self.emulator.firmware.as_ref().map(|f| f.join("qboot.rom"));
+        own.filter(|p| p.is_file())
+            .or_else(|| Some(PathBuf::from(HOST_QBOOT)).filter(|p| p.is_file()))
     }
 
     /// The kernel command line: what every boot gets, then `extra`.
@@ -100,17 +120,20 @@ impl QemuBackend {
         console: &Path,
         extra_cmdline: &[String],
     ) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            QEMU.into(),
+        let mut args: Vec<String> = vec![self.emulator.binary.display().to_string()];
+        if let Some(firmware) = &self.emulator.firmware {
+            args.extend(["-L".into(), firmware.display().to_string()]);
+        }
+        args.extend([
             "-nodefaults".into(),
             "-no-user-config".into(),
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
-        ];
-        if Path::new(QBOOT).exists() {
+        ]);
+        if let Some(qboot) = self.qboot() {
             // qboot skips SeaBIOS's device probing: about a second saved per boot.
-            args.extend(["-bios".into(), QBOOT.into()]);
+            args.extend(["-bios".into(), qboot.display().to_string()]);
         }
         match self.accel {
             Accel::Tcg => args.extend(["-accel".into(), "tcg".into(), "-cpu".into(), "max".into()]),
@@ -182,6 +205,10 @@ impl Backend for QemuBackend {
         format!("qemu-{}", self.accel.as_str())
     }
 
+    fn emulator(&self) -> Option<String> {
+        Some(self.emulator.version.clone())
+    }
+
     fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
         let console_path = request.log_dir.join("console.log");
         let mut outcome = BootOutcome {
@@ -191,12 +218,32 @@ impl Backend for QemuBackend {
             end: BootEnd::Completed,
             backend: self.name(),
         };
-        let initramfs = request.log_dir.join("initramfs.cpio");
-        let prepared =
-            fs::create_dir_all(&request.log_dir).and_then(|_| write_initramfs(request, &initramfs));
-        if let Err(e) = prepared {
+        // The initramfs lives outside the results directory (or in it, for
+        // `repro`), and a scratch one is removed when the boot ends.
+        let scratch = match fs::create_dir_all(&request.log_dir).and_then(|_| {
+            tempfile::Builder::new()
+                .prefix("kmatrix-boot-")
+                .tempdir_in(&self.scratch)
+        }) {
+            Ok(dir) => dir,
+            Err(e) => {
+                outcome.end = BootEnd::BackendFailed {
+                    detail: format!(
+                        "cannot make a scratch folder in {}: {e}",
+                        self.scratch.display()
+                    ),
+                };
+                return outcome;
+            }
+        };
+        let initramfs = if self.keep_initramfs {
+            request.log_dir.join("initramfs.cpio")
+        } else {
+            scratch.path().join("initramfs.cpio")
+        };
+        if let Err(e) = write_initramfs(request, &initramfs) {
             outcome.end = BootEnd::BackendFailed {
-                detail: format!("cannot write the initramfs: {e}"),
+                detail: format!("cannot write the initramfs {}: {e}", initramfs.display()),
             };
             return outcome;
         }
@@ -206,25 +253,48 @@ impl Backend for QemuBackend {
             &console_path,
             &request.kernel_args,
         );
-        let _ = fs::write(request.log_dir.join("qemu-command.txt"), shell_words(&args));
+        let mut command_text = shell_words(&args);
+        if !self.keep_initramfs {
+            command_text = format!(
+                "# the initramfs was removed after the boot; `kmatrix repro CELL` keeps one\n{command_text}"
+            );
+        }
+        let _ = fs::write(request.log_dir.join("qemu-command.txt"), command_text);
         let stderr_path = request.log_dir.join("qemu-stderr.log");
         let spawned = File::create(&stderr_path).and_then(|stderr| {
-            Command::new(&args[0])
+            let mut command = Command::new(&args[0]);
+            command
                 .args(&args[1..])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(stderr)
-                .spawn()
+                .stderr(stderr);
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    // The VM dies with the thread that started it, so a
+                    // `kill -9` of kmatrix leaves no guest running.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            command.spawn()
         });
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 outcome.end = BootEnd::BackendFailed {
-                    detail: format!("cannot start {QEMU}: {e} (install Debian's qemu-system-x86)"),
+                    detail: format!(
+                        "cannot start {}: {e} (install Debian's qemu-system-x86)",
+                        self.emulator.binary.display()
+                    ),
                 };
                 return outcome;
             }
         };
+        let pid_file = request.log_dir.join(PID_FILE);
+        let _ = fs::write(&pid_file, child.id().to_string());
         let lines = read_lines(&mut child);
         outcome.end = self.supervise(request, &mut child, &lines, &mut outcome.events, on_event);
         // Drain what is left: events written just before the guest stopped.
@@ -235,6 +305,8 @@ impl Backend for QemuBackend {
             }
         }
         let _ = child.wait();
+        let _ = fs::remove_file(&pid_file);
+        drop(scratch);
         outcome.console = fs::read_to_string(&console_path)
             .map(|s| s.replace('\r', ""))
             .unwrap_or_default();
@@ -350,19 +422,48 @@ pub fn shell_words(args: &[String]) -> String {
     shell_words::join(args)
 }
 
-/// Whether QEMU can run at all here.
-pub fn qemu_available() -> Result<String, String> {
-    match Command::new(QEMU).arg("--version").output() {
-        Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()),
-        Ok(output) => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
-        Err(e) => Err(format!(
-            "{QEMU} not found ({e}); install Debian's qemu-system-x86 (the README's setup does)"
-        )),
+/// Boots left running by an earlier kmatrix in `run_dir` (a `qemu.pid` whose
+/// process is a QEMU of that boot): each is stopped, and named in the result.
+pub fn stop_stale_boots(run_dir: &Path) -> Vec<String> {
+    let mut stopped = Vec::new();
+    let Ok(entries) = fs::read_dir(run_dir) else {
+        return stopped;
+    };
+    let boot_dirs = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("boots"))
+        })
+        .flat_map(|boots| {
+            fs::read_dir(boots)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+        })
+        .map(|e| e.path());
+    for boot in boot_dirs {
+        let pid_file = boot.join(PID_FILE);
+        let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let ours = cmdline.contains("qemu") && cmdline.contains(&*boot.to_string_lossy());
+        if ours {
+            // SAFETY: a plain kill(2) of a process we identified by its command line.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            stopped.push(format!("{} (pid {pid})", boot.display()));
+        }
+        let _ = fs::remove_file(&pid_file);
     }
+    stopped
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub const KERNELS_FILE: &str = "kernels.toml";
 pub const TOOLCHAINS_FILE: &str = "toolchains.toml";
+pub const EMULATORS_FILE: &str = "emulators.toml";
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +107,30 @@ pub enum ToolchainKind {
     Go,
 }
 
+/// An emulator made of Debian packages, run from the unpacked tree.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorEntry {
+    pub id: String,
+    /// The one used when `--emulator` is not given.
+    #[serde(default)]
+    pub default: bool,
+    pub description: String,
+    pub suite: String,
+    /// Debian packages unpacked together into one tree.
+    pub packages: Vec<String>,
+    /// The system emulator, relative to the tree.
+    pub binary: String,
+    /// Its firmware folder (`-L`), relative to the tree.
+    pub firmware: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmulatorsFile {
+    emulator: Vec<EmulatorEntry>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KernelsFile {
@@ -123,6 +148,8 @@ pub struct Catalog {
     pub dir: PathBuf,
     pub kernels: BTreeMap<KernelId, KernelEntry>,
     pub toolchains: BTreeMap<String, ToolchainEntry>,
+    /// Empty when the project has no `emulators.toml` (the host's QEMU is used).
+    pub emulators: BTreeMap<String, EmulatorEntry>,
 }
 
 impl Catalog {
@@ -151,8 +178,28 @@ impl Catalog {
             &text,
             "each [[toolchain]] needs id, kind = \"go\", version, suite, packages and goroot",
         )?;
+        let emulators_path = dir.join(EMULATORS_FILE);
+        let emulators = match fs::read_to_string(&emulators_path) {
+            Ok(text) => {
+                let file: EmulatorsFile = parse_toml(
+                    &emulators_path,
+                    &text,
+                    "each [[emulator]] needs id, description, suite, packages, binary and firmware",
+                )?;
+                if file.emulator.iter().filter(|e| e.default).count() > 1 {
+                    return Err(FileError::whole_file(
+                        &emulators_path,
+                        "more than one emulator says default = true",
+                        "mark exactly one [[emulator]] as the default",
+                    ));
+                }
+                unique_by_id(&emulators_path, file.emulator, |e| e.id.clone())?
+            }
+            Err(_) => BTreeMap::new(),
+        };
         Ok(Catalog {
             dir: dir.to_path_buf(),
+            emulators,
             kernels: unique_by_id(&kernels_path, kernels.kernel, |k| k.id.clone())?,
             toolchains: unique_by_id(&toolchains_path, toolchains.toolchain, |t| t.id.clone())?,
         })
@@ -183,6 +230,31 @@ impl Catalog {
                     })
             })
             .collect()
+    }
+
+    /// The emulator `--emulator ID` names, or the default one.
+    pub fn emulator(&self, id: Option<&str>) -> Result<Option<&EmulatorEntry>, FileError> {
+        match id {
+            None => Ok(self
+                .emulators
+                .values()
+                .find(|e| e.default)
+                .or_else(|| self.emulators.values().next())),
+            Some(id) => self.emulators.get(id).map(Some).ok_or_else(|| {
+                FileError::whole_file(
+                    &self.dir.join(EMULATORS_FILE),
+                    format!("unknown emulator `{id}` (from --emulator)"),
+                    format!(
+                        "use `host` or one of: {}",
+                        self.emulators
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            }),
+        }
     }
 
     /// The entry of a kernel id that came from this catalog.

@@ -70,8 +70,17 @@ impl Lock {
         self.file.artifact.get(&artifact.to_string())
     }
 
-    /// Records an artifact and writes the file (atomically).
+    /// Records an artifact and writes the file (atomically). Two runs may
+    /// pin at once: under a file lock, what the other wrote since is read
+    /// back first, so neither pin is lost.
     pub fn record(&mut self, artifact: &ArtifactKey, locked: LockedArtifact) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let _guard = crate::files::FileLock::acquire(&dir.join(".kmatrix.lock.lock"))?;
+        if let Ok(current) = Lock::load(dir) {
+            for (key, value) in current.file.artifact {
+                self.file.artifact.entry(key).or_insert(value);
+            }
+        }
         self.file.artifact.insert(artifact.to_string(), locked);
         let text = format!(
             "# Written by kmatrix: exact versions and sha256 of every fetched artifact.\n\

@@ -7,6 +7,6 @@ pub mod catalog;
 pub mod lock;
 pub mod scenario;
 
-pub use catalog::{Catalog, KernelEntry, KernelSource, KernelTree, ToolchainEntry};
+pub use catalog::{Catalog, EmulatorEntry, KernelEntry, KernelSource, KernelTree, ToolchainEntry};
 pub use lock::{Lock, LockedArtifact, LockedPackage};
 pub use scenario::Scenario;

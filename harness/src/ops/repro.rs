@@ -6,6 +6,7 @@ use crate::backend::accel::AccelChoice;
 use crate::diagnostic::FileError;
 use crate::plan::{Cell, Selection};
 use crate::project::Request;
+use crate::provision::EmulatorChoice;
 use crate::results::CELLS_FILE;
 use crate::Project;
 use anyhow::Result;
@@ -68,7 +69,9 @@ pub fn repro(
         jobs: 1,
         accel: AccelChoice::Auto,
         locked: false,
-        retries: 0,
+        retries: Some(0),
+        emulator: EmulatorChoice::Pinned(None),
+        keep_initramfs: true,
     };
     let summary = run(
         project,

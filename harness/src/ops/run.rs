@@ -4,18 +4,20 @@
 //! reports from what the recorder kept.
 
 use crate::backend::accel::{self, AccelChoice, AccelDecision};
-use crate::backend::qemu::QemuBackend;
+use crate::backend::qemu::{stop_stale_boots, QemuBackend};
+use crate::diagnostic::FileError;
 use crate::events::{Events, RunEvent};
 use crate::project::{Planned, Request};
-use crate::provision::Provisioner;
+use crate::provision::{EmulatorChoice, Provisioned, Provisioner};
 use crate::reporter::{Display, Recorder, Reporter};
-use crate::results::{read_run_info, ResultsStore};
+use crate::results::{ResultsStore, RUN_FILE};
 use crate::runner::{self, RunContext};
 use crate::sources::cache::Cache;
 use crate::{report, Project};
-use anyhow::{bail, Result};
-use kmatrix_metadata::{CacheStats, CellRecord, RunInfo, Verdict};
+use anyhow::{bail, Context, Result};
+use kmatrix_metadata::{CacheStats, CellRecord, ResumeEntry, RunInfo, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -23,15 +25,21 @@ use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// What to run; with `resume`, options that narrow the resumed run.
     pub request: Request,
     pub out: PathBuf,
-    /// Continue a run in `out`, running only the cells it lacks.
+    /// Continue the run in `out`: the selection it was started with, less
+    /// the cells it already holds.
     pub resume: bool,
     pub jobs: usize,
     pub accel: AccelChoice,
     pub locked: bool,
-    /// Rerun failing cells up to this many times to tell flaky from failing.
-    pub retries: u32,
+    /// Rerun failing cells up to this many times to tell flaky from failing
+    /// (`None`: 0, or what a resumed run was started with).
+    pub retries: Option<u32>,
+    pub emulator: EmulatorChoice,
+    /// Keep each boot's initramfs in its log folder (`kmatrix repro`).
+    pub keep_initramfs: bool,
 }
 
 #[derive(Debug)]
@@ -44,6 +52,7 @@ pub struct RunSummary {
     pub accel: AccelDecision,
     pub cache: CacheStats,
     pub records: Vec<CellRecord>,
+    pub info: RunInfo,
 }
 
 /// What the working thread hands back.
@@ -55,6 +64,14 @@ struct Worked {
     planned_inputs: Planned,
 }
 
+/// The run as it starts: what was planned and what an earlier part left.
+struct Start {
+    planned: Planned,
+    retries: u32,
+    earlier: Option<RunInfo>,
+    resume_entry: Option<ResumeEntry>,
+}
+
 pub fn run(
     project: &Project,
     cache_root: &Path,
@@ -62,7 +79,6 @@ pub fn run(
     interrupted: Arc<AtomicBool>,
 ) -> Result<RunSummary> {
     let started = SystemTime::now();
-    let planned = project.plan(&options.request)?;
     let store = ResultsStore::open(&options.out)?;
     let existing = store.records().count();
     if existing > 0 && !options.resume {
@@ -72,19 +88,24 @@ pub fn run(
             options.out.display()
         );
     }
-    let held: BTreeSet<String> = planned
+    let start = plan_the_run(project, options, started)?;
+    let held: BTreeSet<String> = start
+        .planned
         .cells
         .iter()
         .map(|c| c.id.to_string())
         .filter(|id| store.holds_result(id))
         .collect();
-    let torn = store.torn_warning();
-    let earlier = read_run_info(&options.out).filter(|_| options.resume);
 
     let (sender, receiver) = mpsc::channel();
     let events = Events::new(sender);
-    if let Some(warning) = torn {
+    if let Some(warning) = store.torn_warning() {
         events.note(warning);
+    }
+    for stale in stop_stale_boots(&options.out) {
+        events.note(format!(
+            "note: a boot of an earlier run was still running and was stopped: {stale}"
+        ));
     }
     let mut display = Display::new();
     let mut recorder = Recorder::new(store);
@@ -94,11 +115,10 @@ pub fn run(
             let interrupted = interrupted.clone();
             move || {
                 work(
-                    planned,
+                    start,
                     cache_root,
                     options,
                     &held,
-                    earlier,
                     started,
                     events,
                     interrupted,
@@ -117,10 +137,14 @@ pub fn run(
                 }
             }
         }
-        let worked = worker.join().expect("the run's worker does not panic")?;
+        let worked = worker.join().expect("the run's worker does not panic");
         match failure {
-            Some(e) => Err(e),
-            None => Ok(worked),
+            Some(e) => Err(e.context(format!(
+                "the run stopped: results can no longer be written to {} (the cells finished before are kept there; free space and `kmatrix run --resume {}`)",
+                options.out.display(),
+                options.out.display()
+            ))),
+            None => worked,
         }
     })?;
 
@@ -152,24 +176,107 @@ pub fn run(
         accel: worked.decision,
         cache: worked.info.cache,
         records,
+        info: worked.info,
     })
+}
+
+/// Plans what the run covers. A resume plans the selection `run.json`
+/// kept, narrowed by any options given with `--resume`.
+fn plan_the_run(project: &Project, options: &RunOptions, started: SystemTime) -> Result<Start> {
+    let run_json = options.out.join(RUN_FILE);
+    let earlier = if options.resume {
+        read_run_info_strict(&run_json)?
+    } else {
+        None
+    };
+    let Some(selection) = earlier.as_ref().and_then(|e| e.selection.clone()) else {
+        // A new run (or one started by a kmatrix that kept no selection).
+        return Ok(Start {
+            planned: project.plan(&options.request)?,
+            retries: options.retries.unwrap_or(0),
+            resume_entry: options.resume.then(|| ResumeEntry {
+                at: rfc3339(started),
+                command: std::env::args().collect(),
+                narrowed_to: None,
+            }),
+            earlier,
+        });
+    };
+    let original = Request::from_selection(&selection, &run_json)?;
+    let mut planned = project.plan(&original)?;
+    let given = &options.request;
+    let narrows = !(given.scenarios.is_empty()
+        && given.kernels.is_empty()
+        && given.selection.variants.is_empty()
+        && given.selection.cells.is_empty()
+        && given.selection.shard.is_none());
+    if narrows {
+        // Kernel ids are checked against the catalog before against the run.
+        planned.catalog.kernel_ids_from(&given.kernels)?;
+        planned.narrow(given, &run_json)?;
+    }
+    let retries = options.retries.unwrap_or(selection.retries);
+    Ok(Start {
+        planned,
+        retries,
+        resume_entry: Some(ResumeEntry {
+            at: rfc3339(started),
+            command: std::env::args().collect(),
+            narrowed_to: (narrows || options.retries.is_some())
+                .then(|| given.to_selection(retries)),
+        }),
+        earlier,
+    })
+}
+
+/// `run.json` of a run to resume: absent is `None`; damaged is bad input.
+fn read_run_info_strict(path: &Path) -> Result<Option<RunInfo>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        FileError {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: format!("not a kmatrix run.json: {e}"),
+            fix: "restore it from the run's artifacts; without it the run's selection is unknown (start a new run with --out)".into(),
+            excerpt: text.lines().nth(e.line().saturating_sub(1)).map(str::to_string),
+        }
+        .into()
+    })
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// Provisions, plans for good, chooses the accelerator, and runs; every
 /// step goes out as events.
-#[allow(clippy::too_many_arguments)]
 fn work(
-    planned: Planned,
+    start: Start,
     cache_root: &Path,
     options: &RunOptions,
     held: &BTreeSet<String>,
-    earlier: Option<RunInfo>,
     started: SystemTime,
     events: Events,
     interrupted: Arc<AtomicBool>,
 ) -> Result<Worked> {
+    let Start {
+        planned,
+        retries,
+        earlier,
+        resume_entry,
+    } = start;
     let cache = Cache::open(cache_root)?.watched_by(events.clone());
     let provisioner = Provisioner::new(&cache, &planned.catalog, options.locked, events.clone())?;
+    let emulator = events.step("emulator", || provisioner.emulator(&options.emulator))?;
+    events.note(format!(
+        "emulator: {} ({})",
+        emulator.version, emulator.origin
+    ));
     let mut provisioned = provisioner.prepare(&planned.scenarios, &planned.cells)?;
     // Planned again: provisioning may pin new checksums in the lock file,
     // and cell ids hash the lock, so the ids that count come after it.
@@ -188,15 +295,23 @@ fn work(
     });
     provisioner.add_rootfs(&mut provisioned, &planned.scenarios, &pending);
 
+    let scratch = tempfile::Builder::new()
+        .prefix("kmatrix-run-")
+        .tempdir()
+        .context("cannot make a scratch folder in the temporary directory")?;
     let first_kernel = pending
         .iter()
         .filter(|c| provisioned.missing_for(c).is_none())
         .find_map(|c| provisioned.kernels.get(&c.kernel)?.as_ref().ok());
+    if first_kernel.is_some() {
+        check_free_space(&options.out, scratch.path(), &provisioned)?;
+    }
     let decision = match first_kernel {
         Some(kernel) => {
             let decision = events.step("choosing KVM or TCG", || -> Result<AccelDecision> {
                 Ok(accel::decide(options.accel, cache.root(), || {
                     accel::probe_kvm(
+                        &emulator,
                         kernel,
                         &provisioned.agent,
                         &options.out.join("boots").join("kvm-probe"),
@@ -215,28 +330,43 @@ fn work(
             reason: "no cell needed a guest".into(),
         },
     };
-    // A resumed run keeps when it first started, and the accelerator it
-    // used when this part boots nothing.
-    let (accel, accel_reason) = match (&earlier, first_kernel.is_none()) {
-        (Some(before), true) => (before.accel.clone(), before.accel_reason.clone()),
-        _ => (decision.accel.clone(), decision.reason.clone()),
+    // A resumed run keeps its first start, its command and selection, and
+    // the accelerator it used when this part boots nothing.
+    let mut info = match earlier {
+        Some(before) => {
+            let mut info = before;
+            if first_kernel.is_some() {
+                info.accel = decision.accel.clone();
+                info.accel_reason = decision.reason.clone();
+            }
+            info.resumes.extend(resume_entry);
+            info
+        }
+        None => RunInfo {
+            harness_version: env!("CARGO_PKG_VERSION").into(),
+            started: rfc3339(started),
+            finished: None,
+            accel: decision.accel.clone(),
+            accel_reason: decision.reason.clone(),
+            cache: CacheStats::default(),
+            command: std::env::args().collect(),
+            selection: Some(options.request.to_selection(retries)),
+            resumes: Vec::new(),
+            emulator: None,
+            emulator_origin: None,
+            boots: BTreeMap::new(),
+        },
     };
-    let started = earlier
-        .as_ref()
-        .map(|before| before.started.clone())
-        .unwrap_or_else(|| humantime::format_rfc3339_seconds(started).to_string());
-    let run_info = |finished: Option<SystemTime>| RunInfo {
-        harness_version: env!("CARGO_PKG_VERSION").into(),
-        started: started.clone(),
-        finished: finished.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-        accel: accel.clone(),
-        accel_reason: accel_reason.clone(),
-        cache: cache.stats(),
-        command: std::env::args().collect(),
-    };
-    events.send(RunEvent::RunInfo(run_info(None)));
+    info.harness_version = env!("CARGO_PKG_VERSION").into();
+    info.finished = None;
+    info.emulator = Some(emulator.version.clone());
+    info.emulator_origin = Some(emulator.origin.clone());
+    info.cache = cache.stats();
+    events.send(RunEvent::RunInfo(Box::new(info.clone())));
 
-    let backend = QemuBackend::new(decision.accel(), interrupted.clone());
+    let mut backend = QemuBackend::new(emulator, decision.accel(), interrupted.clone());
+    backend.scratch = scratch.path().to_path_buf();
+    backend.keep_initramfs = options.keep_initramfs;
     let context = RunContext {
         backend: &backend,
         provisioned: &provisioned,
@@ -247,15 +377,22 @@ fn work(
             .collect(),
         run_dir: options.out.clone(),
         boots_dir: options.out.join("boots"),
+        scratch: scratch.path().to_path_buf(),
         jobs: options.jobs,
         events: events.clone(),
         interrupted: &interrupted,
     };
-    runner::run(pending, options.retries, &context);
-
+    let stats = runner::run(pending, retries, &context);
+    for (group, more) in stats {
+        let total = info.boots.entry(group).or_default();
+        total.boots += more.boots;
+        total.deaths += more.deaths;
+        total.death_signatures.extend(more.death_signatures);
+    }
     let was_interrupted = interrupted.load(Ordering::SeqCst);
-    let info = run_info((!was_interrupted).then(SystemTime::now));
-    events.send(RunEvent::RunInfo(info.clone()));
+    info.finished = (!was_interrupted).then(|| rfc3339(SystemTime::now()));
+    info.cache = cache.stats();
+    events.send(RunEvent::RunInfo(Box::new(info.clone())));
     events.send(RunEvent::RunFinished {
         interrupted: was_interrupted,
     });
@@ -266,4 +403,70 @@ fn work(
         info,
         planned_inputs: planned,
     })
+}
+
+/// Room a run's results need beside its boots' logs.
+const RESULTS_ROOM: u64 = 16 << 20;
+
+/// Refuses to boot when the results folder or the boot scratch cannot hold
+/// what a boot writes: a clear error naming the folder, before any cell
+/// could be blamed for a full disk.
+fn check_free_space(out: &Path, scratch: &Path, provisioned: &Provisioned) -> Result<()> {
+    let biggest_rootfs = provisioned
+        .rootfs
+        .values()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|root| tree_size(root))
+        .max()
+        .unwrap_or(0);
+    let files: u64 = provisioned
+        .files
+        .values()
+        .filter_map(|f| f.as_ref().ok())
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let agent = fs::metadata(&provisioned.agent)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    // An initramfs holds the agent, the files, a root filesystem and modules.
+    let initramfs = agent + files + biggest_rootfs + (32 << 20);
+    for (dir, need, what) in [
+        (
+            out,
+            RESULTS_ROOM,
+            "the results (cells.jsonl, reports, console logs)",
+        ),
+        (scratch, initramfs, "one boot's initramfs"),
+    ] {
+        let free = fs4::available_space(dir)
+            .with_context(|| format!("cannot tell the free space of {}", dir.display()))?;
+        if free < need {
+            bail!(
+                "not enough free space in {}: {} MB free, {what} need about {} MB; free some space{}",
+                dir.display(),
+                free >> 20,
+                need >> 20,
+                if dir == scratch {
+                    " or point TMPDIR at a larger filesystem"
+                } else {
+                    " or choose another --out"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&entry.path()),
+            Ok(t) if t.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }

@@ -7,11 +7,13 @@
 
 mod agent;
 mod bpf;
+mod emulator;
 mod go;
 mod kernel;
 mod pinning;
 mod rootfs;
 
+pub use emulator::{version_of, Emulator, EmulatorChoice, HOST_QEMU};
 pub use go::GoToolchain;
 pub use kernel::KernelArtifact;
 

@@ -108,8 +108,15 @@ fn page(model: &ReportModel) -> Page {
     let checks = &model.workarounds;
     let generated = match input.run {
         Some(run) => format!(
-            "kmatrix {} · run started {} · accelerator {}: {}",
-            run.harness_version, run.started, run.accel, run.accel_reason
+            "kmatrix {} · run started {} · accelerator {}: {}{}",
+            run.harness_version,
+            run.started,
+            run.accel,
+            run.accel_reason,
+            run.emulator
+                .as_ref()
+                .map(|e| format!(" · emulator: {e}"))
+                .unwrap_or_default()
         ),
         None => format!("kmatrix {}", env!("CARGO_PKG_VERSION")),
     };

@@ -1,41 +1,51 @@
 //! One kernel's cells: one boot for all of them, and more boots only when a
 //! guest died. Cells are classified as the guest finishes them.
+//!
+//! A guest death is evidence, not a verdict. When the guest dies during a
+//! cell, that cell is booted again alone, twice. It is blamed (`crash`, or
+//! `timeout` for a hang) only when it takes the guest down every time, with
+//! the same signature each time, while a control boot of the same kernel
+//! that runs no cell survives. A cell that finishes alone gets the verdict
+//! of that run; one whose deaths differ, or whose control boot dies too, is
+//! `infra-error` with the evidence in its signature. Every boot and death
+//! is counted per kernel for `run.json`.
 
 use super::guest::{record_without_guest, BootFacts, GuestView};
-use super::{job_for, KernelWork, RunContext};
-use crate::backend::{BootEnd, BootRequest, GuestFile};
+use super::{job_for, FleetMessage, KernelWork, RunContext};
+use crate::backend::{BootEnd, BootOutcome, BootRequest, GuestFile};
 use crate::events::RunEvent;
+use crate::plan::Cell;
+use crate::provision::KernelArtifact;
 use crate::sources::modules;
 use crate::verdict::{kernel_crash, Classified};
-use kmatrix_metadata::{CellRecord, Verdict};
+use kmatrix_agent::GuestEvent;
+use kmatrix_metadata::{BootStats, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-/// Boots that may fail before a kernel's remaining cells are an
-/// infrastructure error. Three, because QEMU 7.2's TCG sometimes faults a
-/// 6.12 guest during early boot code patching when two VMs share the host
-/// (seen in 1 of 12 to 1 of 4 parallel boots; never in 24 sequential ones).
-const MAX_FAILED_BOOTS: u32 = 3;
+/// Boots in a row that never reach the agent (or stop between cells)
+/// before the kernel's remaining cells are an infrastructure error.
+const MAX_FAILED_STARTS: u32 = 3;
 
-/// Guest deaths during one cell before the death is the cell's verdict.
-/// Three, for the same reason: the TCG fault also strikes when a cell
-/// patches kernel code (a module's static keys), and twice in a row happened
-/// in a 176-cell run; three in a row has not.
-const MAX_DEATHS_PER_CELL: u32 = 3;
+/// Boots of a cell alone after the guest died during it.
+const ISOLATION_BOOTS: u32 = 2;
 
-/// Runs every cell of one kernel. A guest that never comes up three times
-/// is an infrastructure error; a cell during which the guest died three
-/// times gets the crash (or hang) as its own verdict.
+/// Guest deaths on one kernel before its remaining cells are given up as an
+/// unstable emulator (each death costs up to three more boots).
+const MAX_DEATHS_PER_KERNEL: u32 = 8;
+
+/// Runs every cell of one kernel and reports its boot statistics last.
 pub(super) fn run_kernel(
     work: KernelWork,
     context: &RunContext,
-    results: &mpsc::Sender<CellRecord>,
+    results: &mpsc::Sender<FleetMessage>,
 ) {
     let KernelWork {
         kernel,
         kernel_args,
-        mut cells,
+        cells,
     } = work;
     // Boots with extra kernel arguments get their own log folders.
     let boot_name = if kernel_args.is_empty() {
@@ -47,13 +57,6 @@ pub(super) fn run_kernel(
             kernel_args.join("+").replace(['=', '/', ' '], "_")
         )
     };
-    let give_up = |cells: Vec<crate::plan::Cell>, why: &str, fill: &dyn Fn(&mut CellRecord)| {
-        for cell in cells {
-            let mut record = record_without_guest(&cell, Classified::new(Verdict::InfraError, why));
-            fill(&mut record);
-            let _ = results.send(record);
-        }
-    };
     let wanted_modules: Vec<String> = cells
         .iter()
         .flat_map(|c| c.modules.iter().cloned())
@@ -63,18 +66,16 @@ pub(super) fn run_kernel(
     let modules = match modules::plan(
         kernel.modules.as_deref(),
         &wanted_modules,
-        &context
-            .run_dir
-            .join("boots")
-            .join(format!("{boot_name}-modules")),
+        &context.scratch.join(format!("{boot_name}-modules")),
     ) {
         Ok(plan) => plan,
         Err(e) => {
-            give_up(
-                cells,
-                &format!("cannot prepare kernel modules: {e:#}"),
-                &|_| {},
-            );
+            let why = format!("cannot prepare kernel modules: {e:#}");
+            for cell in cells {
+                let record =
+                    record_without_guest(&cell, Classified::new(Verdict::InfraError, &why));
+                let _ = results.send(FleetMessage::Record(Box::new(record)));
+            }
             return;
         }
     };
@@ -83,119 +84,317 @@ pub(super) fn run_kernel(
         guest_path: guest.clone(),
         host_path: host.clone(),
     }));
-    let module_paths: Vec<String> = modules.files.iter().map(|(_, g)| g.clone()).collect();
-    let rootfs = context.rootfs_for(&cells);
-    let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
-    let mut deaths: BTreeMap<String, u32> = BTreeMap::new();
-    let mut failed_boots = 0;
-    let mut boot_number = 0;
-    while !cells.is_empty() && !context.interrupted.load(Ordering::SeqCst) {
-        boot_number += 1;
-        for cell in &cells {
-            *attempts.entry(cell.id.to_string()).or_default() += 1;
+    let mut session = Session {
+        context,
+        results,
+        rootfs: context.rootfs_for(&cells),
+        module_paths: modules.files.iter().map(|(_, g)| g.clone()).collect(),
+        files,
+        kernel,
+        kernel_args,
+        boot_name,
+        attempts: BTreeMap::new(),
+        stats: BootStats::default(),
+        boot_number: 0,
+    };
+    session.run(cells);
+    let _ = results.send(FleetMessage::Stats(session.boot_name, session.stats));
+}
+
+/// Where a guest died, as far as the agent's events tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Death {
+    /// The agent never said hello (the kernel did not come up).
+    BeforeStart,
+    /// The agent was up and no cell was running.
+    BetweenCells,
+    /// During this cell.
+    During(String),
+}
+
+/// One boot's result, after its finished cells were recorded.
+struct Boot {
+    guest: GuestView,
+    outcome: BootOutcome,
+    /// `None` when the guest completed (or the user interrupted).
+    death: Option<Death>,
+}
+
+struct Session<'a> {
+    context: &'a RunContext<'a>,
+    results: &'a mpsc::Sender<FleetMessage>,
+    kernel: KernelArtifact,
+    kernel_args: Vec<String>,
+    boot_name: String,
+    files: Vec<GuestFile>,
+    rootfs: Vec<PathBuf>,
+    module_paths: Vec<String>,
+    attempts: BTreeMap<String, u32>,
+    stats: BootStats,
+    boot_number: u32,
+}
+
+impl Session<'_> {
+    fn interrupted(&self) -> bool {
+        self.context.interrupted.load(Ordering::SeqCst)
+    }
+
+    fn run(&mut self, mut cells: Vec<Cell>) {
+        let mut failed_starts = 0;
+        while !cells.is_empty() && !self.interrupted() {
+            if self.stats.deaths >= MAX_DEATHS_PER_KERNEL {
+                let why = format!(
+                    "not run: the emulator is unstable on this kernel ({} guest deaths in {} boots: {}); an infrastructure fault, not the component's",
+                    self.stats.deaths,
+                    self.stats.boots,
+                    self.stats.death_signatures.join("; ")
+                );
+                self.give_up(std::mem::take(&mut cells), &why, None);
+                break;
+            }
+            let boot = self.boot(&cells, "");
+            cells.retain(|c| !boot.guest.done.contains(c.id.as_str()));
+            let Some(death) = boot.death else {
+                if !cells.is_empty() && !self.interrupted() {
+                    // The agent said it was done without finishing every cell.
+                    failed_starts += 1;
+                }
+                if failed_starts >= MAX_FAILED_STARTS {
+                    let why = "the agent finished without running these cells".to_string();
+                    self.give_up(std::mem::take(&mut cells), &why, Some(&boot.outcome));
+                }
+                continue;
+            };
+            match death {
+                Death::BeforeStart | Death::BetweenCells => {
+                    failed_starts += 1;
+                    if failed_starts >= MAX_FAILED_STARTS {
+                        let why = if death == Death::BeforeStart {
+                            format!(
+                                "guest never started after {failed_starts} boots: {}{}",
+                                boot.outcome.end.describe(),
+                                kernel_crash(&boot.outcome.console)
+                                    .map(|c| format!("; console: {c}"))
+                                    .unwrap_or_default()
+                            )
+                        } else {
+                            format!(
+                                "guest stopped between cells: {}",
+                                boot.outcome.end.describe()
+                            )
+                        };
+                        self.give_up(std::mem::take(&mut cells), &why, Some(&boot.outcome));
+                    }
+                }
+                Death::During(cell_id) => {
+                    let Some(position) = cells.iter().position(|c| c.id == cell_id) else {
+                        continue;
+                    };
+                    let cell = cells.remove(position);
+                    self.judge(cell, death_signature(&boot.outcome));
+                }
+            }
         }
+    }
+
+    /// The guest died during `cell` (with `first` as its signature): boot it
+    /// alone, and blame it only if it always takes the guest down the same
+    /// way while a control boot without it survives.
+    fn judge(&mut self, cell: Cell, first: String) {
+        let mut signatures = vec![first];
+        let mut last = None;
+        for _ in 0..ISOLATION_BOOTS {
+            if self.interrupted() {
+                return;
+            }
+            let boot = self.boot(std::slice::from_ref(&cell), " alone");
+            if boot.guest.done.contains(cell.id.as_str()) {
+                // It ran to the end in a fresh boot: that run's verdict stands.
+                return;
+            }
+            let Some(death) = &boot.death else {
+                return; // interrupted
+            };
+            signatures.push(match death {
+                Death::During(_) => death_signature(&boot.outcome),
+                Death::BeforeStart => format!("never started: {}", death_signature(&boot.outcome)),
+                Death::BetweenCells => {
+                    format!("stopped between cells: {}", death_signature(&boot.outcome))
+                }
+            });
+            last = Some(boot);
+        }
+        let Some(last) = last else { return };
+        if self.interrupted() {
+            return;
+        }
+        let control = self.boot(&[], " control");
+        if control.death.is_none() && self.interrupted() {
+            return;
+        }
+        let same = signatures.iter().all(|s| *s == signatures[0]);
+        let verdict = if same && control.death.is_none() {
+            match (kernel_crash(&last.outcome.console), &last.outcome.end) {
+                (Some(crash), _) => Classified::new(Verdict::Crash, format!("kernel: {crash}")),
+                (None, BootEnd::DeadlineExceeded { .. }) => Classified::new(
+                    Verdict::Timeout,
+                    "guest stopped responding during the cell (killed at the deadline)",
+                ),
+                (None, end) => {
+                    Classified::new(Verdict::Crash, format!("guest died: {}", end.describe()))
+                }
+            }
+        } else {
+            let why = if same {
+                format!(
+                    "the guest died {} times during this cell ({}), but a control boot with no cell died too ({}): an emulator or host fault, not the component's",
+                    signatures.len(),
+                    signatures[0],
+                    control
+                        .death
+                        .as_ref()
+                        .map(|_| death_signature(&control.outcome))
+                        .unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "the guest died {} times during this cell with different signatures ({}): random deaths are the emulator's, not the component's",
+                    signatures.len(),
+                    signatures.join(" / ")
+                )
+            };
+            Classified::new(Verdict::InfraError, why)
+        };
+        let mut record = record_without_guest(&cell, verdict);
+        last.guest
+            .attach(&mut record, &self.facts(&last.outcome, cell.id.as_str()));
+        let _ = self.results.send(FleetMessage::Record(Box::new(record)));
+    }
+
+    /// Boots once with `cells` (none for a control boot), records every cell
+    /// the guest finishes the moment it does, and counts the boot.
+    fn boot(&mut self, cells: &[Cell], kind: &str) -> Boot {
+        self.boot_number += 1;
+        for cell in cells {
+            *self.attempts.entry(cell.id.to_string()).or_default() += 1;
+        }
+        let label = format!("{} boot {}{kind}", self.boot_name, self.boot_number);
         let request = BootRequest {
-            label: format!("{boot_name} boot {boot_number}"),
-            kernel: kernel.clone(),
-            agent: context.provisioned.agent.clone(),
-            files: files.clone(),
-            rootfs: rootfs.clone(),
-            kernel_args: kernel_args.clone(),
-            job: job_for(&cells, &module_paths),
-            log_dir: context.boots_dir.join(format!("{boot_name}-{boot_number}")),
+            label: label.clone(),
+            kernel: self.kernel.clone(),
+            agent: self.context.provisioned.agent.clone(),
+            files: self.files.clone(),
+            rootfs: self.rootfs.clone(),
+            kernel_args: self.kernel_args.clone(),
+            job: job_for(cells, &self.module_paths),
+            log_dir: self
+                .context
+                .boots_dir
+                .join(format!("{}-{}", self.boot_name, self.boot_number)),
         };
         let console_path = request.log_dir.join("console.log");
-        let facts_of = |cell_id: &str| BootFacts {
-            backend: context.backend.name(),
-            console_log: console_path
-                .strip_prefix(&context.run_dir)
-                .unwrap_or(&console_path)
-                .display()
-                .to_string(),
-            attempts: attempts[cell_id],
-        };
+        let context = self.context;
         context.events.send(RunEvent::BootStarted {
-            label: request.label.clone(),
+            label: label.clone(),
             cells: cells.len(),
         });
         let mut guest = GuestView::default();
+        let attempts = &self.attempts;
+        let results = self.results;
         let outcome = context.backend.boot(&request, &mut |event| {
-            if let Some(done) = guest.take(event) {
-                context.events.send(RunEvent::BootCellDone {
-                    label: request.label.clone(),
-                });
-                if let Some(cell) = cells.iter().find(|c| c.id == done) {
-                    let record =
-                        guest.classify(cell, context.signatures_of(cell), &facts_of(&done));
-                    let _ = results.send(record);
-                }
+            let Some(done) = guest.take(event) else {
+                return;
+            };
+            context.events.send(RunEvent::BootCellDone {
+                label: label.clone(),
+            });
+            if let Some(cell) = cells.iter().find(|c| c.id == done) {
+                let facts = BootFacts {
+                    backend: context.backend.name(),
+                    emulator: context.backend.emulator(),
+                    console_log: super::relative(&console_path, &context.run_dir),
+                    attempts: attempts[&done],
+                };
+                let record = guest.classify(cell, context.signatures_of(cell), &facts);
+                let _ = results.send(FleetMessage::Record(Box::new(record)));
             }
         });
         context.events.send(RunEvent::BootFinished {
-            label: request.label.clone(),
+            label,
             outcome: outcome.end.describe(),
         });
-        cells.retain(|c| !guest.done.contains(c.id.as_str()));
-        // Cells the guest finished before Ctrl-C are kept; the rest wait for --resume.
-        if cells.is_empty() || outcome.end == BootEnd::Interrupted {
-            break;
-        }
-        let boot_facts = BootFacts::of(&outcome, &context.run_dir, 0);
-        if guest.hello.is_none() {
-            failed_boots += 1;
-            if failed_boots >= MAX_FAILED_BOOTS {
-                let why = format!(
-                    "guest never started after {failed_boots} boots: {}{}",
-                    outcome.end.describe(),
-                    kernel_crash(&outcome.console)
-                        .map(|c| format!("; console: {c}"))
-                        .unwrap_or_default()
-                );
-                let pending = std::mem::take(&mut cells);
-                give_up(pending, &why, &|record| {
-                    record.attempts = attempts[&record.cell_id];
-                    record.backend = Some(boot_facts.backend.clone());
-                    record.console_log = Some(boot_facts.console_log.clone());
-                });
-            }
-            continue;
-        }
-        let Some(current) = guest.in_progress.clone() else {
-            // The guest came up, finished no further cell and started none:
-            // an emulator fault between cells. Retry, but not forever.
-            failed_boots += 1;
-            if failed_boots >= MAX_FAILED_BOOTS {
-                let why = format!("guest stopped between cells: {}", outcome.end.describe());
-                let pending = std::mem::take(&mut cells);
-                give_up(pending, &why, &|record| {
-                    record.attempts = attempts[&record.cell_id];
-                });
-            }
-            continue;
-        };
-        let died = deaths.entry(current.clone()).or_default();
-        *died += 1;
-        if *died < MAX_DEATHS_PER_CELL {
-            continue;
-        }
-        // The same cell took the guest down every time: that is its result.
-        let position = cells.iter().position(|c| c.id == current).expect("pending");
-        let cell = cells.remove(position);
-        let verdict = match (kernel_crash(&outcome.console), &outcome.end) {
-            (Some(crash), _) => Classified::new(Verdict::Crash, format!("kernel: {crash}")),
-            (None, BootEnd::DeadlineExceeded { .. }) => Classified::new(
-                Verdict::Timeout,
-                "guest stopped responding during the cell (killed at the deadline)",
-            ),
-            (None, end) => {
-                Classified::new(Verdict::Crash, format!("guest died: {}", end.describe()))
+        let completed = outcome.end == BootEnd::Completed
+            && outcome.events.iter().any(|e| matches!(e, GuestEvent::Done));
+        let death = if completed || outcome.end == BootEnd::Interrupted {
+            None
+        } else if guest.hello.is_none() {
+            Some(Death::BeforeStart)
+        } else {
+            match &guest.in_progress {
+                Some(cell) => Some(Death::During(cell.clone())),
+                None => Some(Death::BetweenCells),
             }
         };
-        let mut record = record_without_guest(&cell, verdict);
-        guest.attach(
-            &mut record,
-            &BootFacts::of(&outcome, &context.run_dir, attempts[&current]),
-        );
-        let _ = results.send(record);
+        self.stats.boots += 1;
+        if let Some(death) = &death {
+            self.stats.deaths += 1;
+            let place = match death {
+                Death::BeforeStart => "before the agent started".to_string(),
+                Death::BetweenCells => "between cells".to_string(),
+                Death::During(cell) => format!("during cell {cell}"),
+            };
+            let kind = if kind.is_empty() {
+                ""
+            } else {
+                kind.trim_start()
+            };
+            self.stats.death_signatures.push(format!(
+                "boot {}{}{}, {place}: {}",
+                self.boot_number,
+                if kind.is_empty() { "" } else { " " },
+                kind,
+                death_signature(&outcome)
+            ));
+        }
+        Boot {
+            guest,
+            outcome,
+            death,
+        }
+    }
+
+    fn facts(&self, outcome: &BootOutcome, cell_id: &str) -> BootFacts {
+        BootFacts {
+            backend: outcome.backend.clone(),
+            emulator: self.context.backend.emulator(),
+            console_log: super::relative(&outcome.console_path, &self.context.run_dir),
+            attempts: self.attempts.get(cell_id).copied().unwrap_or(0),
+        }
+    }
+
+    /// Records `cells` as infrastructure errors with `why`.
+    fn give_up(&self, cells: Vec<Cell>, why: &str, outcome: Option<&BootOutcome>) {
+        for cell in cells {
+            let mut record = record_without_guest(&cell, Classified::new(Verdict::InfraError, why));
+            record.attempts = self.attempts.get(cell.id.as_str()).copied().unwrap_or(0);
+            if let Some(outcome) = outcome {
+                let facts = self.facts(outcome, cell.id.as_str());
+                record.backend = Some(facts.backend);
+                record.emulator = facts.emulator;
+                record.console_log = Some(facts.console_log);
+            }
+            let _ = self.results.send(FleetMessage::Record(Box::new(record)));
+        }
+    }
+}
+
+/// What a dead guest left: the kernel's crash line, a hang, or how QEMU ended.
+fn death_signature(outcome: &BootOutcome) -> String {
+    match (kernel_crash(&outcome.console), &outcome.end) {
+        (Some(crash), _) => format!("kernel: {crash}"),
+        (None, BootEnd::DeadlineExceeded { .. }) => {
+            "guest stopped responding (killed at the deadline)".into()
+        }
+        (None, end) => end.describe(),
     }
 }

@@ -2,7 +2,6 @@
 //! is classified the moment its `CellDone` comes in, so a kill a second
 //! later still leaves it on disk.
 
-use crate::backend::BootOutcome;
 use crate::inputs::scenario::Signature;
 use crate::plan::Cell;
 use crate::verdict::{aggregate, classify_probe, Classified};
@@ -29,6 +28,7 @@ pub fn record_without_guest(cell: &Cell, outcome: Classified) -> CellRecord {
         backend: None,
         console_log: None,
         runs: None,
+        emulator: None,
     }
 }
 
@@ -153,6 +153,7 @@ impl GuestView {
         }
         record.attempts = boot.attempts;
         record.backend = Some(boot.backend.clone());
+        record.emulator = boot.emulator.clone();
         record.console_log = Some(boot.console_log.clone());
     }
 }
@@ -160,24 +161,10 @@ impl GuestView {
 /// Facts of the boot a record came from.
 pub struct BootFacts {
     pub backend: String,
+    pub emulator: Option<String>,
     /// Relative to the run directory.
     pub console_log: String,
     pub attempts: u32,
-}
-
-impl BootFacts {
-    pub fn of(outcome: &BootOutcome, run_dir: &std::path::Path, attempts: u32) -> BootFacts {
-        BootFacts {
-            backend: outcome.backend.clone(),
-            console_log: outcome
-                .console_path
-                .strip_prefix(run_dir)
-                .unwrap_or(&outcome.console_path)
-                .display()
-                .to_string(),
-            attempts,
-        }
-    }
 }
 
 fn describe_process_end(end: &ProcessEnd) -> String {

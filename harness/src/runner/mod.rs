@@ -17,7 +17,7 @@ use crate::inputs::scenario::Signature;
 use crate::plan::Cell;
 use crate::provision::{KernelArtifact, Provisioned};
 use kmatrix_agent::{Job, JobCell, JobProbe};
-use kmatrix_metadata::CellRecord;
+use kmatrix_metadata::{BootStats, CellRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +32,20 @@ pub struct RunContext<'a> {
     pub run_dir: PathBuf,
     /// Where this pass keeps its boots' logs (`boots/`, `boots-retry-1/`, ...).
     pub boots_dir: PathBuf,
+    /// Scratch for what boots need only while they run (decompressed
+    /// modules, initramfs images): outside the results directory, removed
+    /// with the run.
+    pub scratch: PathBuf,
     pub jobs: usize,
     pub events: Events,
     pub interrupted: &'a AtomicBool,
+}
+
+/// What the fleet's threads send back: a finished cell, or a boot group's
+/// statistics once its cells are done.
+pub(crate) enum FleetMessage {
+    Record(Box<CellRecord>),
+    Stats(String, BootStats),
 }
 
 /// Everything one kernel's boots need.
@@ -47,7 +58,8 @@ pub(crate) struct KernelWork {
 
 /// Runs `cells` and reports each as a [`RunEvent::CellFinished`]; with
 /// `retries`, failing cells run again and one that passes once is `flaky`.
-pub fn run(cells: Vec<Cell>, retries: u32, context: &RunContext) {
+/// Returns how many boots and guest deaths each boot group had.
+pub fn run(cells: Vec<Cell>, retries: u32, context: &RunContext) -> BTreeMap<String, BootStats> {
     let mut bootable = Vec::new();
     for cell in cells {
         match context.provisioned.missing_for(&cell) {
@@ -61,13 +73,20 @@ pub fn run(cells: Vec<Cell>, retries: u32, context: &RunContext) {
         .collect();
     let work = context.group_into_boots(&bootable);
     let mut failed_now = Vec::new();
-    context.run_fleet(work, |record| {
+    let mut stats = context.run_fleet(work, |record| {
         if record.verdict.is_failure() {
             failed_now.push(record.clone());
         }
         finished(&context.events, record);
     });
-    retry::retry_failures(context, retries, failed_now, &by_id);
+    let retried = retry::retry_failures(context, retries, failed_now, &by_id);
+    for (group, more) in retried {
+        let total = stats.entry(group).or_default();
+        total.boots += more.boots;
+        total.deaths += more.deaths;
+        total.death_signatures.extend(more.death_signatures);
+    }
+    stats
 }
 
 fn finished(events: &Events, record: CellRecord) {
@@ -137,9 +156,14 @@ impl RunContext<'_> {
 
     /// Boots the kernels in parallel (up to `jobs` VMs); every finished cell
     /// comes back to the calling thread, which hands it to `on_record`.
-    fn run_fleet(&self, work: Vec<KernelWork>, mut on_record: impl FnMut(CellRecord)) {
+    fn run_fleet(
+        &self,
+        work: Vec<KernelWork>,
+        mut on_record: impl FnMut(CellRecord),
+    ) -> BTreeMap<String, BootStats> {
         let queue = Mutex::new(work);
-        let (sender, receiver) = mpsc::channel::<CellRecord>();
+        let (sender, receiver) = mpsc::channel::<FleetMessage>();
+        let mut stats = BTreeMap::new();
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.max(1) {
                 let sender = sender.clone();
@@ -154,10 +178,16 @@ impl RunContext<'_> {
                 });
             }
             drop(sender);
-            for record in receiver {
-                on_record(record);
+            for message in receiver {
+                match message {
+                    FleetMessage::Record(record) => on_record(*record),
+                    FleetMessage::Stats(group, group_stats) => {
+                        stats.insert(group, group_stats);
+                    }
+                }
             }
         });
+        stats
     }
 
     /// The same context with boot logs in another folder of the run directory.
@@ -168,6 +198,7 @@ impl RunContext<'_> {
             signatures: self.signatures.clone(),
             run_dir: self.run_dir.clone(),
             boots_dir: self.run_dir.join(name),
+            scratch: self.scratch.clone(),
             jobs: self.jobs,
             events: self.events.clone(),
             interrupted: self.interrupted,
@@ -196,6 +227,14 @@ pub(crate) fn job_for(cells: &[Cell], modules: &[String]) -> Job {
             })
             .collect(),
     }
+}
+
+/// `path` relative to the run directory, as records name console logs.
+fn relative(path: &std::path::Path, run_dir: &std::path::Path) -> String {
+    path.strip_prefix(run_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::RunContext;
 use crate::events::RunEvent;
 use crate::plan::Cell;
-use kmatrix_metadata::{CellRecord, RunCounts, Verdict};
+use kmatrix_metadata::{BootStats, CellRecord, RunCounts, Verdict};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
@@ -13,9 +13,10 @@ pub(super) fn retry_failures(
     retries: u32,
     failed: Vec<CellRecord>,
     cells: &BTreeMap<String, Cell>,
-) {
+) -> BTreeMap<String, BootStats> {
+    let mut stats = BTreeMap::new();
     if retries == 0 || failed.is_empty() {
-        return;
+        return stats;
     }
     let mut counts: BTreeMap<String, RunCounts> = failed
         .iter()
@@ -45,7 +46,7 @@ pub(super) fn retry_failures(
             cells: work.iter().map(|w| w.cells.len()).sum(),
         });
         let pass = context.with_boots_dir(&format!("boots-retry-{round}"));
-        pass.run_fleet(work, |record| {
+        let round_stats = pass.run_fleet(work, |record| {
             let count = counts.get_mut(&record.cell_id).expect("a retried cell");
             match record.verdict {
                 Verdict::Pass => count.passed += 1,
@@ -53,6 +54,12 @@ pub(super) fn retry_failures(
                 _ => {}
             }
         });
+        for (group, more) in round_stats {
+            let total: &mut BootStats = stats.entry(group).or_default();
+            total.boots += more.boots;
+            total.deaths += more.deaths;
+            total.death_signatures.extend(more.death_signatures);
+        }
     }
     for mut record in failed {
         let count = counts[&record.cell_id];
@@ -64,4 +71,5 @@ pub(super) fn retry_failures(
             .events
             .send(RunEvent::CellFinished(Box::new(record)));
     }
+    stats
 }

@@ -8,7 +8,7 @@ use crate::plan::CellProbe;
 use crate::provision::{KernelArtifact, Provisioned};
 use crate::verdict::Expectation;
 use kmatrix_agent::{GuestEvent, ProcessEnd};
-use kmatrix_metadata::{RunCounts, Verdict};
+use kmatrix_metadata::{BootStats, RunCounts, Verdict};
 use std::sync::atomic::AtomicUsize;
 
 /// A backend whose guest fails every probe on its first boot and passes
@@ -112,6 +112,15 @@ pub(super) fn run_scripted(
     cells: Vec<Cell>,
     retries: u32,
 ) -> Vec<CellRecord> {
+    run_with_stats(backend, cells, retries).0
+}
+
+/// The same, with the boot statistics the runner returned.
+pub(super) fn run_with_stats(
+    backend: &dyn Backend,
+    cells: Vec<Cell>,
+    retries: u32,
+) -> (Vec<CellRecord>, BTreeMap<String, BootStats>) {
     let dir = tempfile::tempdir().unwrap();
     let provisioned = provisioned(dir.path());
     let (sender, receiver) = mpsc::channel();
@@ -122,19 +131,21 @@ pub(super) fn run_scripted(
         signatures: BTreeMap::new(),
         run_dir: dir.path().to_path_buf(),
         boots_dir: dir.path().join("boots"),
+        scratch: dir.path().join("scratch"),
         jobs: 1,
         events: Events::new(sender),
         interrupted: &interrupted,
     };
-    run(cells, retries, &context);
+    let stats = run(cells, retries, &context);
     drop(context);
-    receiver
+    let records = receiver
         .into_iter()
         .filter_map(|event| match event {
             RunEvent::CellFinished(record) => Some(*record),
             _ => None,
         })
-        .collect()
+        .collect();
+    (records, stats)
 }
 
 #[test]
@@ -177,4 +188,233 @@ fn cells_are_classified_as_the_guest_finishes_them() {
         assert_eq!(record.attempts, 1);
         assert_eq!(record.backend.as_deref(), Some("scripted"));
     }
+}
+
+/// What one scripted boot does.
+#[derive(Debug, Clone)]
+enum Script {
+    /// Every cell passes and the guest powers off.
+    Completes,
+    /// The guest dies when this cell starts, printing this console line.
+    DiesDuring(&'static str, &'static str),
+    /// The kernel never reaches the agent, printing this console line.
+    NeverStarts(&'static str),
+}
+
+/// A guest that dies on schedule: `script` says what boot N (1-based) of
+/// these cells does.
+type Schedule = Box<dyn Fn(usize, &[String]) -> Script + Sync>;
+
+struct ScheduledGuest {
+    boots: AtomicUsize,
+    script: Schedule,
+}
+
+impl ScheduledGuest {
+    fn new(script: impl Fn(usize, &[String]) -> Script + Sync + 'static) -> Self {
+        ScheduledGuest {
+            boots: AtomicUsize::new(0),
+            script: Box::new(script),
+        }
+    }
+}
+
+impl Backend for ScheduledGuest {
+    fn name(&self) -> String {
+        "scripted".into()
+    }
+
+    fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
+        let number = self.boots.fetch_add(1, Ordering::SeqCst) + 1;
+        let ids: Vec<String> = request
+            .job
+            .cells
+            .iter()
+            .map(|c| c.cell_id.clone())
+            .collect();
+        let script = (self.script)(number, &ids);
+        let mut events = Vec::new();
+        let mut console = String::new();
+        let mut died = false;
+        if let Script::NeverStarts(line) = script {
+            console = format!("[    0.5] {line}\n");
+            died = true;
+        } else {
+            events.push(GuestEvent::Hello {
+                kernel_release: "9.9.9-scripted".into(),
+                facts: BTreeMap::new(),
+            });
+            for cell in &request.job.cells {
+                events.push(GuestEvent::CellStart {
+                    cell_id: cell.cell_id.clone(),
+                });
+                if let Script::DiesDuring(victim, line) = script {
+                    if cell.cell_id == victim {
+                        console = format!("[    3.1] {line}\n");
+                        died = true;
+                        break;
+                    }
+                }
+                for probe in &cell.probes {
+                    events.push(GuestEvent::ProbeDone {
+                        cell_id: cell.cell_id.clone(),
+                        probe_id: probe.probe_id.clone(),
+                        end: ProcessEnd::Exited { code: 0 },
+                        stdout: "ok".into(),
+                        stderr: String::new(),
+                        duration_ms: 1,
+                    });
+                }
+                events.push(GuestEvent::CellDone {
+                    cell_id: cell.cell_id.clone(),
+                });
+            }
+            if !died {
+                events.push(GuestEvent::Done);
+            }
+        }
+        for event in &events {
+            on_event(event);
+        }
+        BootOutcome {
+            events,
+            console,
+            console_path: request.log_dir.join("console.log"),
+            end: if died {
+                BootEnd::GuestDied {
+                    detail: "the guest stopped before the agent finished".into(),
+                }
+            } else {
+                BootEnd::Completed
+            },
+            backend: self.name(),
+        }
+    }
+}
+
+const GPF: &str = "general protection fault, probably for non-canonical address 0xdead: 0000 [#1] PREEMPT SMP NOPTI";
+const DOUBLE_FAULT: &str = "traps: PANIC: double fault, error_code: 0x0";
+const PANIC: &str = "Kernel panic - not syncing: sysrq triggered crash";
+
+fn verdicts(records: &[CellRecord]) -> BTreeMap<String, (Verdict, String, u32)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.cell_id.clone(),
+                (r.verdict, r.signature.clone(), r.attempts),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_death_that_does_not_repeat_alone_is_not_the_cells() {
+    // The emulator faults once, during b, in the first boot only.
+    let guest = ScheduledGuest::new(|boot, _| match boot {
+        1 => Script::DiesDuring("b", GPF),
+        _ => Script::Completes,
+    });
+    let (records, stats) = run_with_stats(&guest, vec![cell("a"), cell("b"), cell("c")], 0);
+    let seen = verdicts(&records);
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.values().all(|(v, _, _)| *v == Verdict::Pass),
+        "{seen:?}"
+    );
+    assert_eq!(seen["b"].2, 2, "b ran again, alone");
+    let stats = &stats["k"];
+    assert_eq!((stats.boots, stats.deaths), (3, 1), "{stats:?}");
+    assert!(
+        stats.death_signatures[0].contains("during cell b"),
+        "{stats:?}"
+    );
+    assert!(
+        stats.death_signatures[0].contains("general protection fault"),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_cell_that_always_takes_the_guest_down_the_same_way_is_blamed() {
+    let guest = ScheduledGuest::new(|_, cells| {
+        if cells.iter().any(|c| c == "b") {
+            Script::DiesDuring("b", PANIC)
+        } else {
+            Script::Completes
+        }
+    });
+    let (records, stats) = run_with_stats(&guest, vec![cell("a"), cell("b"), cell("c")], 0);
+    let seen = verdicts(&records);
+    assert_eq!(seen["a"].0, Verdict::Pass);
+    assert_eq!(seen["c"].0, Verdict::Pass);
+    let (verdict, signature, attempts) = &seen["b"];
+    assert_eq!(*verdict, Verdict::Crash);
+    assert_eq!(
+        signature,
+        "kernel: Kernel panic - not syncing: sysrq triggered crash"
+    );
+    assert_eq!(*attempts, 3, "the first boot and two boots alone");
+    // batch, two isolation boots, a control boot, then c's boot.
+    assert_eq!(
+        (stats["k"].boots, stats["k"].deaths),
+        (5, 3),
+        "{:?}",
+        stats["k"]
+    );
+}
+
+#[test]
+fn deaths_with_different_signatures_are_the_emulators() {
+    let guest = ScheduledGuest::new(|boot, cells| {
+        if !cells.iter().any(|c| c == "b") {
+            return Script::Completes;
+        }
+        if boot % 2 == 0 {
+            Script::DiesDuring("b", DOUBLE_FAULT)
+        } else {
+            Script::DiesDuring("b", GPF)
+        }
+    });
+    let records = run_scripted(&guest, vec![cell("a"), cell("b")], 0);
+    let seen = verdicts(&records);
+    let (verdict, signature, _) = &seen["b"];
+    assert_eq!(*verdict, Verdict::InfraError, "{signature}");
+    assert!(signature.contains("different signatures"), "{signature}");
+    assert!(
+        signature.contains("double fault") && signature.contains("general protection"),
+        "{signature}"
+    );
+    assert_eq!(seen["a"].0, Verdict::Pass);
+}
+
+#[test]
+fn a_control_boot_that_dies_too_clears_the_cell() {
+    // Every boot dies: with b during b, without cells before the agent starts.
+    let guest = ScheduledGuest::new(|_, cells| {
+        if cells.is_empty() {
+            Script::NeverStarts(GPF)
+        } else {
+            Script::DiesDuring("b", GPF)
+        }
+    });
+    let records = run_scripted(&guest, vec![cell("b")], 0);
+    let (verdict, signature, _) = &verdicts(&records)["b"];
+    assert_eq!(*verdict, Verdict::InfraError, "{signature}");
+    assert!(signature.contains("control boot"), "{signature}");
+}
+
+#[test]
+fn a_guest_that_never_starts_is_an_infra_error_after_three_boots() {
+    let guest = ScheduledGuest::new(|_, _| Script::NeverStarts(DOUBLE_FAULT));
+    let (records, stats) = run_with_stats(&guest, vec![cell("a"), cell("b")], 0);
+    for (verdict, signature, attempts) in verdicts(&records).values() {
+        assert_eq!(*verdict, Verdict::InfraError);
+        assert!(
+            signature.starts_with("guest never started after 3 boots"),
+            "{signature}"
+        );
+        assert_eq!(*attempts, 3);
+    }
+    assert_eq!((stats["k"].boots, stats["k"].deaths), (3, 3));
 }

@@ -183,7 +183,7 @@ pub struct RunArgs {
     /// Results directory [default: results/runs/<UTC timestamp>]
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue the run in DIR: run only the cells it does not hold yet.
+    /// Continue the run in DIR exactly as it was started (its run.json keeps the selection): run only the cells it does not hold yet. --scenario, --kernel, --variant, --cell and --shard given with it narrow the run further.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// VMs booted at once [default: number of cores]
@@ -195,9 +195,12 @@ pub struct RunArgs {
     /// Fail instead of re-resolving a locked package version the archive no longer has.
     #[arg(long)]
     pub locked: bool,
-    /// Rerun failing cells up to N times; a cell that passes in any is `flaky`.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub retries: u32,
+    /// Rerun failing cells up to N times; a cell that passes in any is `flaky` [default: 0, or what a resumed run was started with]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// The emulator: an id of images/emulators.toml, or `host` for the host's qemu-system-x86_64 [default: the catalog's pinned default]
+    #[arg(long, value_name = "ID|host")]
+    pub emulator: Option<String>,
     /// Run one shard of the plan, I of N (cells of a kernel stay together).
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,

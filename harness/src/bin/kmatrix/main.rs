@@ -16,6 +16,7 @@ use kmatrix::events::Events;
 use kmatrix::ops::run::RunOptions;
 use kmatrix::plan::Selection;
 use kmatrix::project::Request;
+use kmatrix::provision::EmulatorChoice;
 use kmatrix::reporter::{Display, Reporter};
 use kmatrix::results::{read_run, read_run_info};
 use kmatrix::sources::cache::Cache;
@@ -104,9 +105,6 @@ fn run(project: &Project, cache_root: &Path, args: RunArgs) -> Result<ExitCode> 
         })
         .context("cannot install the Ctrl-C handler")?;
     }
-    if let Err(why) = kmatrix::backend::qemu::qemu_available() {
-        anyhow::bail!("{why}");
-    }
     let options = RunOptions {
         request: Request {
             scenarios: args.select.scenarios,
@@ -129,6 +127,11 @@ fn run(project: &Project, cache_root: &Path, args: RunArgs) -> Result<ExitCode> 
         },
         locked: args.locked,
         retries: args.retries,
+        emulator: match args.emulator.as_deref() {
+            Some("host") => EmulatorChoice::Host,
+            other => EmulatorChoice::Pinned(other.map(str::to_string)),
+        },
+        keep_initramfs: false,
     };
     let summary = ops::run::run(project, cache_root, &options, interrupted)?;
     let counts: Vec<String> = summary
