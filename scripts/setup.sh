@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kmatrix needs from Debian's packages, once: QEMU to boot the
-# guests; cpio and rpm2cpio to unpack RPM kernels (and the tests read
+# guests (bookworm's 7.2, for its libraries and as the fallback: kmatrix
+# runs its own pinned QEMU from the cache); cpio and rpm2cpio to unpack RPM kernels (and the tests read
 # kmatrix's initramfs back with cpio); rpmbuild for the tests' own RPM; the
 # kernel build tools for source-built kernels. Kernels and Go toolchains are
 # not installed: kmatrix unpacks them into its cache through a private apt
@@ -24,6 +25,9 @@ command -v clang >/dev/null || need+=(clang)        # BPF objects (clang -target
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev) # the static guest agent
+command -v mke2fs >/dev/null || need+=(e2fsprogs)          # image root filesystems (mke2fs -d)
+command -v docker-registry >/dev/null || need+=(docker-registry) # the tests' real registry
+command -v skopeo >/dev/null || need+=(skopeo)             # the tests fill it, and make archives
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

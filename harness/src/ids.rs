@@ -112,6 +112,8 @@ pub enum ArtifactKey {
     Rootfs(String),
     /// An emulator of `images/emulators.toml`.
     Emulator(String),
+    /// A container image, by its reference as written: pins the manifest digest.
+    Image(String),
 }
 
 impl fmt::Display for ArtifactKey {
@@ -123,6 +125,7 @@ impl fmt::Display for ArtifactKey {
             ArtifactKey::GoPackages(names) => write!(f, "go-packages:{}", names.join("+")),
             ArtifactKey::Rootfs(hash) => write!(f, "rootfs:{hash}"),
             ArtifactKey::Emulator(id) => write!(f, "emulator:{id}"),
+            ArtifactKey::Image(reference) => write!(f, "image:{reference}"),
         }
     }
 }

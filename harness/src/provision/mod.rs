@@ -9,12 +9,14 @@ mod agent;
 mod bpf;
 mod emulator;
 mod go;
+mod image;
 mod kernel;
 mod pinning;
 mod rootfs;
 
 pub use emulator::{version_of, Emulator, EmulatorChoice, HOST_QEMU};
 pub use go::GoToolchain;
+pub use image::{make_ext4, ImageArtifact};
 pub use kernel::KernelArtifact;
 
 use crate::events::Events;

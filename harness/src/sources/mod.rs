@@ -12,3 +12,4 @@ pub mod fetch;
 pub mod govendor;
 pub mod kbuild;
 pub mod modules;
+pub mod oci;

@@ -32,6 +32,11 @@ impl TempProject {
         self.dir.path()
     }
 
+    /// The project's catalog, loaded as kmatrix loads it.
+    pub fn catalog(&self) -> kmatrix::inputs::Catalog {
+        kmatrix::Project::new(self.root()).catalog().unwrap()
+    }
+
     /// Copies a scenario folder (from the repo's scenarios/ or the fixtures) in.
     pub fn add_scenario(&self, from: &Path) -> PathBuf {
         let to = self

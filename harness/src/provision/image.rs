@@ -1,0 +1,196 @@
+//! Container images as artifacts: resolved to their linux/amd64 manifest
+//! (its digest pinned in the lock, so a moved tag changes nothing until the
+//! lock says so), layers fetched once into the cache by digest and
+//! re-verified by sha256 on every use, then flattened (whiteouts honoured)
+//! into an ext4 file system the guest mounts from a virtio disk — so a
+//! multi-gigabyte image never has to fit in guest memory.
+
+use super::Provisioner;
+use crate::hashing::sha256_bytes;
+use crate::ids::ArtifactKey;
+use crate::inputs::{LockedArtifact, LockedPackage};
+use crate::sources::oci::layers;
+use crate::sources::oci::reference::{self, ImageSourceRef};
+use crate::sources::oci::source::{self, ImageError, ResolvedImage};
+use anyhow::{bail, Context, Result};
+use oci_spec::image::ImageConfiguration;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// An image ready for a guest.
+#[derive(Debug, Clone)]
+pub struct ImageArtifact {
+    /// As the scenario (or `--image`) wrote it.
+    pub reference: String,
+    /// The manifest digest it resolved to.
+    pub digest: String,
+    /// An ext4 file system holding the flattened root.
+    pub disk: PathBuf,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+}
+
+/// Bumped when flattening changes, so cached file systems are remade.
+const FLATTEN_VERSION: &str = "1";
+
+impl Provisioner<'_> {
+    /// The image `reference`, from the cache when its pinned digest is there
+    /// (no network then), else from its source. An image out of reach is an
+    /// [`ImageError::Unavailable`] inside the error.
+    pub fn image(&self, reference_text: &str) -> Result<ImageArtifact> {
+        let reference = reference::parse(reference_text).map_err(ImageError::Unavailable)?;
+        let artifact = ArtifactKey::Image(reference_text.to_string());
+        let pinned = self
+            .lock
+            .lock()
+            .expect("lock file")
+            .get(&artifact)
+            .and_then(|l| l.packages.first())
+            .map(|p| p.version.clone());
+        if let Some(digest) = &pinned {
+            if let Some(disk) = self.cache.lookup("images", &image_key(digest)) {
+                return image_artifact(reference_text, digest, disk);
+            }
+        }
+        let source_ref = match (&reference, &pinned) {
+            (ImageSourceRef::Registry(r), Some(digest)) => {
+                ImageSourceRef::Registry(r.pinned(digest))
+            }
+            _ => reference.clone(),
+        };
+        let label = format!("image {reference_text}");
+        let source = source::open(&source_ref);
+        let resolved = self
+            .events
+            .step(&format!("{label}: manifest"), || source.resolve())?;
+        if let Some(digest) = &pinned {
+            if *digest != resolved.digest {
+                bail!(ImageError::Damaged(format!(
+                    "{reference_text}: the lock pins {digest}, the source gave {}; if the image really changed, delete its entry from images/kmatrix.lock",
+                    resolved.digest
+                )));
+            }
+        }
+        let mut blobs = Vec::new();
+        for (n, layer) in resolved.layers.iter().enumerate() {
+            let hex = layer.digest.trim_start_matches("sha256:").to_string();
+            let path = self.events.step(
+                &format!("{label}: layer {}/{}", n + 1, resolved.layers.len()),
+                || {
+                    self.cache.get_or_make("layers", &hex, |dir| {
+                        source.fetch_blob(layer, &dir.join("blob"))?;
+                        Ok(PathBuf::from("blob"))
+                    })
+                },
+            )?;
+            blobs.push(path);
+        }
+        let disk = self.events.step(&format!("{label}: file system"), || {
+            self.cache
+                .get_or_make("images", &image_key(&resolved.digest), |dir| {
+                    flatten(&resolved, &blobs, dir)
+                })
+        })?;
+        if pinned.is_none() {
+            self.lock.lock().expect("lock file").record(
+                &artifact,
+                LockedArtifact {
+                    packages: vec![LockedPackage {
+                        name: reference_text.to_string(),
+                        version: resolved.digest.clone(),
+                        sha256: resolved.digest.trim_start_matches("sha256:").to_string(),
+                        url: None,
+                    }],
+                    provenance: format!(
+                        "trust-on-first-use {} from {reference_text}",
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    ),
+                },
+            )?;
+        }
+        image_artifact(reference_text, &resolved.digest, disk)
+    }
+}
+
+fn image_key(digest: &str) -> String {
+    sha256_bytes(format!("image\0{digest}\0{FLATTEN_VERSION}").as_bytes())
+}
+
+fn image_artifact(reference: &str, digest: &str, disk: PathBuf) -> Result<ImageArtifact> {
+    let config = ImageConfiguration::from_file(disk.with_file_name("config.json"))
+        .context("the cached image lacks its config.json")?;
+    let run = config.config().clone().unwrap_or_default();
+    Ok(ImageArtifact {
+        reference: reference.to_string(),
+        digest: digest.to_string(),
+        disk,
+        entrypoint: run.entrypoint().clone().unwrap_or_default(),
+        cmd: run.cmd().clone().unwrap_or_default(),
+        env: run.env().clone().unwrap_or_default(),
+        working_dir: run.working_dir().clone(),
+    })
+}
+
+/// Applies the layers into `dir/root`, makes `dir/rootfs.ext4` of it, and
+/// keeps the image config beside it.
+fn flatten(resolved: &ResolvedImage, blobs: &[PathBuf], dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("root");
+    for blob in blobs {
+        layers::apply(blob, &root)?;
+    }
+    fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&resolved.config)?,
+    )?;
+    make_ext4(&root, &dir.join("rootfs.ext4"))?;
+    fs::remove_dir_all(&root)?;
+    Ok(PathBuf::from("rootfs.ext4"))
+}
+
+/// `mke2fs -d`: an ext4 image of a folder, without mounting anything.
+pub fn make_ext4(root: &Path, image: &Path) -> Result<()> {
+    let used = tree_size(root);
+    // Room for metadata and a little slack; the guest mounts it read-only.
+    let megabytes = used / (1 << 20) * 5 / 4 + 32;
+    let output = Command::new("mke2fs")
+        .args([
+            "-q",
+            "-t",
+            "ext4",
+            "-O",
+            "^has_journal",
+            "-L",
+            "kmatrix",
+            "-d",
+        ])
+        .arg(root)
+        .arg("-F")
+        .arg(image)
+        .arg(format!("{megabytes}M"))
+        .output()
+        .context("cannot run mke2fs (Debian's e2fsprogs)")?;
+    if !output.status.success() {
+        bail!(
+            "mke2fs -d {} failed: {}",
+            root.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&entry.path()) + 4096,
+            Ok(_) => entry.metadata().map(|m| m.len().max(4096)).unwrap_or(4096),
+            Err(_) => 0,
+        })
+        .sum()
+}
