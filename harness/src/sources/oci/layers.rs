@@ -140,6 +140,9 @@ mod tests {
         let mut builder = tar::Builder::new(writer);
         for (name, content) in files {
             let mut header = tar::Header::new_gnu();
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
             if let Some(dir) = name.strip_suffix('/') {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_mode(0o755);
