@@ -94,6 +94,7 @@ pub fn classify_probe(
             let verdict = match signature.verdict {
                 SignatureVerdict::Fail => Verdict::Fail,
                 SignatureVerdict::Crash => Verdict::Crash,
+                SignatureVerdict::InfraError => Verdict::InfraError,
             };
             return Classified::new(verdict, normalize(line_around(&output, found.start())));
         }

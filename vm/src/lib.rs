@@ -26,7 +26,20 @@ pub struct Job {
     /// Kernel modules to load before any cell runs, in load order (dependencies first).
     #[serde(default)]
     pub modules: Vec<String>,
+    /// Block devices to mount read-only before any cell runs (artifact
+    /// root file systems on virtio disks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<JobDisk>,
     pub cells: Vec<JobCell>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobDisk {
+    /// `/dev/vda`, `/dev/vdb`, ... in the order the disks were attached.
+    pub device: String,
+    pub mount_point: String,
+    /// `ext4` (what `mke2fs -d` made).
+    pub fstype: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -5,7 +5,8 @@
 //! JSON line on the results serial port, and powers the guest off.
 
 use kmatrix_agent::{
-    GuestEvent, Job, JobProbe, ProcessEnd, DEFAULT_RESULTS_PORT, JOB_PATH, RESULTS_PORT_PARAM,
+    GuestEvent, Job, JobDisk, JobProbe, ProcessEnd, DEFAULT_RESULTS_PORT, JOB_PATH,
+    RESULTS_PORT_PARAM,
 };
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -48,6 +49,7 @@ fn run(port: &mut File) -> Result<(), String> {
         facts.insert("loopback".into(), format!("down: {e}"));
     }
     load_modules(&job.modules, &mut facts);
+    mount_disks(&job.disks, &mut facts);
     collect_kernel_facts(&mut facts);
     emit(
         port,
@@ -141,6 +143,9 @@ fn mount_basics() {
     mount("tmpfs", "/run", "tmpfs");
     let _ = fs::create_dir_all("/sys/fs/bpf");
     mount("bpf", "/sys/fs/bpf", "bpf");
+    // Container runtimes look for the cgroup hierarchy even when they manage none.
+    let _ = fs::create_dir_all("/sys/fs/cgroup");
+    mount("cgroup2", "/sys/fs/cgroup", "cgroup2");
 }
 
 fn mount(source: &str, target: &str, fstype: &str) {
@@ -233,6 +238,40 @@ fn load_modules(modules: &[String], facts: &mut BTreeMap<String, String>) {
             }
         };
         facts.insert(format!("module.{name}"), state);
+    }
+}
+
+/// Mounts each artifact disk read-only; `disk.<mount point>` says how it went.
+fn mount_disks(disks: &[JobDisk], facts: &mut BTreeMap<String, String>) {
+    for disk in disks {
+        // A virtio disk's node appears when its driver binds, maybe just now.
+        let until = Instant::now() + Duration::from_secs(10);
+        while fs::metadata(&disk.device).is_err() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = fs::create_dir_all(&disk.mount_point);
+        let c = |s: &str| CString::new(s).expect("no NUL in mount arguments");
+        let (source, target, fstype) = (c(&disk.device), c(&disk.mount_point), c(&disk.fstype));
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        };
+        let state = if rc == 0 {
+            "mounted".to_string()
+        } else if fs::metadata(&disk.device).is_err() {
+            format!(
+                "missing: no {} (virtio_blk not in this kernel?)",
+                disk.device
+            )
+        } else {
+            format!("failed: {}", std::io::Error::last_os_error())
+        };
+        facts.insert(format!("disk.{}", disk.mount_point), state);
     }
 }
 

@@ -105,9 +105,11 @@ pub fn probe_kvm(
         files: Vec::new(),
         rootfs: Vec::new(),
         kernel_args: Vec::new(),
+        disks: Vec::new(),
         job: Job {
             entropy_seed_hex: entropy_seed(),
             modules: Vec::new(),
+            disks: Vec::new(),
             cells: Vec::new(),
         },
         log_dir: log_dir.to_path_buf(),

@@ -20,6 +20,14 @@ pub struct GuestFile {
     pub host_path: PathBuf,
 }
 
+/// A file system image attached as a read-only virtio disk and mounted by
+/// the agent (`/dev/vda`, `/dev/vdb`, ... in this order).
+#[derive(Debug, Clone)]
+pub struct GuestDisk {
+    pub host_path: PathBuf,
+    pub mount_point: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct BootRequest {
     /// Names this boot in logs and progress, e.g. "debian-6.1 boot 1".
@@ -31,6 +39,8 @@ pub struct BootRequest {
     pub rootfs: Vec<PathBuf>,
     /// Extra kernel command-line words for this boot.
     pub kernel_args: Vec<String>,
+    /// Read-only disks, in the order the job's `disks` name them.
+    pub disks: Vec<GuestDisk>,
     pub job: Job,
     /// Where the backend keeps this boot's console and logs.
     pub log_dir: PathBuf,

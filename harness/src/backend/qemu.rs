@@ -247,12 +247,21 @@ impl Backend for QemuBackend {
             };
             return outcome;
         }
-        let args = self.command(
+        let mut args = self.command(
             &request.kernel.image,
             &initramfs,
             &console_path,
             &request.kernel_args,
         );
+        for disk in &request.disks {
+            args.extend([
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,if=virtio,readonly=on",
+                    disk.host_path.display()
+                ),
+            ]);
+        }
         let mut command_text = shell_words(&args);
         if !self.keep_initramfs {
             command_text = format!(

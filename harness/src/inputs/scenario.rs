@@ -17,6 +17,9 @@ pub const SCENARIO_FILE: &str = "scenario.toml";
 pub const REPRODUCER_PLACEHOLDER: &str = "{reproducer}";
 /// The argv placeholder replaced by the guest path of the version's BPF object.
 pub const BPF_OBJECT_PLACEHOLDER: &str = "{bpf_object}";
+/// The argv word replaced by the command that runs the version's real
+/// artifact (its `command`, or an image's entrypoint and cmd) as a container.
+pub const SERVICE_PLACEHOLDER: &str = "{service}";
 /// Every scenario has this variant: the component as shipped.
 pub const BASELINE_VARIANT: &str = "baseline";
 
@@ -68,6 +71,12 @@ struct Meta {
 struct ReproducerSpec {
     language: Spanned<String>,
     source: Spanned<String>,
+    /// The toolchain and go.mod line for versions that give none (versions
+    /// that are real artifacts: the reproducer is then the scenario's driver).
+    #[serde(default)]
+    toolchain: Option<Spanned<String>>,
+    #[serde(default)]
+    go_directive: Option<Spanned<String>>,
     /// Go libraries from Debian's golang-*-dev packages, vendored into the build.
     #[serde(default)]
     go_packages: Option<GoPackages>,
@@ -85,11 +94,29 @@ pub struct GoPackages {
 #[serde(deny_unknown_fields)]
 struct VersionSpec {
     id: Spanned<String>,
-    toolchain: Spanned<String>,
-    go_directive: Spanned<String>,
-    built_from: String,
     #[serde(default)]
-    image: Option<String>,
+    toolchain: Option<Spanned<String>>,
+    #[serde(default)]
+    go_directive: Option<Spanned<String>>,
+    #[serde(default)]
+    built_from: String,
+    /// The real artifact this version is: an image to pull.
+    #[serde(default)]
+    image: Option<Spanned<String>>,
+    /// ... or a Debian package's files.
+    #[serde(default)]
+    debian_package: Option<DebianPackageSpec>,
+    /// ... or a local binary (relative to the scenario folder).
+    #[serde(default)]
+    binary: Option<Spanned<String>>,
+    /// What the artifact runs as a service (`{service}`); an image's own
+    /// entrypoint and cmd when not given.
+    #[serde(default)]
+    command: Vec<String>,
+    /// The real component image and command, recorded for the environments
+    /// that can run it (`kmatrix plan --check` says whether this one can).
+    #[serde(default)]
+    real: Option<RealArtifact>,
     /// Go build tags selecting this release's code path in the reproducer.
     #[serde(default)]
     build_tags: Vec<String>,
@@ -97,6 +124,36 @@ struct VersionSpec {
     /// `-target bpf` into the object this release ships.
     #[serde(default)]
     bpf_object: Option<Spanned<String>>,
+}
+
+/// One Debian package version, whose files are the artifact.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianPackageSpec {
+    pub suite: String,
+    pub package: String,
+    pub version: String,
+}
+
+/// A seed case's real component, recorded: what it would take to run it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealArtifact {
+    pub image: String,
+    /// The command its container runs.
+    pub command: Vec<String>,
+    /// What it needs besides the image: "registry" (pull it, run it) or
+    /// "kubernetes" (it talks to an API server).
+    pub needs: String,
+}
+
+/// What a version runs besides the scenario's reproducer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Artifact {
+    Image(String),
+    DebianPackage(DebianPackageSpec),
+    Binary(PathBuf),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,7 +222,12 @@ pub struct Version {
     pub toolchain: String,
     pub go_directive: String,
     pub built_from: String,
-    pub image: Option<String>,
+    /// The real artifact this version is, if it is one.
+    pub artifact: Option<Artifact>,
+    /// What `{service}` runs (empty: an image's entrypoint and cmd).
+    pub command: Vec<String>,
+    /// A seed case's real component, recorded.
+    pub real: Option<RealArtifact>,
     pub build_tags: Vec<String>,
     pub bpf_object: Option<PathBuf>,
 }
@@ -193,6 +255,9 @@ pub struct Probe {
 pub enum SignatureVerdict {
     Fail,
     Crash,
+    /// The harness's own machinery failed (a container runtime that could
+    /// not start the container): never the component's fault.
+    InfraError,
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +389,7 @@ impl Validator<'_> {
             ));
         }
 
-        let versions = self.versions(file.version)?;
+        let versions = self.versions(file.version, &file.reproducer)?;
         let variants = self.variants(file.variant)?;
         let probes = self.probes(file.probe)?;
         let signatures = self.signatures(file.signature)?;
@@ -359,33 +424,56 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn versions(&self, specs: Vec<VersionSpec>) -> Result<Vec<Version>, FileError> {
+    fn versions(
+        &self,
+        specs: Vec<VersionSpec>,
+        reproducer: &ReproducerSpec,
+    ) -> Result<Vec<Version>, FileError> {
         let mut seen = BTreeSet::new();
         let mut versions = Vec::new();
         for spec in specs {
             self.unique(&mut seen, &spec.id)?;
-            if !self
-                .catalog
-                .toolchains
-                .contains_key(spec.toolchain.get_ref())
-            {
+            let toolchain = spec
+                .toolchain
+                .clone()
+                .or_else(|| reproducer.toolchain.clone())
+                .ok_or_else(|| {
+                    self.error(
+                        spec.id.span(),
+                        format!("version `{}` names no toolchain", spec.id.get_ref()),
+                        "give it toolchain = \"go-1.24\" (the Go its release was built with), or give [reproducer] a toolchain for versions that are real artifacts".into(),
+                    )
+                })?;
+            let go_directive = spec
+                .go_directive
+                .clone()
+                .or_else(|| reproducer.go_directive.clone())
+                .ok_or_else(|| {
+                    self.error(
+                        spec.id.span(),
+                        format!("version `{}` names no go_directive", spec.id.get_ref()),
+                        "give it go_directive = \"1.24\" (the release's go.mod go line), or give [reproducer] one".into(),
+                    )
+                })?;
+            if !self.catalog.toolchains.contains_key(toolchain.get_ref()) {
                 let known: Vec<&String> = self.catalog.toolchains.keys().collect();
                 return Err(self.error(
-                    spec.toolchain.span(),
-                    format!("unknown toolchain `{}`", spec.toolchain.get_ref()),
+                    toolchain.span(),
+                    format!("unknown toolchain `{}`", toolchain.get_ref()),
                     format!("use one of {known:?} (see images/toolchains.toml)"),
                 ));
             }
-            let directive = spec.go_directive.get_ref();
+            let directive = go_directive.get_ref();
             let well_formed = directive.split('.').count() >= 2
                 && directive.split('.').all(|p| p.parse::<u32>().is_ok());
             if !well_formed {
                 return Err(self.error(
-                    spec.go_directive.span(),
+                    go_directive.span(),
                     format!("go_directive `{directive}` is not a Go version"),
                     "write the `go` line of the release's go.mod, e.g. \"1.24\"".into(),
                 ));
             }
+            let artifact = self.artifact(&spec)?;
             let bpf_object = match &spec.bpf_object {
                 None => None,
                 Some(source) => {
@@ -402,15 +490,76 @@ impl Validator<'_> {
             };
             versions.push(Version {
                 id: spec.id.into_inner(),
-                toolchain: spec.toolchain.into_inner(),
-                go_directive: spec.go_directive.into_inner(),
+                toolchain: toolchain.into_inner(),
+                go_directive: go_directive.into_inner(),
                 built_from: spec.built_from,
-                image: spec.image,
+                artifact,
+                command: spec.command,
+                real: spec.real,
                 build_tags: spec.build_tags,
                 bpf_object,
             });
         }
         Ok(versions)
+    }
+
+    /// The version's real artifact: at most one of image, debian_package, binary.
+    fn artifact(&self, spec: &VersionSpec) -> Result<Option<Artifact>, FileError> {
+        let given = [
+            spec.image.is_some(),
+            spec.debian_package.is_some(),
+            spec.binary.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(self.error(
+                spec.id.span(),
+                format!(
+                    "version `{}` names more than one artifact",
+                    spec.id.get_ref()
+                ),
+                "give one of image, debian_package or binary".into(),
+            ));
+        }
+        if let Some(image) = &spec.image {
+            crate::sources::oci::reference::parse(image.get_ref()).map_err(|why| {
+                self.error(
+                    image.span(),
+                    why,
+                    "e.g. image = \"docker.io/library/caddy:2.11.4\"".into(),
+                )
+            })?;
+            return Ok(Some(Artifact::Image(image.get_ref().clone())));
+        }
+        let needs_command = |what: &str| -> Result<(), FileError> {
+            if spec.command.is_empty() {
+                return Err(self.error(
+                    spec.id.span(),
+                    format!(
+                        "version `{}` is a {what} but gives no command",
+                        spec.id.get_ref()
+                    ),
+                    "add command = [\"/usr/bin/PROGRAM\", ARGS...]: what {service} runs".into(),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(package) = &spec.debian_package {
+            needs_command("Debian package")?;
+            return Ok(Some(Artifact::DebianPackage(package.clone())));
+        }
+        if let Some(binary) = &spec.binary {
+            needs_command("binary")?;
+            let path = self.folder.join(binary.get_ref());
+            if !path.is_file() {
+                return Err(self.error(
+                    binary.span(),
+                    format!("binary {} does not exist", path.display()),
+                    "give a file relative to the scenario folder (or an absolute path)".into(),
+                ));
+            }
+            return Ok(Some(Artifact::Binary(path)));
+        }
+        Ok(None)
     }
 
     fn variants(&self, specs: Vec<VariantSpec>) -> Result<Vec<Variant>, FileError> {
@@ -477,11 +626,12 @@ impl Validator<'_> {
             let verdict = match spec.verdict.get_ref().as_str() {
                 "fail" => SignatureVerdict::Fail,
                 "crash" => SignatureVerdict::Crash,
+                "infra-error" => SignatureVerdict::InfraError,
                 other => {
                     return Err(self.error(
                         spec.verdict.span(),
                         format!("unknown signature verdict `{other}`"),
-                        "use \"fail\" or \"crash\"".into(),
+                        "use \"fail\", \"crash\" or \"infra-error\"".into(),
                     ))
                 }
             };

@@ -18,8 +18,43 @@ pub struct ScenarioCheck {
     pub runnable: usize,
     /// Per kernel: how many cells, and how the kernel can be had (or why not).
     pub kernels: Vec<(KernelId, usize, Result<String, String>)>,
-    /// The real component image the versions record, when any.
-    pub image: Option<String>,
+    /// Per version with a real artifact (run here or only recorded):
+    /// what it is, and whether it can run here (or why not).
+    pub real: Vec<(String, String, Result<String, String>)>,
+}
+
+/// Whether a version's real artifact can run here, without fetching it.
+fn real_artifact_here(
+    version: &crate::inputs::scenario::Version,
+) -> Option<(String, Result<String, String>)> {
+    use crate::inputs::scenario::Artifact;
+    use crate::sources::oci::{reference, source};
+    let pullable = |image: &str| -> Result<String, String> {
+        let parsed = reference::parse(image)?;
+        source::open(&parsed)
+            .resolve()
+            .map(|resolved| format!("can be pulled here ({})", resolved.digest))
+            .map_err(|e| e.to_string())
+    };
+    if let Some(artifact) = &version.artifact {
+        return Some(match artifact {
+            Artifact::Image(image) => (image.clone(), pullable(image)),
+            Artifact::DebianPackage(p) => (
+                format!("Debian {} {}={}", p.suite, p.package, p.version),
+                Ok("runs here (Debian's archive is reachable)".into()),
+            ),
+            Artifact::Binary(path) => (path.display().to_string(), Ok("runs here".into())),
+        });
+    }
+    let real = version.real.as_ref()?;
+    let state = match real.needs.as_str() {
+        "kubernetes" => Err(format!(
+            "`{}` needs a Kubernetes API server: only a Kubernetes environment can run it",
+            real.command.join(" ")
+        )),
+        _ => pullable(&real.image).map(|how| format!("{how}; runs `{}`", real.command.join(" "))),
+    };
+    Some((real.image.clone(), state))
 }
 
 pub fn check(
@@ -59,7 +94,13 @@ pub fn check(
                     })
                     .filter(|(_, count, _)| *count > 0)
                     .collect(),
-                image: scenario.versions.iter().find_map(|v| v.image.clone()),
+                real: scenario
+                    .versions
+                    .iter()
+                    .filter_map(|v| {
+                        real_artifact_here(v).map(|(what, state)| (v.id.clone(), what, state))
+                    })
+                    .collect(),
             }
         })
         .collect())

@@ -7,7 +7,9 @@ pub mod shard;
 use crate::diagnostic::FileError;
 use crate::hashing::{sha256_bytes, sha256_file, sha256_tree};
 use crate::ids::{ArtifactKey, CellId, KernelId, ScenarioId};
-use crate::inputs::scenario::{Scenario, BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER};
+use crate::inputs::scenario::{
+    Artifact, Scenario, BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER, SERVICE_PLACEHOLDER,
+};
 use crate::inputs::{Catalog, Lock};
 use crate::verdict::Expectation;
 use serde::Serialize;
@@ -33,6 +35,51 @@ pub struct Cell {
     /// Extra kernel command-line words: cells boot together only when equal.
     pub kernel_args: Vec<String>,
     pub probes: Vec<CellProbe>,
+    /// The version's real artifact, when it is one.
+    pub artifact: Option<CellArtifact>,
+}
+
+/// A real artifact as one cell runs it: mounted read-only in the guest,
+/// `{service}` running it as a container from a bundle of its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellArtifact {
+    pub artifact: Artifact,
+    /// What the container runs (empty: the image's entrypoint and cmd).
+    pub command: Vec<String>,
+    /// Where the artifact's file system is mounted in the guest.
+    pub mount: String,
+    /// The OCI bundle folder (`config.json`) for this cell's container.
+    pub bundle: String,
+    /// The variant's environment, given to the container too.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Where the guest keeps container bundles and artifact file systems.
+pub const GUEST_BUNDLES_DIR: &str = "/kmatrix/bundles";
+pub const GUEST_ARTIFACTS_DIR: &str = "/kmatrix/artifacts";
+/// The OCI runtime in the guest (a scenario's `[guest]` packages bring it).
+pub const GUEST_RUNTIME: &str = "/usr/bin/crun";
+
+/// The argv that runs a cell's container in the guest. The pid file
+/// appears once the runtime has started the container's process: a driver
+/// that never sees it knows the runtime failed, not the service.
+pub fn service_argv(bundle: &str, container_id: &str) -> Vec<String> {
+    let pid_file = format!("/run/{container_id}.pid");
+    [
+        GUEST_RUNTIME,
+        "--cgroup-manager=disabled",
+        "run",
+        // The guest's root is an initramfs, where pivot_root cannot work.
+        "--no-pivot",
+        "--pid-file",
+        &pid_file,
+        "--bundle",
+        bundle,
+        container_id,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// One probe as a cell runs it: the command with its placeholders filled,
@@ -89,6 +136,11 @@ pub fn reproducer_guest_path(scenario: &str, version: &str) -> String {
     format!("{GUEST_BIN_DIR}/{}--{}", safe(scenario), safe(version))
 }
 
+/// The guest mount point of a version's artifact.
+pub fn artifact_mount(scenario: &str, version: &str) -> String {
+    reproducer_guest_path(scenario, version).replace(GUEST_BIN_DIR, GUEST_ARTIFACTS_DIR)
+}
+
 /// The guest path of a version's BPF object.
 pub fn bpf_object_guest_path(scenario: &str, version: &str) -> String {
     reproducer_guest_path(scenario, version).replace("/kmatrix/bin/", "/kmatrix/bpf/") + ".o"
@@ -128,7 +180,14 @@ pub fn plan(
                 }
                 None => None,
             };
+            let mount = artifact_mount(&scenario.id, &version.id);
             for variant in &scenario.variants {
+                let bundle = format!(
+                    "{GUEST_BUNDLES_DIR}/{}",
+                    &sha256_bytes(
+                        format!("{}\0{}\0{}", scenario.id, version.id, variant.id).as_bytes()
+                    )[..12]
+                );
                 let probes: Vec<CellProbe> = scenario
                     .probes
                     .iter()
@@ -137,9 +196,14 @@ pub fn plan(
                         argv: probe
                             .run
                             .iter()
-                            .map(|arg| {
-                                arg.replace(REPRODUCER_PLACEHOLDER, &binary)
+                            .flat_map(|arg| {
+                                if arg == SERVICE_PLACEHOLDER && version.artifact.is_some() {
+                                    return service_argv(&bundle, &format!("kmx-{}", probe.id));
+                                }
+                                vec![arg
+                                    .replace(REPRODUCER_PLACEHOLDER, &binary)
                                     .replace(BPF_OBJECT_PLACEHOLDER, &bpf_object)
+                                    .replace("{artifact}", &mount)]
                             })
                             .collect(),
                         env: variant
@@ -156,8 +220,15 @@ pub fn plan(
                         },
                     })
                     .collect();
+                let artifact = version.artifact.as_ref().map(|artifact| CellArtifact {
+                    artifact: artifact.clone(),
+                    command: version.command.clone(),
+                    mount: mount.clone(),
+                    bundle: bundle.clone(),
+                    env: variant.env.clone(),
+                });
                 for kernel in wanted {
-                    let inputs = serde_json::json!({
+                    let mut inputs = serde_json::json!({
                         "scenario": scenario.id,
                         "scenario_file": scenario_hash,
                         "reproducer_source": source_hash,
@@ -177,6 +248,20 @@ pub fn plan(
                         "kernel_lock": lock.get(&ArtifactKey::Kernel(kernel.clone())),
                         "agent_protocol": env!("CARGO_PKG_VERSION"),
                     });
+                    // Only artifact versions carry these keys: adding a key to
+                    // every cell's inputs would change every cell id.
+                    if let Some(artifact) = &artifact {
+                        inputs["artifact"] = serde_json::json!(artifact);
+                        inputs["artifact_lock"] = match &artifact.artifact {
+                            Artifact::Image(reference) => {
+                                serde_json::json!(lock.get(&ArtifactKey::Image(reference.clone())))
+                            }
+                            Artifact::Binary(path) => {
+                                serde_json::json!(hash_or_error(path, sha256_file)?)
+                            }
+                            Artifact::DebianPackage(_) => serde_json::Value::Null,
+                        };
+                    }
                     let id = CellId::new(&sha256_bytes(inputs.to_string().as_bytes())[..16]);
                     cells.push(Cell {
                         id,
@@ -189,6 +274,7 @@ pub fn plan(
                         modules: scenario.modules.clone(),
                         kernel_args: variant.kernel_args.clone(),
                         probes: probes.clone(),
+                        artifact: artifact.clone(),
                     });
                 }
             }

@@ -121,6 +121,7 @@ mod tests {
                             unavailable_exit_code: None,
                         },
                     }],
+                    artifact: None,
                 });
             }
         }

@@ -31,10 +31,12 @@ pub struct ImageArtifact {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub working_dir: Option<String>,
+    /// The main program's Go build info, when it is a Go program.
+    pub build_info: Option<super::buildinfo::BuildInfo>,
 }
 
 /// Bumped when flattening changes, so cached file systems are remade.
-const FLATTEN_VERSION: &str = "1";
+pub(super) const FLATTEN_VERSION: &str = "3";
 
 impl Provisioner<'_> {
     /// The image `reference`, from the cache when its pinned digest is there
@@ -131,6 +133,7 @@ fn image_artifact(reference: &str, digest: &str, disk: PathBuf) -> Result<ImageA
         cmd: run.cmd().clone().unwrap_or_default(),
         env: run.env().clone().unwrap_or_default(),
         working_dir: run.working_dir().clone(),
+        build_info: None,
     })
 }
 
@@ -150,8 +153,22 @@ fn flatten(resolved: &ResolvedImage, blobs: &[PathBuf], dir: &Path) -> Result<Pa
     Ok(PathBuf::from("rootfs.ext4"))
 }
 
-/// `mke2fs -d`: an ext4 image of a folder, without mounting anything.
+/// What a pod's `/etc/hosts` says of itself.
+pub const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// `mke2fs -d`: an ext4 image of a folder, without mounting anything. The
+/// folders a container runtime mounts over are made first: the file system
+/// is read-only in the guest, where the runtime could not create them.
 pub fn make_ext4(root: &Path, image: &Path) -> Result<()> {
+    for dir in ["proc", "sys", "dev", "tmp", "run", "etc"] {
+        if fs::symlink_metadata(root.join(dir)).is_err() {
+            fs::create_dir_all(root.join(dir))?;
+        }
+    }
+    // The runtime bind-mounts the pod's /etc/hosts here, as a kubelet does.
+    if fs::symlink_metadata(root.join("etc/hosts")).is_err() {
+        fs::write(root.join("etc/hosts"), HOSTS)?;
+    }
     let used = tree_size(root);
     // Room for metadata and a little slack; the guest mounts it read-only.
     let megabytes = used / (1 << 20) * 5 / 4 + 32;

@@ -6,7 +6,9 @@
 //! bytes live in `crate::sources`; what is made is reported as events.
 
 mod agent;
+mod artifact;
 mod bpf;
+pub mod buildinfo;
 mod emulator;
 mod go;
 mod image;
@@ -16,7 +18,7 @@ mod rootfs;
 
 pub use emulator::{version_of, Emulator, EmulatorChoice, HOST_QEMU};
 pub use go::GoToolchain;
-pub use image::{make_ext4, ImageArtifact};
+pub use image::{make_ext4, ImageArtifact, HOSTS};
 pub use kernel::KernelArtifact;
 
 use crate::events::Events;
@@ -26,6 +28,7 @@ use crate::inputs::{Catalog, Lock};
 use crate::plan::{bpf_object_guest_path, reproducer_guest_path, Cell};
 use crate::sources::apt::Apt;
 use crate::sources::cache::Cache;
+use crate::sources::oci::source::ImageError;
 use crate::verdict::{Classified, Verdict};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +55,8 @@ pub struct Provisioned {
     pub files: BTreeMap<String, Result<PathBuf, Classified>>,
     /// Guest root filesystems by scenario.
     pub rootfs: BTreeMap<ScenarioId, Result<PathBuf, Classified>>,
+    /// Real artifacts by their guest mount point.
+    pub artifacts: BTreeMap<String, Result<ImageArtifact, Classified>>,
 }
 
 impl Provisioned {
@@ -71,7 +76,15 @@ impl Provisioned {
                 .get(&cell.scenario)
                 .and_then(|r| r.as_ref().err())
         };
-        kernel.or_else(file).or_else(rootfs).cloned()
+        let artifact = || {
+            let mount = &cell.artifact.as_ref()?.mount;
+            self.artifacts.get(mount).and_then(|a| a.as_ref().err())
+        };
+        kernel
+            .or_else(file)
+            .or_else(rootfs)
+            .or_else(artifact)
+            .cloned()
     }
 }
 
@@ -140,11 +153,32 @@ impl<'a> Provisioner<'a> {
             });
             kernels.insert(kernel.clone(), fetched);
         }
+        let mut artifacts = BTreeMap::new();
+        for cell in cells {
+            let Some(artifact) = &cell.artifact else {
+                continue;
+            };
+            if artifacts.contains_key(&artifact.mount) {
+                continue;
+            }
+            let label = format!("{} {}: artifact", cell.scenario, cell.version);
+            let made = events.step(&label, || {
+                self.artifact(&artifact.artifact, &artifact.command)
+                    .map_err(|e| match e.downcast_ref::<ImageError>() {
+                        Some(ImageError::Unavailable(why)) => {
+                            Classified::new(Verdict::Unavailable, why.clone())
+                        }
+                        _ => Classified::new(Verdict::InfraError, format!("{e:#}")),
+                    })
+            });
+            artifacts.insert(artifact.mount.clone(), made);
+        }
         Ok(Provisioned {
             agent,
             kernels,
             files,
             rootfs: BTreeMap::new(),
+            artifacts,
         })
     }
 

@@ -12,7 +12,7 @@
 
 use super::guest::{record_without_guest, BootFacts, GuestView};
 use super::{job_for, FleetMessage, KernelWork, RunContext};
-use crate::backend::{BootEnd, BootOutcome, BootRequest, GuestFile};
+use crate::backend::{BootEnd, BootOutcome, BootRequest, GuestDisk, GuestFile};
 use crate::events::RunEvent;
 use crate::plan::Cell;
 use crate::provision::KernelArtifact;
@@ -57,12 +57,27 @@ pub(super) fn run_kernel(
             kernel_args.join("+").replace(['=', '/', ' '], "_")
         )
     };
-    let wanted_modules: Vec<String> = cells
+    let (disks, bundle_files) = match context.artifacts_for(&cells) {
+        Ok(found) => found,
+        Err(e) => {
+            let why = format!("cannot write the container bundles: {e:#}");
+            for cell in cells {
+                let record =
+                    record_without_guest(&cell, Classified::new(Verdict::InfraError, &why));
+                let _ = results.send(FleetMessage::Record(Box::new(record)));
+            }
+            return;
+        }
+    };
+    let mut wanted_modules: BTreeSet<String> = cells
         .iter()
         .flat_map(|c| c.modules.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
         .collect();
+    if !disks.is_empty() {
+        // Artifact disks: the virtio block driver and their file system.
+        wanted_modules.extend(["virtio_pci", "virtio_blk", "ext4"].map(String::from));
+    }
+    let wanted_modules: Vec<String> = wanted_modules.into_iter().collect();
     let modules = match modules::plan(
         kernel.modules.as_deref(),
         &wanted_modules,
@@ -80,6 +95,7 @@ pub(super) fn run_kernel(
         }
     };
     let mut files = context.files_for(&cells);
+    files.extend(bundle_files);
     files.extend(modules.files.iter().map(|(host, guest)| GuestFile {
         guest_path: guest.clone(),
         host_path: host.clone(),
@@ -90,6 +106,7 @@ pub(super) fn run_kernel(
         rootfs: context.rootfs_for(&cells),
         module_paths: modules.files.iter().map(|(_, g)| g.clone()).collect(),
         files,
+        disks,
         kernel,
         kernel_args,
         boot_name,
@@ -127,6 +144,7 @@ struct Session<'a> {
     kernel_args: Vec<String>,
     boot_name: String,
     files: Vec<GuestFile>,
+    disks: Vec<GuestDisk>,
     rootfs: Vec<PathBuf>,
     module_paths: Vec<String>,
     attempts: BTreeMap<String, u32>,
@@ -286,7 +304,8 @@ impl Session<'_> {
             files: self.files.clone(),
             rootfs: self.rootfs.clone(),
             kernel_args: self.kernel_args.clone(),
-            job: job_for(cells, &self.module_paths),
+            disks: self.disks.clone(),
+            job: job_for(cells, &self.module_paths, &self.disks),
             log_dir: self
                 .context
                 .boots_dir
@@ -315,7 +334,8 @@ impl Session<'_> {
                     console_log: super::relative(&console_path, &context.run_dir),
                     attempts: attempts[&done],
                 };
-                let record = guest.classify(cell, context.signatures_of(cell), &facts);
+                let mut record = guest.classify(cell, context.signatures_of(cell), &facts);
+                record.facts.extend(context.artifact_facts(cell));
                 let _ = results.send(FleetMessage::Record(Box::new(record)));
             }
         });

@@ -5,18 +5,19 @@
 //! writes no files and draws nothing: the reporters do.
 
 mod boot;
+mod container;
 mod guest;
 mod retry;
 
 pub use guest::record_without_guest;
 
-use crate::backend::{entropy_seed, Backend, GuestFile};
+use crate::backend::{entropy_seed, Backend, GuestDisk, GuestFile};
 use crate::events::{Events, RunEvent};
 use crate::ids::ScenarioId;
 use crate::inputs::scenario::Signature;
 use crate::plan::Cell;
 use crate::provision::{KernelArtifact, Provisioned};
-use kmatrix_agent::{Job, JobCell, JobProbe};
+use kmatrix_agent::{Job, JobCell, JobDisk, JobProbe};
 use kmatrix_metadata::{BootStats, CellRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -118,6 +119,66 @@ impl RunContext<'_> {
             .collect()
     }
 
+    /// The artifact disks of the cells, each once, and the bundle configs
+    /// their containers run from (written into the run's scratch).
+    fn artifacts_for(&self, cells: &[Cell]) -> anyhow::Result<(Vec<GuestDisk>, Vec<GuestFile>)> {
+        let mut disks: Vec<GuestDisk> = Vec::new();
+        let mut files = Vec::new();
+        for cell in cells {
+            let Some(artifact) = &cell.artifact else {
+                continue;
+            };
+            let Some(Ok(image)) = self.provisioned.artifacts.get(&artifact.mount) else {
+                continue;
+            };
+            if !disks.iter().any(|d| d.mount_point == artifact.mount) {
+                disks.push(GuestDisk {
+                    host_path: image.disk.clone(),
+                    mount_point: artifact.mount.clone(),
+                });
+            }
+            let host = self
+                .scratch
+                .join("bundles")
+                .join(artifact.bundle.trim_start_matches('/').replace('/', "_"))
+                .join("config.json");
+            std::fs::create_dir_all(host.parent().expect("a folder"))?;
+            std::fs::write(&host, container::bundle_config(artifact, image)?)?;
+            files.push(GuestFile {
+                guest_path: format!("{}/config.json", artifact.bundle),
+                host_path: host,
+            });
+        }
+        if !disks.is_empty() {
+            let hosts = self.scratch.join("hosts");
+            std::fs::write(&hosts, crate::provision::HOSTS)?;
+            files.push(GuestFile {
+                guest_path: container::GUEST_HOSTS.into(),
+                host_path: hosts,
+            });
+        }
+        Ok((disks, files))
+    }
+
+    /// Facts the cell's artifact says of itself (Go build info), with the
+    /// cell's environment applied.
+    fn artifact_facts(&self, cell: &Cell) -> BTreeMap<String, String> {
+        let Some(artifact) = &cell.artifact else {
+            return BTreeMap::new();
+        };
+        let Some(Ok(image)) = self.provisioned.artifacts.get(&artifact.mount) else {
+            return BTreeMap::new();
+        };
+        let mut facts = BTreeMap::from([(
+            "artifact".to_string(),
+            format!("{} ({})", image.reference, image.digest),
+        )]);
+        if let Some(build) = &image.build_info {
+            facts.extend(build.facts(&artifact.env));
+        }
+        facts
+    }
+
     /// The root filesystems of the cells' scenarios, each once.
     fn rootfs_for(&self, cells: &[Cell]) -> Vec<PathBuf> {
         cells
@@ -206,10 +267,19 @@ impl RunContext<'_> {
     }
 }
 
-pub(crate) fn job_for(cells: &[Cell], modules: &[String]) -> Job {
+pub(crate) fn job_for(cells: &[Cell], modules: &[String], disks: &[GuestDisk]) -> Job {
     Job {
         entropy_seed_hex: entropy_seed(),
         modules: modules.to_vec(),
+        disks: disks
+            .iter()
+            .enumerate()
+            .map(|(n, disk)| JobDisk {
+                device: format!("/dev/vd{}", (b'a' + n as u8) as char),
+                mount_point: disk.mount_point.clone(),
+                fstype: "ext4".into(),
+            })
+            .collect(),
         cells: cells
             .iter()
             .map(|cell| JobCell {

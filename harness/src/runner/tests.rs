@@ -88,6 +88,7 @@ pub(super) fn cell(id: &str) -> Cell {
                 unavailable_exit_code: None,
             },
         }],
+        artifact: None,
     }
 }
 
@@ -103,6 +104,7 @@ pub(super) fn provisioned(dir: &std::path::Path) -> Provisioned {
         kernels: BTreeMap::from([(KernelId::new("k"), Ok(kernel))]),
         files: BTreeMap::from([("/kmatrix/bin/r".to_string(), Ok(dir.join("r")))]),
         rootfs: BTreeMap::new(),
+        artifacts: BTreeMap::new(),
     }
 }
 

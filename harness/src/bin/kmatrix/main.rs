@@ -268,10 +268,11 @@ fn plan_check(project: &Project, cache_root: &Path, args: &PlanArgs) -> Result<E
                 Err(why) => println!("  unavailable {count:>3} cells on {kernel:<18} {why}"),
             }
         }
-        if let Some(image) = &scenario.image {
-            println!(
-                "  online only: the real component images ({image}, ...) for the kind backend; no container registry is used here"
-            );
+        for (version, what, state) in &scenario.real {
+            match state {
+                Ok(how) => println!("  real {version:<10} {what}: {how}"),
+                Err(why) => println!("  real {version:<10} {what}: cannot run here: {why}"),
+            }
         }
     }
     exit(ExitStatus::OK)

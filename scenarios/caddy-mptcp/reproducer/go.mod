@@ -1,0 +1,3 @@
+module kmatrix.invalid/caddy-mptcp
+
+go 1.24
