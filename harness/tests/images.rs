@@ -7,75 +7,15 @@
 
 mod common;
 
-use common::TempProject;
+use common::{LocalRegistry, TempProject};
 use kmatrix::events::Events;
 use kmatrix::provision::Provisioner;
 use kmatrix::sources::cache::Cache;
 use kmatrix::sources::oci::build::{write_layout, ImageSpec};
 use kmatrix::sources::oci::source::ImageError;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Debian's reference registry serving on a free loopback port; stopped on drop.
-struct LocalRegistry {
-    child: Child,
-    port: u16,
-    _storage: tempfile::TempDir,
-}
-
-impl LocalRegistry {
-    fn start() -> LocalRegistry {
-        let storage = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = storage.path().join("config.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Debian's docker-registry (scripts/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&format!("http://127.0.0.1:{port}/v2/"))
-            .call()
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the registry did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        LocalRegistry {
-            child,
-            port,
-            _storage: storage,
-        }
-    }
-
-    fn reference(&self, name: &str) -> String {
-        format!("127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 fn skopeo(args: &[&str]) {
     let output = Command::new("skopeo")

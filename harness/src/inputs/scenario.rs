@@ -27,7 +27,9 @@ pub const BASELINE_VARIANT: &str = "baseline";
 #[serde(deny_unknown_fields)]
 struct ScenarioFile {
     scenario: Meta,
-    reproducer: ReproducerSpec,
+    /// Absent when every probe runs the versions' real artifacts.
+    #[serde(default)]
+    reproducer: Option<ReproducerSpec>,
     version: Vec<VersionSpec>,
     variant: Vec<VariantSpec>,
     probe: Vec<ProbeSpec>,
@@ -207,7 +209,8 @@ pub struct Scenario {
     pub kernels: Vec<KernelId>,
     pub references: Vec<String>,
     pub modules: Vec<String>,
-    pub reproducer_dir: PathBuf,
+    /// The reproducer's sources; `None` when the scenario has none.
+    pub reproducer_dir: Option<PathBuf>,
     pub go_packages: Option<GoPackages>,
     pub guest: Option<GuestSpec>,
     pub versions: Vec<Version>,
@@ -362,36 +365,13 @@ impl Validator<'_> {
             }
         }
 
-        let language = &file.reproducer.language;
-        if language.get_ref() != "go" {
-            return Err(self.error(
-                language.span(),
-                format!("unsupported reproducer language `{}`", language.get_ref()),
-                "write the reproducer in Go and set language = \"go\"".into(),
-            ));
-        }
-        let reproducer_dir = self.folder.join(file.reproducer.source.get_ref());
-        let has_go = fs::read_dir(&reproducer_dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .any(|e| e.path().extension().is_some_and(|x| x == "go"))
-            })
-            .unwrap_or(false);
-        if !has_go {
-            return Err(self.error(
-                file.reproducer.source.span(),
-                format!(
-                    "reproducer folder {} is missing or holds no .go file",
-                    reproducer_dir.display()
-                ),
-                "put the reproducer's main package in that folder, or point source at it".into(),
-            ));
-        }
-
-        let versions = self.versions(file.version, &file.reproducer)?;
+        let reproducer_dir = match &file.reproducer {
+            Some(reproducer) => Some(self.reproducer_dir(reproducer)?),
+            None => None,
+        };
+        let versions = self.versions(file.version, file.reproducer.as_ref())?;
         let variants = self.variants(file.variant)?;
-        let probes = self.probes(file.probe)?;
+        let probes = self.probes(file.probe, reproducer_dir.is_some())?;
         let signatures = self.signatures(file.signature)?;
         Ok(Scenario {
             id: ScenarioId::new(folder_name),
@@ -404,13 +384,44 @@ impl Validator<'_> {
             references: meta.references,
             modules: meta.modules,
             reproducer_dir,
-            go_packages: file.reproducer.go_packages,
+            go_packages: file.reproducer.and_then(|r| r.go_packages),
             guest: file.guest,
             versions,
             variants,
             probes,
             signatures,
         })
+    }
+
+    /// The reproducer's folder, checked: Go, and a main package there.
+    fn reproducer_dir(&self, reproducer: &ReproducerSpec) -> Result<PathBuf, FileError> {
+        let language = &reproducer.language;
+        if language.get_ref() != "go" {
+            return Err(self.error(
+                language.span(),
+                format!("unsupported reproducer language `{}`", language.get_ref()),
+                "write the reproducer in Go and set language = \"go\"".into(),
+            ));
+        }
+        let reproducer_dir = self.folder.join(reproducer.source.get_ref());
+        let has_go = fs::read_dir(&reproducer_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == "go"))
+            })
+            .unwrap_or(false);
+        if !has_go {
+            return Err(self.error(
+                reproducer.source.span(),
+                format!(
+                    "reproducer folder {} is missing or holds no .go file",
+                    reproducer_dir.display()
+                ),
+                "put the reproducer's main package in that folder, or point source at it".into(),
+            ));
+        }
+        Ok(reproducer_dir)
     }
 
     fn unique(&self, seen: &mut BTreeSet<String>, id: &Spanned<String>) -> Result<(), FileError> {
@@ -427,12 +438,35 @@ impl Validator<'_> {
     fn versions(
         &self,
         specs: Vec<VersionSpec>,
-        reproducer: &ReproducerSpec,
+        reproducer: Option<&ReproducerSpec>,
     ) -> Result<Vec<Version>, FileError> {
         let mut seen = BTreeSet::new();
         let mut versions = Vec::new();
         for spec in specs {
             self.unique(&mut seen, &spec.id)?;
+            let Some(reproducer) = reproducer else {
+                // No reproducer to build: the version must be a real artifact.
+                let artifact = self.artifact(&spec)?;
+                if artifact.is_none() {
+                    return Err(self.error(
+                        spec.id.span(),
+                        format!("version `{}` is no real artifact, and the scenario has no [reproducer]", spec.id.get_ref()),
+                        "give it image, debian_package or binary, or add a [reproducer]".into(),
+                    ));
+                }
+                versions.push(Version {
+                    id: spec.id.into_inner(),
+                    toolchain: String::new(),
+                    go_directive: String::new(),
+                    built_from: spec.built_from,
+                    artifact,
+                    command: spec.command,
+                    real: spec.real,
+                    build_tags: spec.build_tags,
+                    bpf_object: None,
+                });
+                continue;
+            };
             let toolchain = spec
                 .toolchain
                 .clone()
@@ -585,11 +619,24 @@ impl Validator<'_> {
             .collect())
     }
 
-    fn probes(&self, specs: Vec<ProbeSpec>) -> Result<Vec<Probe>, FileError> {
+    fn probes(&self, specs: Vec<ProbeSpec>, has_reproducer: bool) -> Result<Vec<Probe>, FileError> {
         let mut seen = BTreeSet::new();
         let mut probes = Vec::new();
         for spec in specs {
             self.unique(&mut seen, &spec.id)?;
+            if !has_reproducer
+                && spec
+                    .run
+                    .get_ref()
+                    .iter()
+                    .any(|a| a.contains(REPRODUCER_PLACEHOLDER))
+            {
+                return Err(self.error(
+                    spec.run.span(),
+                    format!("probe `{}` runs {REPRODUCER_PLACEHOLDER}, but the scenario has no [reproducer]", spec.id.get_ref()),
+                    "add a [reproducer], or run {service} or {artifact}".into(),
+                ));
+            }
             if spec.run.get_ref().is_empty() {
                 return Err(self.error(
                     spec.run.span(),

@@ -160,7 +160,10 @@ pub fn plan(
             &scenario.dir.join(crate::inputs::scenario::SCENARIO_FILE),
             sha256_file,
         )?;
-        let source_hash = hash_or_error(&scenario.reproducer_dir, sha256_tree)?;
+        let source_hash = match &scenario.reproducer_dir {
+            Some(dir) => hash_or_error(dir, sha256_tree)?,
+            None => "none".to_string(),
+        };
         let wanted = if kernels.is_empty() {
             &scenario.kernels
         } else {
@@ -169,7 +172,10 @@ pub fn plan(
         for version in &scenario.versions {
             let binary = reproducer_guest_path(&scenario.id, &version.id);
             let bpf_object = bpf_object_guest_path(&scenario.id, &version.id);
-            let mut artifacts = vec![binary.clone()];
+            let mut artifacts = Vec::new();
+            if scenario.reproducer_dir.is_some() {
+                artifacts.push(binary.clone());
+            }
             let bpf_hash = match &version.bpf_object {
                 Some(source) => {
                     artifacts.push(bpf_object.clone());

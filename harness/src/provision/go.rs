@@ -105,7 +105,11 @@ impl Provisioner<'_> {
             .as_ref()
             .map(|wanted| self.go_packages(wanted))
             .transpose()?;
-        let source_hash = sha256_tree(&scenario.reproducer_dir)?;
+        let reproducer_dir = scenario
+            .reproducer_dir
+            .as_ref()
+            .context("the scenario has no [reproducer]")?;
+        let source_hash = sha256_tree(reproducer_dir)?;
         let key = sha256_bytes(
             format!(
                 "go-reproducer\0{}\0{source_hash}\0{}\0{}\0{}",
@@ -123,7 +127,7 @@ impl Provisioner<'_> {
         let gopath = self.cache.root().join("gopath");
         self.cache.get_or_make("reproducers", &key, |dir| {
             let src = dir.join("src");
-            files::copy_tree(&scenario.reproducer_dir, &src, &files::all)?;
+            files::copy_tree(reproducer_dir, &src, &files::all)?;
             write_go_mod(&src.join("go.mod"), &scenario.id, &version.go_directive)?;
             let mod_flag = match &gocode {
                 Some(gocode) => {

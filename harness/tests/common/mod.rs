@@ -5,8 +5,10 @@
 
 use kmatrix_metadata::CellRecord;
 use std::fs;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -96,4 +98,62 @@ pub fn read_cells(dir: &Path) -> Vec<CellRecord> {
 /// A fact the guest reported for a cell ("" when absent).
 pub fn fact<'a>(cell: &'a CellRecord, name: &str) -> &'a str {
     cell.facts.get(name).map_or("", String::as_str)
+}
+
+/// Debian's reference registry serving on a free loopback port; stopped on drop.
+pub struct LocalRegistry {
+    child: Child,
+    pub port: u16,
+    _storage: tempfile::TempDir,
+}
+
+impl LocalRegistry {
+    pub fn start() -> LocalRegistry {
+        let storage = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = storage.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Debian's docker-registry (scripts/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&format!("http://127.0.0.1:{port}/v2/"))
+            .call()
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the registry did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        LocalRegistry {
+            child,
+            port,
+            _storage: storage,
+        }
+    }
+
+    pub fn reference(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -76,6 +76,50 @@ pub enum Command {
     },
     /// Reports for a run: the docs compatibility table, JUnit XML, HTML, the matrix.
     Report(ReportArgs),
+    /// Run one program on a list of kernels, no scenario needed: "does this
+    /// binary (or image) work on these kernels?"
+    ///
+    /// The program runs as a container (crun) inside each kernel's guest,
+    /// its file system on a read-only virtio disk. Prints one row per kernel:
+    /// verdict, exit, output, and what the guest and the binary's Go build
+    /// info said (MPTCP, Go version). The run directory holds the usual
+    /// results and reports.
+    #[command(after_help = "Examples:
+  kmatrix exec --kernel debian-6.1 --kernel ubuntu-22.04 --binary ./caddy -- version
+  kmatrix exec --kernel debian-6.12 --image docker-archive:app.tar
+  kmatrix exec --kernel debian-6.1 --image registry.example:5000/app:v2 -- /app --check
+  kmatrix exec --kernel debian-6.1 --binary ./server --env GODEBUG=multipathtcp=0 -- --port 80")]
+    Exec(ExecArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    /// Kernel catalog id (repeatable; at least one).
+    #[arg(long = "kernel", value_name = "ID", required = true)]
+    pub kernels: Vec<String>,
+    /// An image: REGISTRY/NAME:TAG, NAME@sha256:..., docker-archive:PATH or oci:DIR[:TAG].
+    #[arg(
+        long,
+        value_name = "REF",
+        conflicts_with = "binary",
+        required_unless_present = "binary"
+    )]
+    pub image: Option<String>,
+    /// A local binary (what CI just built); it runs alone in its file system.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Environment for the program, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Results directory [default: results/runs/exec-<UTC timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seconds the program may run.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub timeout: u64,
+    /// The program's arguments (a binary), or its whole command (an image; default: its entrypoint and cmd).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 #[derive(clap::Args)]

@@ -6,8 +6,8 @@ mod args;
 
 use anyhow::{Context, Result};
 use args::{
-    Accel, Cli, Command, DiffArgs, DiffFormat, Format, KernelsCommand, PlanArgs, ReportArgs,
-    ReportFormat, RunArgs,
+    Accel, Cli, Command, DiffArgs, DiffFormat, ExecArgs, Format, KernelsCommand, PlanArgs,
+    ReportArgs, ReportFormat, RunArgs,
 };
 use clap::Parser;
 use kmatrix::backend::accel::AccelChoice;
@@ -66,7 +66,77 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&project, &cache_root, args),
         Command::Diff(args) => diff(args),
         Command::Kernels(command) => kernels(&project, &cache_root, command),
+        Command::Exec(args) => exec(&project, &cache_root, args),
     }
+}
+
+fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<ExitCode> {
+    let mut env = std::collections::BTreeMap::new();
+    for pair in &args.env {
+        let Some((key, value)) = pair.split_once('=') else {
+            eprintln!("error: --env {pair}: write KEY=VALUE\n  see `kmatrix exec --help`");
+            return exit(ExitStatus::BAD_INPUT);
+        };
+        env.insert(key.to_string(), value.to_string());
+    }
+    let out = args.out.unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        project
+            .root
+            .join("results/runs")
+            .join(format!("exec-{stamp}"))
+    });
+    let options = ops::exec::ExecOptions {
+        kernels: args.kernels,
+        image: args.image,
+        binary: args.binary,
+        args: args.args,
+        env,
+        out,
+        timeout_secs: args.timeout,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        accel: AccelChoice::Auto,
+        emulator: EmulatorChoice::Pinned(None),
+    };
+    let summary = ops::exec::exec(
+        project,
+        cache_root,
+        &options,
+        Arc::new(AtomicBool::new(false)),
+    )?;
+    println!(
+        "{:<18} {:<26} {:<11} {:<10} output",
+        "kernel", "release", "verdict", "exit"
+    );
+    for kernel in &options.kernels {
+        let Some(record) = summary.records.iter().find(|r| &r.kernel == kernel) else {
+            continue;
+        };
+        let probe = record.probes.first();
+        let output = probe
+            .map(|p| format!("{}{}", p.stdout, p.stderr))
+            .unwrap_or_else(|| record.signature.clone());
+        let first_line = output.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        println!(
+            "{:<18} {:<26} {:<11} {:<10} {}",
+            kernel,
+            record.kernel_release.as_deref().unwrap_or("-"),
+            record.verdict.as_str(),
+            probe.map(|p| p.exit.as_str()).unwrap_or("-"),
+            first_line.chars().take(100).collect::<String>()
+        );
+        let facts: Vec<String> = ["mptcp.enabled", "go.version", "go.mptcp_listeners"]
+            .iter()
+            .filter_map(|f| record.facts.get(*f).map(|v| format!("{f}={v}")))
+            .collect();
+        if !facts.is_empty() {
+            println!("{:<18} {}", "", facts.join("  "));
+        }
+    }
+    println!("results: {}", summary.out.display());
+    exit(ExitStatus::OK)
 }
 
 fn exit(status: u8) -> Result<ExitCode> {
