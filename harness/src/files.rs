@@ -71,6 +71,21 @@ pub fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&Path) -> bool) -> Result
     Ok(())
 }
 
+/// Bytes under `dir`, counting each file and folder as at least one 4 KiB
+/// block (what a file system spends on it).
+pub fn tree_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&entry.path()) + 4096,
+            Ok(_) => entry.metadata().map(|m| m.len().max(4096)).unwrap_or(4096),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Keeps everything.
 pub fn all(_: &Path) -> bool {
     true

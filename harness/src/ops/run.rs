@@ -416,7 +416,7 @@ fn check_free_space(out: &Path, scratch: &Path, provisioned: &Provisioned) -> Re
         .rootfs
         .values()
         .filter_map(|r| r.as_ref().ok())
-        .map(|root| tree_size(root))
+        .map(|root| crate::files::tree_size(root))
         .max()
         .unwrap_or(0);
     let files: u64 = provisioned
@@ -456,17 +456,4 @@ fn check_free_space(out: &Path, scratch: &Path, provisioned: &Provisioned) -> Re
         }
     }
     Ok(())
-}
-
-fn tree_size(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => tree_size(&entry.path()),
-            Ok(t) if t.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
 }

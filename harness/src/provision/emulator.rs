@@ -3,7 +3,6 @@
 //! or the host's `qemu-system-x86_64` when asked for or when the pinned one
 //! cannot start here — which the run then says.
 
-use super::pinning::Package;
 use super::Provisioner;
 use crate::ids::ArtifactKey;
 use crate::inputs::EmulatorEntry;
@@ -96,13 +95,7 @@ impl Provisioner<'_> {
     }
 
     fn pinned_emulator(&self, entry: &EmulatorEntry) -> Result<Emulator> {
-        let resolve = || -> Result<Vec<Package>> {
-            entry
-                .packages
-                .iter()
-                .map(|p| Ok(Package::Debian(self.apt.resolve(p, &entry.suite)?)))
-                .collect()
-        };
+        let resolve = || self.resolve_in(&entry.packages, &entry.suite);
         let binary_rel = PathBuf::from(&entry.binary);
         let (binary, origin) = self.pinned_artifact(
             &ArtifactKey::Emulator(entry.id.clone()),

@@ -2,7 +2,6 @@
 //! each version's reproducer built static with the release's toolchain, its
 //! go.mod `go` line and build tags, libraries vendored in.
 
-use super::pinning::Package;
 use super::Provisioner;
 use crate::files;
 use crate::hashing::{sha256_bytes, sha256_tree};
@@ -28,13 +27,7 @@ impl Provisioner<'_> {
             .toolchains
             .get(id)
             .with_context(|| format!("unknown toolchain `{id}`"))?;
-        let resolve = || -> Result<Vec<Package>> {
-            entry
-                .packages
-                .iter()
-                .map(|p| Ok(Package::Debian(self.apt.resolve(p, &entry.suite)?)))
-                .collect()
-        };
+        let resolve = || self.resolve_in(&entry.packages, &entry.suite);
         let goroot_rel = PathBuf::from(&entry.goroot);
         let (go, _) = self.pinned_artifact(
             &ArtifactKey::Toolchain(id.to_string()),
@@ -72,12 +65,7 @@ impl Provisioner<'_> {
     pub fn go_packages(&self, wanted: &GoPackages) -> Result<PathBuf> {
         let mut names = wanted.packages.clone();
         names.sort();
-        let resolve = || -> Result<Vec<Package>> {
-            names
-                .iter()
-                .map(|p| Ok(Package::Debian(self.apt.resolve(p, &wanted.suite)?)))
-                .collect()
-        };
+        let resolve = || self.resolve_in(&names, &wanted.suite);
         let (manifest, _) = self.pinned_artifact(
             &ArtifactKey::GoPackages(names.clone()),
             "go-packages",

@@ -169,7 +169,7 @@ pub fn make_ext4(root: &Path, image: &Path) -> Result<()> {
     if fs::symlink_metadata(root.join("etc/hosts")).is_err() {
         fs::write(root.join("etc/hosts"), HOSTS)?;
     }
-    let used = tree_size(root);
+    let used = crate::files::tree_size(root);
     // Room for metadata and a little slack; the guest mounts it read-only.
     let megabytes = used / (1 << 20) * 5 / 4 + 32;
     let output = Command::new("mke2fs")
@@ -197,17 +197,4 @@ pub fn make_ext4(root: &Path, image: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn tree_size(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => tree_size(&entry.path()) + 4096,
-            Ok(_) => entry.metadata().map(|m| m.len().max(4096)).unwrap_or(4096),
-            Err(_) => 0,
-        })
-        .sum()
 }

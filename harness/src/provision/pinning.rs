@@ -40,6 +40,14 @@ impl Package {
 }
 
 impl Provisioner<'_> {
+    /// The versions `suite` publishes of `names`, as packages to pin.
+    pub(super) fn resolve_in(&self, names: &[String], suite: &str) -> Result<Vec<Package>> {
+        names
+            .iter()
+            .map(|name| Ok(Package::Debian(self.apt.resolve(name, suite)?)))
+            .collect()
+    }
+
     /// Fetches the packages of a catalog artifact, pinned by the lock file,
     /// unpacks them into one root, and lets `finish` name the payload.
     pub(super) fn pinned_artifact(

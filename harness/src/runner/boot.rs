@@ -60,13 +60,11 @@ pub(super) fn run_kernel(
     let (disks, bundle_files) = match context.artifacts_for(&cells) {
         Ok(found) => found,
         Err(e) => {
-            let why = format!("cannot write the container bundles: {e:#}");
-            for cell in cells {
-                let record =
-                    record_without_guest(&cell, Classified::new(Verdict::InfraError, &why));
-                let _ = results.send(FleetMessage::Record(Box::new(record)));
-            }
-            return;
+            return not_bootable(
+                cells,
+                &format!("cannot write the container bundles: {e:#}"),
+                results,
+            )
         }
     };
     let mut wanted_modules: BTreeSet<String> = cells
@@ -85,13 +83,11 @@ pub(super) fn run_kernel(
     ) {
         Ok(plan) => plan,
         Err(e) => {
-            let why = format!("cannot prepare kernel modules: {e:#}");
-            for cell in cells {
-                let record =
-                    record_without_guest(&cell, Classified::new(Verdict::InfraError, &why));
-                let _ = results.send(FleetMessage::Record(Box::new(record)));
-            }
-            return;
+            return not_bootable(
+                cells,
+                &format!("cannot prepare kernel modules: {e:#}"),
+                results,
+            )
         }
     };
     let mut files = context.files_for(&cells);
@@ -116,6 +112,14 @@ pub(super) fn run_kernel(
     };
     session.run(cells);
     let _ = results.send(FleetMessage::Stats(session.boot_name, session.stats));
+}
+
+/// Records every cell as an infrastructure error: the boot could not be prepared.
+fn not_bootable(cells: Vec<Cell>, why: &str, results: &mpsc::Sender<FleetMessage>) {
+    for cell in cells {
+        let record = record_without_guest(&cell, Classified::new(Verdict::InfraError, why));
+        let _ = results.send(FleetMessage::Record(Box::new(record)));
+    }
 }
 
 /// Where a guest died, as far as the agent's events tell.

@@ -237,11 +237,7 @@ impl ImageSource for Registry {
         Ok(ResolvedImage {
             digest,
             config,
-            layers: manifest
-                .layers()
-                .iter()
-                .map(|l| Blob::by_digest(l.digest().to_string()))
-                .collect(),
+            layers: layer_blobs(&manifest),
         })
     }
 
@@ -258,6 +254,15 @@ impl ImageSource for Registry {
         let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
         copy_verified(&mut reader, dest, digest)
     }
+}
+
+/// A manifest's layers, base first.
+fn layer_blobs(manifest: &ImageManifest) -> Vec<Blob> {
+    manifest
+        .layers()
+        .iter()
+        .map(|l| Blob::by_digest(l.digest().to_string()))
+        .collect()
 }
 
 /// Reads an index (or manifest list): the digest of its linux/amd64 image;
@@ -537,11 +542,7 @@ impl ImageSource for OciLayout {
         Ok(ResolvedImage {
             digest,
             config,
-            layers: manifest
-                .layers()
-                .iter()
-                .map(|l| Blob::by_digest(l.digest().to_string()))
-                .collect(),
+            layers: layer_blobs(&manifest),
         })
     }
 
