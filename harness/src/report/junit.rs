@@ -91,5 +91,9 @@ fn testcase(cell: &CellRecord) -> TestCase {
     ] {
         case.add_property(Property::new(name, value));
     }
+    // What the guest and the artifact said of themselves, for dashboards.
+    for (name, value) in &cell.facts {
+        case.add_property(Property::new(format!("fact.{name}"), value.as_str()));
+    }
     case
 }

@@ -6,7 +6,35 @@ use kmatrix_metadata::{Matrix, Verdict};
 
 /// The whole `matrix.md`.
 pub fn render(model: &ReportModel) -> String {
-    to_markdown(&model.matrix) + &workarounds_markdown(&model.workarounds)
+    to_markdown(&model.matrix)
+        + &build_info_markdown(model.input.records)
+        + &workarounds_markdown(&model.workarounds)
+}
+
+/// What real artifacts' build info said, per version and variant: why a
+/// listener is or is not MPTCP, next to what the guests saw.
+pub fn build_info_markdown(records: &[kmatrix_metadata::CellRecord]) -> String {
+    let mut lines = std::collections::BTreeSet::new();
+    for record in records {
+        let fact = |name: &str| record.facts.get(name).map(String::as_str);
+        let (Some(go), Some(mptcp)) = (fact("go.version"), fact("go.mptcp_listeners")) else {
+            continue;
+        };
+        lines.insert(format!(
+            "- {} {} {}: {} built with {go}; MPTCP listeners {mptcp} ({})\n",
+            record.scenario,
+            record.version,
+            record.variant,
+            fact("go.path").unwrap_or("the program"),
+            fact("go.mptcp_listeners.why").unwrap_or("")
+        ));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n## What the artifacts' build info says\n\n");
+    md.extend(lines);
+    md
 }
 
 /// The "what does each workaround do where the component fails" section.
