@@ -28,6 +28,7 @@ command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v mke2fs >/dev/null || need+=(e2fsprogs)          # image root filesystems (mke2fs -d)
 command -v docker-registry >/dev/null || need+=(docker-registry) # the tests' real registry
 command -v skopeo >/dev/null || need+=(skopeo)             # the tests fill it, and make archives
+command -v openssl >/dev/null || need+=(openssl)           # the tests' token service signs with it
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -216,3 +216,186 @@ fn out_of_reach_images_are_unavailable_within_seconds() {
     let why = unavailable(provision(&project, &cache, &reference).0);
     assert!(why.contains("arm64") && why.contains("x86_64"), "{why}");
 }
+
+/// A token service as the distribution spec describes it: any client gets
+/// a short-lived RS256 JWT (signed with openssl) for what its scope asks.
+struct TokenService {
+    port: u16,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenService {
+    fn start(dir: &Path) -> TokenService {
+        let key = dir.join("key.pem");
+        let cert = dir.join("cert.pem");
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kmatrix-test-tokens",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl (scripts/setup.sh installs it)");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "der", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64(&der, false);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = issued.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = [0u8; 4096];
+                let n = std::io::Read::read(&mut stream, &mut request).unwrap_or(0);
+                let line = String::from_utf8_lossy(&request[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let query = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .split_once('?')
+                    .map(|(_, q)| q.to_string())
+                    .unwrap_or_default();
+                let scope = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("scope="))
+                    .map(percent_decode)
+                    .unwrap_or_default();
+                let access: Vec<serde_json::Value> = scope
+                    .split(' ')
+                    .filter_map(|s| {
+                        let mut parts = s.splitn(3, ':');
+                        let (kind, name, _) = (parts.next()?, parts.next()?, parts.next()?);
+                        Some(serde_json::json!({"type": kind, "name": name, "actions": ["pull", "push"]}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": "kmatrix-test-issuer", "sub": "", "aud": "kmatrix-test",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", counter.load(std::sync::atomic::Ordering::SeqCst)),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    base64(header.to_string().as_bytes(), true),
+                    base64(claims.to_string().as_bytes(), true)
+                );
+                let mut signer = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                std::io::Write::write_all(signer.stdin.as_mut().unwrap(), signing_input.as_bytes())
+                    .unwrap();
+                let signature = signer.wait_with_output().unwrap().stdout;
+                let token = format!("{signing_input}.{}", base64(&signature, true));
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body =
+                    serde_json::json!({"token": token, "access_token": token, "expires_in": 300})
+                        .to_string();
+                let _ = std::io::Write::write_all(
+                    &mut stream,
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+                );
+            }
+        });
+        TokenService { port, issued }
+    }
+
+    fn registry_auth(&self, cert: &Path) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: kmatrix-test\n    issuer: kmatrix-test-issuer\n    rootcertbundle: {}\n",
+            self.port,
+            cert.display()
+        )
+    }
+}
+
+fn base64(bytes: &[u8], url: bool) -> String {
+    use base64::Engine;
+    if url {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    } else {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_registry_that_wants_a_token_gets_an_anonymous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokenService::start(dir.path());
+    let registry = LocalRegistry::start_with(&tokens.registry_auth(&dir.path().join("cert.pem")));
+    // Without a token the registry refuses: auth is really on.
+    let plain = ureq::get(&format!("http://127.0.0.1:{}/v2/", registry.port)).call();
+    assert!(
+        matches!(plain, Err(ureq::Error::StatusCode(401))),
+        "the registry must ask for a token: {plain:?}"
+    );
+    let layout = layout(dir.path(), None);
+    let reference = registry.reference("kmatrix/hello:v1");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{reference}"),
+    ]);
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    let project = TempProject::new();
+    let (image, _) = provision(&project, &dir.path().join("cache"), &reference);
+    let image = image.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        read_in_ext4(&image.disk, "/etc/hello"),
+        "hello from the image\n"
+    );
+    assert!(
+        tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "kmatrix asked the token service"
+    );
+}
