@@ -57,7 +57,7 @@ pub(super) fn run_kernel(
             kernel_args.join("+").replace(['=', '/', ' '], "_")
         )
     };
-    let (disks, bundle_files) = match context.artifacts_for(&cells) {
+    let (disks, bundle_files) = match context.artifacts_for(&cells, &boot_name) {
         Ok(found) => found,
         Err(e) => {
             return not_bootable(

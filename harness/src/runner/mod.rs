@@ -121,7 +121,13 @@ impl RunContext<'_> {
 
     /// The artifact disks of the cells, each once, and the bundle configs
     /// their containers run from (written into the run's scratch).
-    fn artifacts_for(&self, cells: &[Cell]) -> anyhow::Result<(Vec<GuestDisk>, Vec<GuestFile>)> {
+    /// Each boot group (`group`: kernel and command line) writes its own
+    /// copies: boots of other kernels run at the same time.
+    fn artifacts_for(
+        &self,
+        cells: &[Cell],
+        group: &str,
+    ) -> anyhow::Result<(Vec<GuestDisk>, Vec<GuestFile>)> {
         let mut disks: Vec<GuestDisk> = Vec::new();
         let mut files = Vec::new();
         for cell in cells {
@@ -139,6 +145,7 @@ impl RunContext<'_> {
             }
             let host = self
                 .scratch
+                .join(group)
                 .join("bundles")
                 .join(artifact.bundle.trim_start_matches('/').replace('/', "_"))
                 .join("config.json");
@@ -150,7 +157,7 @@ impl RunContext<'_> {
             });
         }
         if !disks.is_empty() {
-            let hosts = self.scratch.join("hosts");
+            let hosts = self.scratch.join(group).join("hosts");
             std::fs::write(&hosts, crate::provision::HOSTS)?;
             files.push(GuestFile {
                 guest_path: container::GUEST_HOSTS.into(),
