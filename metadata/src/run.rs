@@ -70,6 +70,9 @@ pub struct ResumeEntry {
 pub struct BootStats {
     pub boots: u32,
     pub deaths: u32,
+    /// Wall time of all its boots together.
+    #[serde(default)]
+    pub duration_ms: u64,
     /// One line per death: when it struck (during which cell, or before the
     /// agent started) and its signature.
     #[serde(default)]

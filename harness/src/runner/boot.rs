@@ -48,15 +48,7 @@ pub(super) fn run_kernel(
         cells,
     } = work;
     // Boots with extra kernel arguments get their own log folders.
-    let boot_name = if kernel_args.is_empty() {
-        kernel.id.to_string()
-    } else {
-        format!(
-            "{}+{}",
-            kernel.id,
-            kernel_args.join("+").replace(['=', '/', ' '], "_")
-        )
-    };
+    let boot_name = super::boot_group(kernel.id.as_str(), &kernel_args);
     let (disks, bundle_files) = match context.artifacts_for(&cells, &boot_name) {
         Ok(found) => found,
         Err(e) => {
@@ -324,6 +316,7 @@ impl Session<'_> {
         let mut guest = GuestView::default();
         let attempts = &self.attempts;
         let results = self.results;
+        let started = std::time::Instant::now();
         let outcome = context.backend.boot(&request, &mut |event| {
             let Some(done) = guest.take(event) else {
                 return;
@@ -360,6 +353,7 @@ impl Session<'_> {
             }
         };
         self.stats.boots += 1;
+        self.stats.duration_ms += started.elapsed().as_millis() as u64;
         if let Some(death) = &death {
             self.stats.deaths += 1;
             let place = match death {

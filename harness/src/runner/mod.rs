@@ -38,6 +38,9 @@ pub struct RunContext<'a> {
     /// with the run.
     pub scratch: PathBuf,
     pub jobs: usize,
+    /// How long each boot group took last time (milliseconds): the longest
+    /// boot first, so the VMs running in parallel finish together.
+    pub expected_ms: BTreeMap<String, u64>,
     pub events: Events,
     pub interrupted: &'a AtomicBool,
 }
@@ -85,6 +88,7 @@ pub fn run(cells: Vec<Cell>, retries: u32, context: &RunContext) -> BTreeMap<Str
         let total = stats.entry(group).or_default();
         total.boots += more.boots;
         total.deaths += more.deaths;
+        total.duration_ms += more.duration_ms;
         total.death_signatures.extend(more.death_signatures);
     }
     stats
@@ -229,7 +233,7 @@ impl RunContext<'_> {
         work: Vec<KernelWork>,
         mut on_record: impl FnMut(CellRecord),
     ) -> BTreeMap<String, BootStats> {
-        let queue = Mutex::new(work);
+        let queue = Mutex::new(self.schedule(work));
         let (sender, receiver) = mpsc::channel::<FleetMessage>();
         let mut stats = BTreeMap::new();
         std::thread::scope(|scope| {
@@ -258,6 +262,27 @@ impl RunContext<'_> {
         stats
     }
 
+    /// Orders boots so the longest is taken first (workers pop from the end).
+    fn schedule(&self, mut work: Vec<KernelWork>) -> Vec<KernelWork> {
+        work.sort_by_key(|w| self.expected_cost(w));
+        work
+    }
+
+    /// What a kernel's boots are expected to cost: their duration last time,
+    /// or (never run) a guess from its cells' probe deadlines.
+    fn expected_cost(&self, work: &KernelWork) -> u64 {
+        let group = boot_group(work.kernel.id.as_str(), &work.kernel_args);
+        self.expected_ms.get(&group).copied().unwrap_or_else(|| {
+            10_000
+                + work
+                    .cells
+                    .iter()
+                    .flat_map(|c| &c.probes)
+                    .map(|p| p.expect.timeout_ms.min(5_000))
+                    .sum::<u64>()
+        })
+    }
+
     /// The same context with boot logs in another folder of the run directory.
     fn with_boots_dir(&self, name: &str) -> RunContext<'_> {
         RunContext {
@@ -268,6 +293,7 @@ impl RunContext<'_> {
             boots_dir: self.run_dir.join(name),
             scratch: self.scratch.clone(),
             jobs: self.jobs,
+            expected_ms: self.expected_ms.clone(),
             events: self.events.clone(),
             interrupted: self.interrupted,
         }
@@ -303,6 +329,18 @@ pub(crate) fn job_for(cells: &[Cell], modules: &[String], disks: &[GuestDisk]) -
                     .collect(),
             })
             .collect(),
+    }
+}
+
+/// A boot group's name: the kernel, plus its command-line words if any.
+pub fn boot_group(kernel: &str, kernel_args: &[String]) -> String {
+    if kernel_args.is_empty() {
+        kernel.to_string()
+    } else {
+        format!(
+            "{kernel}+{}",
+            kernel_args.join("+").replace(['=', '/', ' '], "_")
+        )
     }
 }
 

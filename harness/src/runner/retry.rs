@@ -58,6 +58,8 @@ pub(super) fn retry_failures(
             let total: &mut BootStats = stats.entry(group).or_default();
             total.boots += more.boots;
             total.deaths += more.deaths;
+            total.duration_ms += more.duration_ms;
+            total.duration_ms += more.duration_ms;
             total.death_signatures.extend(more.death_signatures);
         }
     }

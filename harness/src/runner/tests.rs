@@ -135,6 +135,7 @@ pub(super) fn run_with_stats(
         boots_dir: dir.path().join("boots"),
         scratch: dir.path().join("scratch"),
         jobs: 1,
+        expected_ms: BTreeMap::new(),
         events: Events::new(sender),
         interrupted: &interrupted,
     };
@@ -419,4 +420,42 @@ fn a_guest_that_never_starts_is_an_infra_error_after_three_boots() {
         assert_eq!(*attempts, 3);
     }
     assert_eq!((stats["k"].boots, stats["k"].deaths), (3, 3));
+}
+
+#[test]
+fn the_longest_boot_is_taken_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let provisioned = provisioned(dir.path());
+    let interrupted = AtomicBool::new(false);
+    let backend = FlakyGuest {
+        boots: AtomicUsize::new(0),
+    };
+    let context = RunContext {
+        backend: &backend,
+        provisioned: &provisioned,
+        signatures: BTreeMap::new(),
+        run_dir: dir.path().to_path_buf(),
+        boots_dir: dir.path().join("boots"),
+        scratch: dir.path().join("scratch"),
+        jobs: 1,
+        expected_ms: BTreeMap::from([("fast".to_string(), 2_000), ("slow".to_string(), 90_000)]),
+        events: Events::none(),
+        interrupted: &interrupted,
+    };
+    let work = |kernel: &str| KernelWork {
+        kernel: KernelArtifact {
+            id: KernelId::new(kernel),
+            image: dir.path().join("vmlinuz"),
+            modules: None,
+            origin: "scripted".into(),
+        },
+        kernel_args: Vec::new(),
+        cells: vec![cell(kernel)],
+    };
+    let mut queue = context.schedule(vec![work("slow"), work("unknown"), work("fast")]);
+    let order: Vec<String> = std::iter::from_fn(|| queue.pop())
+        .map(|w| w.kernel.id.to_string())
+        .collect();
+    // Never measured: guessed from its probe deadlines (10 s + 1 s).
+    assert_eq!(order, ["slow", "unknown", "fast"]);
 }
