@@ -245,7 +245,17 @@ impl Provisioner<'_> {
         let KernelSource::SourceBuild { base_config, .. } = &entry.source else {
             anyhow::bail!("kernel {} is not built from source", entry.id);
         };
-        build_key(tarball, base_config, &self.wanted_config(entry)?)
+        // The cache checked the tarball's sha256 when it handed it out: its
+        // manifest's record is that hash, so the tarball is read once, not twice.
+        let source_sha = match self.cache.recorded_sha256(tarball) {
+            Some(sha) => sha,
+            None => sha256_file(tarball)?,
+        };
+        Ok(build_key(
+            &source_sha,
+            base_config,
+            &self.wanted_config(entry)?,
+        ))
     }
 }
 
@@ -263,16 +273,15 @@ fn url_source_key(url: &str) -> String {
 }
 
 /// A built kernel is keyed by its source, base config, merged fragments and compiler.
-fn build_key(tarball: &Path, base_config: &str, wanted: &kbuild::ConfigOptions) -> Result<String> {
-    Ok(sha256_bytes(
+fn build_key(source_sha256: &str, base_config: &str, wanted: &kbuild::ConfigOptions) -> String {
+    sha256_bytes(
         format!(
-            "kernel-build\0{}\0{base_config}\0{}\0{}",
-            sha256_file(tarball)?,
+            "kernel-build\0{source_sha256}\0{base_config}\0{}\0{}",
             kbuild::render(wanted),
             kbuild::compiler_identity()
         )
         .as_bytes(),
-    ))
+    )
 }
 
 /// `lib/modules/<release>` (or `usr/lib/modules`) matching the image's release.
@@ -328,7 +337,8 @@ mod tests {
         fs::write(&tarball, b"source").unwrap();
         let key = |fragments: &[&str]| {
             let texts: Vec<String> = fragments.iter().map(|f| f.to_string()).collect();
-            build_key(&tarball, "tinyconfig", &kbuild::merge_fragments(&texts)).unwrap()
+            let sha = sha256_file(&tarball).unwrap();
+            build_key(&sha, "tinyconfig", &kbuild::merge_fragments(&texts))
         };
         let base = key(&["CONFIG_NET=y\n", "CONFIG_MPTCP=y\n"]);
         assert_eq!(

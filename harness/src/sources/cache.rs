@@ -71,6 +71,18 @@ impl Cache {
         self.root.join(kind).join(key)
     }
 
+    /// The sha256 the cache recorded for `payload` (a path it handed out),
+    /// checked against the file when it was handed out: callers that need
+    /// the payload's hash take it from here instead of reading it again.
+    pub fn recorded_sha256(&self, payload: &Path) -> Option<String> {
+        let entry = payload
+            .ancestors()
+            .find(|dir| dir.join(MANIFEST).is_file() && dir.starts_with(&self.root))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&fs::read(entry.join(MANIFEST)).ok()?).ok()?;
+        (entry.join(&manifest.payload) == payload).then_some(manifest.sha256)
+    }
+
     /// The payload of a complete, intact entry, without making anything.
     pub fn lookup(&self, kind: &str, key: &str) -> Option<PathBuf> {
         verified_payload(&self.entry_dir(kind, key))
@@ -159,6 +171,25 @@ mod tests {
         let third = cache.get_or_make("thing", "k1", make).unwrap();
         assert_eq!(fs::read(third).unwrap(), b"payload");
         assert_eq!(cache.stats(), CacheStats { reused: 1, made: 2 });
+    }
+
+    #[test]
+    fn the_recorded_hash_is_the_payloads() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let payload = cache
+            .get_or_make("thing", "k", |dir| {
+                fs::create_dir_all(dir.join("root/usr/src"))?;
+                fs::write(dir.join("root/usr/src/linux.tar.xz"), b"source")?;
+                Ok(PathBuf::from("root/usr/src/linux.tar.xz"))
+            })
+            .unwrap();
+        assert_eq!(
+            cache.recorded_sha256(&payload),
+            Some(crate::hashing::sha256_file(&payload).unwrap())
+        );
+        let elsewhere = tempfile::NamedTempFile::new().unwrap();
+        assert_eq!(cache.recorded_sha256(elsewhere.path()), None);
     }
 
     #[test]
