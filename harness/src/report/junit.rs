@@ -21,8 +21,14 @@ pub fn render(model: &ReportModel) -> Result<String> {
     }
     let mut report = Report::new("kmatrix");
     for (scenario, mut cells) in suites {
-        cells.sort_by(|a, b| {
-            (&a.version, &a.variant, &a.kernel).cmp(&(&b.version, &b.variant, &b.kernel))
+        // Kernels oldest to newest within each version and variant.
+        cells.sort_by_cached_key(|c| {
+            (
+                c.version.clone(),
+                c.variant.clone(),
+                super::model::kernel_version_key(c.kernel_release.as_deref().unwrap_or("")),
+                c.kernel.clone(),
+            )
         });
         let mut suite = TestSuite::new(scenario);
         suite.set_time(Duration::from_millis(

@@ -156,8 +156,20 @@ pub fn workaround_checks(records: &[CellRecord]) -> Vec<WorkaroundCheck> {
     checks
 }
 
-/// Builds the matrix; scenario, version, variant and kernel orders follow the
-/// scenario files and the catalog, so the same run always prints the same table.
+/// The numbers a kernel release starts with (`5.15.0-25-generic` → 5, 15,
+/// 0, 25), for ordering columns oldest to newest.
+pub fn kernel_version_key(release: &str) -> Vec<u64> {
+    release
+        .split(|c: char| !c.is_ascii_digit())
+        .take_while(|part| !part.is_empty())
+        .filter_map(|part| part.parse().ok())
+        .take(4)
+        .collect()
+}
+
+/// Builds the matrix; scenario, version and variant orders follow the
+/// scenario files, kernel columns run oldest to newest, so the same run
+/// always prints the same table.
 pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) -> Matrix {
     let mut out = Vec::new();
     for scenario in scenarios {
@@ -168,7 +180,7 @@ pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) 
         if mine.is_empty() {
             continue;
         }
-        let kernels = catalog
+        let mut kernels: Vec<KernelColumn> = catalog
             .kernels
             .keys()
             .filter(|k| mine.iter().any(|r| &r.kernel == *k))
@@ -180,6 +192,18 @@ pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) 
                     .find_map(|r| r.kernel_release.clone()),
             })
             .collect();
+        // Oldest kernel first: by the release the guest reported, else the
+        // catalog's version line; the id breaks ties.
+        kernels.sort_by_cached_key(|k| {
+            let version = k.release.clone().unwrap_or_else(|| {
+                catalog
+                    .kernels
+                    .get(k.id.as_str())
+                    .map(|e| e.version.clone())
+                    .unwrap_or_default()
+            });
+            (kernel_version_key(&version), k.id.clone())
+        });
         let mut rows = Vec::new();
         for version in &scenario.versions {
             for variant in &scenario.variants {
@@ -216,4 +240,37 @@ pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) 
         });
     }
     Matrix { scenarios: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_version_key;
+
+    #[test]
+    fn kernel_releases_sort_oldest_first() {
+        let mut releases = vec![
+            "6.12.107+deb13-cloud-amd64",
+            "5.15.0-25-generic",
+            "3.10",
+            "5.10.0-32-cloud-amd64",
+            "6.8.0-31-generic",
+            "5.4.0-26-generic",
+            "5.10.223",
+            "7.2",
+        ];
+        releases.sort_by_key(|r| kernel_version_key(r));
+        assert_eq!(
+            releases,
+            [
+                "3.10",
+                "5.4.0-26-generic",
+                "5.10.0-32-cloud-amd64",
+                "5.10.223",
+                "5.15.0-25-generic",
+                "6.8.0-31-generic",
+                "6.12.107+deb13-cloud-amd64",
+                "7.2",
+            ]
+        );
+    }
 }
