@@ -29,6 +29,18 @@ fn skopeo(args: &[&str]) {
     );
 }
 
+/// Copies the layout's `v1` image into the registry as `name`; its reference.
+fn push(registry: &LocalRegistry, layout: &Path, name: &str) -> String {
+    let reference = registry.reference(name);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{reference}"),
+    ]);
+    reference
+}
+
 /// A small root filesystem and its OCI layout (tag `v1`).
 fn layout(dir: &Path, architecture: Option<&str>) -> PathBuf {
     let root = dir.join("rootfs");
@@ -91,14 +103,7 @@ fn unavailable(result: anyhow::Result<kmatrix::provision::ImageArtifact>) -> Str
 fn a_registry_image_is_pulled_pinned_cached_and_verified() {
     let registry = LocalRegistry::start();
     let dir = tempfile::tempdir().unwrap();
-    let layout = layout(dir.path(), None);
-    let reference = registry.reference("kmatrix/hello:v1");
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{reference}"),
-    ]);
+    let reference = push(&registry, &layout(dir.path(), None), "kmatrix/hello:v1");
     let project = TempProject::new();
     let cache = dir.path().join("cache");
 
@@ -129,14 +134,7 @@ fn a_registry_image_is_pulled_pinned_cached_and_verified() {
 fn a_corrupted_cached_layer_is_fetched_again() {
     let registry = LocalRegistry::start();
     let dir = tempfile::tempdir().unwrap();
-    let layout = layout(dir.path(), None);
-    let reference = registry.reference("kmatrix/hello:v1");
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{reference}"),
-    ]);
+    let reference = push(&registry, &layout(dir.path(), None), "kmatrix/hello:v1");
     let project = TempProject::new();
     let cache = dir.path().join("cache");
     provision(&project, &cache, &reference).0.unwrap();
@@ -206,13 +204,7 @@ fn out_of_reach_images_are_unavailable_within_seconds() {
 
     // An image for another architecture.
     let arm = layout(&dir.path().join("arm"), Some("arm64"));
-    let reference = registry.reference("kmatrix/arm:v1");
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", arm.display()),
-        &format!("docker://{reference}"),
-    ]);
+    let reference = push(&registry, &arm, "kmatrix/arm:v1");
     let why = unavailable(provision(&project, &cache, &reference).0);
     assert!(why.contains("arm64") && why.contains("x86_64"), "{why}");
 }
@@ -378,14 +370,7 @@ fn a_registry_that_wants_a_token_gets_an_anonymous_one() {
         matches!(plain, Err(ureq::Error::StatusCode(401))),
         "the registry must ask for a token: {plain:?}"
     );
-    let layout = layout(dir.path(), None);
-    let reference = registry.reference("kmatrix/hello:v1");
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{reference}"),
-    ]);
+    let reference = push(&registry, &layout(dir.path(), None), "kmatrix/hello:v1");
     let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
     let project = TempProject::new();
     let (image, _) = provision(&project, &dir.path().join("cache"), &reference);
