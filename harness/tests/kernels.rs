@@ -139,3 +139,41 @@ fn the_source_built_mptcp_stand_in_boots_and_reproduces() {
         }
     }
 }
+
+/// `kernels discover` reads the archives' own indexes; `--write` in a copy
+/// of the project adds the newest Ubuntu builds with their sha256 pinned
+/// from the index, and the catalog still loads.
+#[test]
+fn discover_lists_the_newest_builds_and_write_pins_them() {
+    let project = TempProject::new();
+    let output = project.kmatrix(&["kernels", "discover", "--write"]);
+    let said = text(&output);
+    if output.status.code() == Some(1) && said.contains("no network to") {
+        // Where Ubuntu's archive does not answer, the command says so.
+        return;
+    }
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for series in ["ubuntu-16.04-ga", "ubuntu-22.04-hwe", "debian-bookworm"] {
+        assert!(stdout.contains(series), "{series}: {said}");
+    }
+    assert!(stdout.contains("added ubuntu-22.04-hwe"), "{said}");
+    let catalog = fs::read_to_string(project.root().join("images/kernels.toml")).unwrap();
+    assert!(catalog.contains("id = \"ubuntu-22.04-hwe\""), "{catalog}");
+    let lock = fs::read_to_string(project.root().join("images/kmatrix.lock")).unwrap();
+    let pinned = lock
+        .split("[artifact.\"kernel:ubuntu-22.04-hwe\"]")
+        .nth(1)
+        .expect("the new kernel is pinned");
+    assert!(
+        pinned.contains("sha256 from Ubuntu's Packages index"),
+        "{pinned}"
+    );
+    // A second discover finds the catalog has it now.
+    let again = project.kmatrix(&["kernels", "discover"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("has it: ubuntu-22.04-hwe"),
+        "{}",
+        text(&again)
+    );
+}

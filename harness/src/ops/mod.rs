@@ -3,6 +3,7 @@
 //! returns data; printing is left to the caller (or to the reporters).
 
 pub mod check;
+pub mod discover;
 pub mod exec;
 pub mod kernels;
 pub mod merge;

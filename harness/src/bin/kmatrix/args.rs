@@ -159,6 +159,19 @@ pub enum KernelsCommand {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
+    /// What the archives publish now: per series (Ubuntu GA and HWE, Debian
+    /// suites) the newest kernel build and whether the catalog has it.
+    ///
+    /// Reads Ubuntu's own Packages indexes (the release, -updates and
+    /// -security pockets) and Debian's through kmatrix's apt config.
+    /// `--write` adds (or bumps) a by-URL catalog entry for each Ubuntu build
+    /// the catalog lacks, its packages' sha256 pinned in the lock from the
+    /// archive's index.
+    Discover {
+        /// Add or bump the catalog entries and their lock pins.
+        #[arg(long)]
+        write: bool,
+    },
     /// Build source-built kernels ahead of a run (kept in the cache; the log too).
     Build {
         #[arg(required = true, value_name = "ID")]

@@ -502,6 +502,28 @@ fn kernels(project: &Project, cache_root: &Path, command: KernelsCommand) -> Res
             }
             exit(ExitStatus::OK)
         }
+        KernelsCommand::Discover { write } => {
+            let found = ops::discover::discover(project, cache_root)?;
+            println!("{:<20} {:<64} catalog", "series", "newest build");
+            for d in &found {
+                println!(
+                    "{:<20} {:<64} {}",
+                    d.id,
+                    d.build,
+                    match (&d.in_catalog, d.same_id) {
+                        (Some(id), _) => format!("has it: {id}"),
+                        (None, true) => format!("{} is older: `--write` bumps it", d.id),
+                        (None, false) => "missing".to_string(),
+                    }
+                );
+            }
+            if write {
+                for line in ops::discover::write(project, &found)? {
+                    println!("{line}");
+                }
+            }
+            exit(ExitStatus::OK)
+        }
         KernelsCommand::Fetch { ids } | KernelsCommand::Build { ids } => {
             let fetched =
                 with_display(|events| ops::kernels::fetch(project, cache_root, &ids, events))?;

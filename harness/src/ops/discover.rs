@@ -1,0 +1,382 @@
+//! `kmatrix kernels discover`: what the archives publish now. Ubuntu's
+//! `dists/<suite>{,-updates,-security}/main/binary-amd64/Packages.gz` are read
+//! for each series' GA and HWE metapackages; Debian's suites through the
+//! private apt config. Per series: the newest build, and whether the catalog
+//! has it. `--write` adds (or bumps) catalog entries with the archive's own
+//! sha256 of each package pinned in the lock.
+
+use crate::ids::{ArtifactKey, KernelId};
+use crate::inputs::catalog::KERNELS_FILE;
+use crate::inputs::{Catalog, KernelSource, LockedArtifact, LockedPackage};
+use crate::sources::apt::{self, Apt};
+use crate::Project;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const UBUNTU: &str = "http://archive.ubuntu.com/ubuntu";
+
+/// An Ubuntu release and the metapackages that track its kernels.
+struct UbuntuSeries {
+    release: &'static str,
+    suite: &'static str,
+    /// (flavour, metapackage): GA, then HWE.
+    tracks: &'static [(&'static str, &'static str)],
+}
+
+const UBUNTU_SERIES: &[UbuntuSeries] = &[
+    UbuntuSeries {
+        release: "16.04",
+        suite: "xenial",
+        tracks: &[
+            ("ga", "linux-image-generic"),
+            ("hwe", "linux-image-generic-hwe-16.04"),
+        ],
+    },
+    UbuntuSeries {
+        release: "18.04",
+        suite: "bionic",
+        tracks: &[
+            ("ga", "linux-image-generic"),
+            ("hwe", "linux-image-generic-hwe-18.04"),
+        ],
+    },
+    UbuntuSeries {
+        release: "20.04",
+        suite: "focal",
+        tracks: &[
+            ("ga", "linux-image-generic"),
+            ("hwe", "linux-image-generic-hwe-20.04"),
+        ],
+    },
+    UbuntuSeries {
+        release: "22.04",
+        suite: "jammy",
+        tracks: &[
+            ("ga", "linux-image-generic"),
+            ("hwe", "linux-image-generic-hwe-22.04"),
+        ],
+    },
+    UbuntuSeries {
+        release: "24.04",
+        suite: "noble",
+        tracks: &[
+            ("ga", "linux-image-generic"),
+            ("hwe", "linux-image-generic-hwe-24.04"),
+        ],
+    },
+];
+
+const DEBIAN_SUITES: &[&str] = &[
+    "bullseye",
+    "bookworm",
+    "bookworm-backports",
+    "trixie",
+    "sid",
+];
+
+/// The newest build a series track publishes.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// `ubuntu-22.04-hwe`, `debian-bookworm`.
+    pub id: String,
+    /// What the archive calls it: `6.8.0-149-generic (jammy-updates)`.
+    pub build: String,
+    /// `6.8`.
+    pub version: String,
+    /// The packages (Ubuntu: image and modules by URL, with sha256).
+    pub packages: Vec<LockedPackage>,
+    /// The catalog entry that already names exactly this build, if any.
+    pub in_catalog: Option<String>,
+    /// The catalog entry with this id (to bump), if any.
+    pub same_id: bool,
+}
+
+pub fn discover(project: &Project, cache_root: &Path) -> Result<Vec<Discovered>> {
+    let catalog = project.catalog()?;
+    let mut found = Vec::new();
+    for series in UBUNTU_SERIES {
+        let index = ubuntu_index(series.suite)?;
+        for (flavour, meta) in series.tracks {
+            let Some((version, abi)) = newest_meta(&index, meta) else {
+                continue;
+            };
+            let image = format!("linux-image-unsigned-{abi}");
+            let modules = format!("linux-modules-{abi}");
+            let (Some(image), Some(modules)) = (newest(&index, &image), newest(&index, &modules))
+            else {
+                continue;
+            };
+            let packages: Vec<LockedPackage> = [image, modules]
+                .iter()
+                .map(|p| LockedPackage {
+                    // As by-URL pins name a package: its file name.
+                    name: p.filename.rsplit('/').next().unwrap_or(&p.name).to_string(),
+                    version: format!("{UBUNTU}/{}", p.filename),
+                    sha256: p.sha256.clone(),
+                    url: Some(format!("{UBUNTU}/{}", p.filename)),
+                })
+                .collect();
+            let id = format!("ubuntu-{}-{flavour}", series.release);
+            found.push(Discovered {
+                in_catalog: catalog_with_urls(&catalog, &packages),
+                same_id: catalog.kernels.contains_key(id.as_str()),
+                id,
+                build: format!("{abi} ({}, {meta} {version})", image.pocket),
+                version: abi.split('.').take(2).collect::<Vec<_>>().join("."),
+                packages,
+            });
+        }
+    }
+    let apt = Apt::new(cache_root);
+    for suite in DEBIAN_SUITES {
+        let Ok(stanza) = apt.show("linux-image-cloud-amd64", suite) else {
+            continue;
+        };
+        let Some(image) = apt::depends(&stanza)
+            .into_iter()
+            .find(|d| d.starts_with("linux-image-"))
+        else {
+            continue;
+        };
+        let version = apt::field(&stanza, "Version").unwrap_or_default();
+        let tracked = catalog.kernels.values().find(|k| {
+            matches!(&k.source, KernelSource::DebianPackage { suite: s, package } if s == suite && package == "linux-image-cloud-amd64")
+        });
+        found.push(Discovered {
+            id: format!("debian-{suite}"),
+            build: format!("{image} ({suite}, linux-image-cloud-amd64 {version})"),
+            version: image
+                .trim_start_matches("linux-image-")
+                .split('.')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("."),
+            packages: Vec::new(),
+            // A Debian entry names the metapackage: it always takes the newest.
+            in_catalog: tracked.map(|k| format!("{} (follows the metapackage)", k.id)),
+            same_id: false,
+        });
+    }
+    Ok(found)
+}
+
+/// Adds a catalog entry (or bumps the one with the same id) for each Ubuntu
+/// build the catalog lacks, and pins its packages from the archive's index.
+pub fn write(project: &Project, discovered: &[Discovered]) -> Result<Vec<String>> {
+    let kernels_path = project.images_dir().join(KERNELS_FILE);
+    let mut text = fs::read_to_string(&kernels_path)?;
+    let mut lock = crate::inputs::Lock::load(&project.images_dir())?;
+    let catalog = project.catalog()?;
+    let mut written = Vec::new();
+    for found in discovered
+        .iter()
+        .filter(|d| d.in_catalog.is_none() && !d.packages.is_empty())
+    {
+        let urls: Vec<String> = found
+            .packages
+            .iter()
+            .filter_map(|p| p.url.clone())
+            .collect();
+        let id = KernelId::new(&found.id);
+        if let Some(entry) = catalog.kernels.get(&id) {
+            let KernelSource::PackageUrls { urls: old } = &entry.source else {
+                bail!(
+                    "{} exists and is not a by-URL kernel; not bumping it",
+                    found.id
+                );
+            };
+            for (old, new) in old.iter().zip(&urls) {
+                text = text.replace(old, new);
+            }
+            written.push(format!("bumped {} to {}", found.id, found.build));
+        } else {
+            text.push_str(&format!(
+                "\n[[kernel]]\nid = \"{}\"\nversion = \"{}\"\ndescription = \"Ubuntu {} kernel {} (added by kmatrix kernels discover)\"\nsource = {{ kind = \"package-urls\", urls = [\n{}] }}\n",
+                found.id,
+                found.version,
+                found.id.trim_start_matches("ubuntu-"),
+                found.build,
+                urls.iter().map(|u| format!("  \"{u}\",\n")).collect::<String>()
+            ));
+            written.push(format!("added {}: {}", found.id, found.build));
+        }
+        lock.record(
+            &ArtifactKey::Kernel(id),
+            LockedArtifact {
+                packages: found.packages.clone(),
+                provenance: format!(
+                    "sha256 from Ubuntu's Packages index, {}",
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                ),
+            },
+        )?;
+    }
+    crate::files::write_atomically(&kernels_path, text.as_bytes())?;
+    // What was written must load.
+    Catalog::load(&project.images_dir())?;
+    Ok(written)
+}
+
+/// One binary package of an Ubuntu index.
+#[derive(Debug, Clone)]
+struct IndexPackage {
+    name: String,
+    version: String,
+    filename: String,
+    sha256: String,
+    depends: Vec<String>,
+    pocket: String,
+}
+
+/// A series' main/binary-amd64 kernel packages over its pockets, every
+/// published version (`newest` picks among them).
+fn ubuntu_index(suite: &str) -> Result<BTreeMap<String, Vec<IndexPackage>>> {
+    let mut index: BTreeMap<String, Vec<IndexPackage>> = BTreeMap::new();
+    for pocket in [
+        suite.to_string(),
+        format!("{suite}-updates"),
+        format!("{suite}-security"),
+    ] {
+        let url = format!("{UBUNTU}/dists/{pocket}/main/binary-amd64/Packages.gz");
+        let text = fetch_gz(&url)?;
+        let document: deb822_fast::Deb822 = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{url}: not a Packages index: {e:?}"))?;
+        for stanza in document.iter() {
+            let (Some(name), Some(version), Some(filename), Some(sha256)) = (
+                stanza.get("Package"),
+                stanza.get("Version"),
+                stanza.get("Filename"),
+                stanza.get("SHA256"),
+            ) else {
+                continue;
+            };
+            if !name.starts_with("linux-image") && !name.starts_with("linux-modules-") {
+                continue;
+            }
+            index
+                .entry(name.to_string())
+                .or_default()
+                .push(IndexPackage {
+                    name: name.to_string(),
+                    version: version.to_string(),
+                    filename: filename.to_string(),
+                    sha256: sha256.to_string(),
+                    depends: apt::depends(&format!(
+                        "Depends: {}\n",
+                        stanza.get("Depends").unwrap_or_default()
+                    )),
+                    pocket: pocket.clone(),
+                });
+        }
+    }
+    Ok(index)
+}
+
+/// The newest published version of `name` (dpkg's ordering).
+fn newest<'a>(
+    index: &'a BTreeMap<String, Vec<IndexPackage>>,
+    name: &str,
+) -> Option<&'a IndexPackage> {
+    index.get(name)?.iter().reduce(|best, candidate| {
+        if version_greater(&candidate.version, &best.version) {
+            candidate
+        } else {
+            best
+        }
+    })
+}
+
+/// The metapackage's newest version and the kernel ABI it depends on
+/// (`6.8.0-149-generic`).
+fn newest_meta(
+    index: &BTreeMap<String, Vec<IndexPackage>>,
+    meta: &str,
+) -> Option<(String, String)> {
+    let package = newest(index, meta)?;
+    let abi = package
+        .depends
+        .iter()
+        .find_map(|d| {
+            d.strip_prefix("linux-image-")
+                .filter(|rest| rest.starts_with(char::is_numeric))
+        })?
+        .to_string();
+    Some((package.version.clone(), abi))
+}
+
+fn catalog_with_urls(catalog: &Catalog, packages: &[LockedPackage]) -> Option<String> {
+    catalog
+        .kernels
+        .values()
+        .find_map(|entry| match &entry.source {
+            KernelSource::PackageUrls { urls }
+                if packages
+                    .iter()
+                    .all(|p| p.url.as_ref().is_some_and(|u| urls.contains(u))) =>
+            {
+                Some(entry.id.to_string())
+            }
+            _ => None,
+        })
+}
+
+/// Debian's version ordering, as dpkg itself decides it.
+fn version_greater(a: &str, b: &str) -> bool {
+    Command::new("dpkg")
+        .args(["--compare-versions", a, "gt", b])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn fetch_gz(url: &str) -> Result<String> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build(),
+    );
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("no network to {url}: {e}"))?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(response.into_body().into_reader())
+        .read_to_string(&mut text)
+        .with_context(|| format!("{url} is not a gzip'd index"))?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metapackage_names_the_abi() {
+        let index = BTreeMap::from([(
+            "linux-image-generic-hwe-22.04".to_string(),
+            vec![IndexPackage {
+                name: "linux-image-generic-hwe-22.04".into(),
+                version: "6.8.0-149.149~22.04.1".into(),
+                filename: "pool/main/l/linux-meta-hwe-6.8/x.deb".into(),
+                sha256: "00".into(),
+                depends: apt::depends("Depends: linux-image-6.8.0-149-generic, linux-modules-extra-6.8.0-149-generic, linux-firmware\n"),
+                pocket: "jammy-updates".into(),
+            }],
+        )]);
+        assert_eq!(
+            newest_meta(&index, "linux-image-generic-hwe-22.04"),
+            Some(("6.8.0-149.149~22.04.1".into(), "6.8.0-149-generic".into()))
+        );
+        assert!(version_greater(
+            "6.8.0-149.149~22.04.1",
+            "6.8.0-40.40~22.04.3"
+        ));
+        assert!(!version_greater("5.15.0-25.25", "5.15.0-25.25"));
+    }
+}
