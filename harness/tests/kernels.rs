@@ -146,6 +146,14 @@ fn the_source_built_mptcp_stand_in_boots_and_reproduces() {
 #[test]
 fn discover_lists_the_newest_builds_and_write_pins_them() {
     let project = TempProject::new();
+    // The copy forgets what an earlier `--write` added to the catalog.
+    let path = project.root().join("images/kernels.toml");
+    let catalog = fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = catalog
+        .split("\n[[kernel]]")
+        .filter(|block| !block.contains("added by kmatrix kernels discover"))
+        .collect();
+    fs::write(&path, kept.join("\n[[kernel]]")).unwrap();
     let output = project.kmatrix(&["kernels", "discover", "--write"]);
     let said = text(&output);
     if output.status.code() == Some(1) && said.contains("no network to") {

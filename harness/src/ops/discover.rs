@@ -175,6 +175,24 @@ pub fn write(project: &Project, discovered: &[Discovered]) -> Result<Vec<String>
     let mut written = Vec::new();
     for found in discovered
         .iter()
+        .filter(|d| d.in_catalog.is_none() && d.packages.is_empty())
+    {
+        // A Debian suite the catalog lacks: an entry following its cloud
+        // metapackage (pinned at its first fetch, like the other Debian kernels).
+        let Some(suite) = found.id.strip_prefix("debian-") else {
+            continue;
+        };
+        if catalog.kernels.contains_key(found.id.as_str()) {
+            continue;
+        }
+        text.push_str(&format!(
+            "\n[[kernel]]\nid = \"{}\"\nversion = \"{}\"\ndescription = \"Debian {suite} cloud kernel (added by kmatrix kernels discover)\"\nsource = {{ kind = \"debian-package\", suite = \"{suite}\", package = \"linux-image-cloud-amd64\" }}\n",
+            found.id, found.version
+        ));
+        written.push(format!("added {}: {}", found.id, found.build));
+    }
+    for found in discovered
+        .iter()
         .filter(|d| d.in_catalog.is_none() && !d.packages.is_empty())
     {
         let urls: Vec<String> = found
