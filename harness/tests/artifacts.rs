@@ -87,18 +87,20 @@ fn debian_caddy_runs_as_a_container_and_its_build_info_matches_what_the_guest_sa
     }
 }
 
-#[test]
-fn a_service_that_keeps_dying_is_a_crash_loop_with_its_last_lines() {
-    let project = TempProject::new();
-    let folder = project.add_scenario(&repo_root().join("scenarios/caddy-mptcp"));
+/// Replaces `edit.0` with `edit.1` in the scenario copy in `folder`, runs its
+/// baseline variant on debian-6.1, and returns the cell of `version`.
+fn run_edited(
+    project: &TempProject,
+    folder: &Path,
+    edit: (&str, &str),
+    version: &str,
+) -> (kmatrix_metadata::CellRecord, PathBuf) {
     let path = folder.join("scenario.toml");
-    let scenario = fs::read_to_string(&path)
-        .unwrap()
-        .replace("/etc/caddy/Caddyfile", "/etc/caddy/missing-Caddyfile");
+    let scenario = fs::read_to_string(&path).unwrap().replace(edit.0, edit.1);
     fs::write(&path, scenario).unwrap();
     let out = project.root().join("out");
     run_ok(
-        &project,
+        project,
         &[
             "run",
             "--kernel",
@@ -111,8 +113,21 @@ fn a_service_that_keeps_dying_is_a_crash_loop_with_its_last_lines() {
     );
     let cell = read_cells(&out)
         .into_iter()
-        .find(|c| c.version == "v2.6.2")
+        .find(|c| c.version == version)
         .unwrap();
+    (cell, out)
+}
+
+#[test]
+fn a_service_that_keeps_dying_is_a_crash_loop_with_its_last_lines() {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&repo_root().join("scenarios/caddy-mptcp"));
+    let (cell, _) = run_edited(
+        &project,
+        &folder,
+        ("/etc/caddy/Caddyfile", "/etc/caddy/missing-Caddyfile"),
+        "v2.6.2",
+    );
     assert_eq!(cell.verdict, Verdict::Crash, "{cell:?}");
     assert!(cell.signature.contains("CrashLoopBackOff"), "{cell:?}");
     assert!(
@@ -175,28 +190,12 @@ fn caddy_pulled_from_a_local_registry_runs_as_itself() {
     let project = TempProject::new();
     let folder = project.add_scenario(&repo_root().join("scenarios/caddy-mptcp"));
     let reference = caddy_image_in_a_registry(&project, dir.path(), registry.port);
-    let path = folder.join("scenario.toml");
-    let scenario = fs::read_to_string(&path)
-        .unwrap()
-        .replace("docker.io/library/caddy:2.11.4", &reference);
-    fs::write(&path, scenario).unwrap();
-    let out = project.root().join("out");
-    run_ok(
+    let (cell, out) = run_edited(
         &project,
-        &[
-            "run",
-            "--kernel",
-            "debian-6.1",
-            "--variant",
-            "baseline",
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        &folder,
+        ("docker.io/library/caddy:2.11.4", &reference),
+        "v2.11.4-image",
     );
-    let cell = read_cells(&out)
-        .into_iter()
-        .find(|c| c.version == "v2.11.4-image")
-        .unwrap();
     assert_eq!(cell.verdict, Verdict::Pass, "{cell:?}");
     assert!(fact(&cell, "artifact").contains(&reference), "{cell:?}");
     assert_eq!(

@@ -325,12 +325,7 @@ impl Session<'_> {
                 label: label.clone(),
             });
             if let Some(cell) = cells.iter().find(|c| c.id == done) {
-                let facts = BootFacts {
-                    backend: context.backend.name(),
-                    emulator: context.backend.emulator(),
-                    console_log: super::relative(&console_path, &context.run_dir),
-                    attempts: attempts[&done],
-                };
+                let facts = boot_facts(context, &console_path, attempts[&done]);
                 let mut record = guest.classify(cell, context.signatures_of(cell), &facts);
                 record.facts.extend(context.artifact_facts(cell));
                 let _ = results.send(FleetMessage::Record(Box::new(record)));
@@ -382,12 +377,8 @@ impl Session<'_> {
     }
 
     fn facts(&self, outcome: &BootOutcome, cell_id: &str) -> BootFacts {
-        BootFacts {
-            backend: outcome.backend.clone(),
-            emulator: self.context.backend.emulator(),
-            console_log: super::relative(&outcome.console_path, &self.context.run_dir),
-            attempts: self.attempts.get(cell_id).copied().unwrap_or(0),
-        }
+        let attempts = self.attempts.get(cell_id).copied().unwrap_or(0);
+        boot_facts(self.context, &outcome.console_path, attempts)
     }
 
     /// Records `cells` as infrastructure errors with `why`.
@@ -403,6 +394,16 @@ impl Session<'_> {
             }
             let _ = self.results.send(FleetMessage::Record(Box::new(record)));
         }
+    }
+}
+
+/// What a record says of the boot it came from.
+fn boot_facts(context: &RunContext, console: &std::path::Path, attempts: u32) -> BootFacts {
+    BootFacts {
+        backend: context.backend.name(),
+        emulator: context.backend.emulator(),
+        console_log: super::relative(console, &context.run_dir),
+        attempts,
     }
 }
 
