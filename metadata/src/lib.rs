@@ -21,5 +21,7 @@ pub use exit::ExitStatus;
 pub use jsonl::{parse_cells, render_cells, BadLine, CellsFile, TornLine, CELLS_FILE};
 pub use matrix::{KernelColumn, Matrix, MatrixCell, MatrixRow, ScenarioMatrix};
 pub use record::{CellRecord, ProbeRecord, RunCounts};
-pub use run::{BootStats, CacheStats, ResumeEntry, RunInfo, RunSelection, RUN_FILE};
+pub use run::{
+    BootStats, CacheStats, ContainerEngine, ResumeEntry, RunInfo, RunSelection, RUN_FILE,
+};
 pub use verdict::Verdict;

@@ -33,6 +33,25 @@ pub struct RunInfo {
     /// Per boot group (kernel, or kernel+command-line words): boots and guest deaths.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub boots: BTreeMap<String, BootStats>,
+    /// The container engine that ran the `docker` column, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_engine: Option<ContainerEngine>,
+}
+
+/// A container engine as a run met it (the `docker` environment).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerEngine {
+    /// `DOCKER_HOST`, or the default socket.
+    pub endpoint: String,
+    /// e.g. "Docker Engine 20.10.24+dfsg1".
+    pub version: String,
+    pub api_version: String,
+    /// The host kernel's release: what every container ran on.
+    pub host_kernel: String,
+    #[serde(default)]
+    pub storage_driver: String,
+    #[serde(default)]
+    pub cgroup_version: String,
 }
 
 /// The cells a run covers, as the user selected them (empty = all).
@@ -84,4 +103,12 @@ pub struct BootStats {
 pub struct CacheStats {
     pub reused: usize,
     pub made: usize,
+    /// Images exported from the local container engine into the cache
+    /// (instead of pulled from their registry).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub from_engine: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -14,6 +14,11 @@ pub const JOB_PATH: &str = "/kmatrix/job.json";
 pub const RESULTS_PORT_PARAM: &str = "kmatrix.results";
 /// The serial device used when the command line does not name one.
 pub const DEFAULT_RESULTS_PORT: &str = "/dev/ttyS1";
+/// Set in the environment of an agent that runs as a container's
+/// entrypoint: the container engine made the mounts and owns the
+/// container's end, the events go to stdout, and kernel modules are the
+/// host's (reported, never loaded).
+pub const CONTAINER_MODE_ENV: &str = "KMATRIX_AGENT_CONTAINER";
 /// Every event line starts with this marker.
 pub const EVENT_PREFIX: &str = "KMATRIX-EVENT ";
 

@@ -1,12 +1,16 @@
-//! The kmatrix guest agent: PID 1 of the initramfs the harness writes.
+//! The kmatrix guest agent: PID 1 of the initramfs the harness writes, or
+//! the entrypoint of a container on the host's kernel.
 //!
-//! It prepares a minimal system (filesystems, loopback, entropy, modules),
-//! runs every probe of every cell with a deadline, reports each result as one
-//! JSON line on the results serial port, and powers the guest off.
+//! In a guest it prepares a minimal system (filesystems, loopback, entropy,
+//! modules), runs every probe of every cell with a deadline, reports each
+//! result as one JSON line on the results serial port, and powers the guest
+//! off. In a container ([`CONTAINER_MODE_ENV`]) the engine made the mounts,
+//! the events go to stdout, and modules are the host kernel's: the agent
+//! says which the host has, and loads none.
 
 use kmatrix_agent::{
-    GuestEvent, Job, JobDisk, JobProbe, ProcessEnd, DEFAULT_RESULTS_PORT, JOB_PATH,
-    RESULTS_PORT_PARAM,
+    GuestEvent, Job, JobDisk, JobProbe, ProcessEnd, CONTAINER_MODE_ENV, DEFAULT_RESULTS_PORT,
+    JOB_PATH, RESULTS_PORT_PARAM,
 };
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -21,13 +25,19 @@ use std::time::{Duration, Instant};
 const OUTPUT_LIMIT: usize = 16 * 1024;
 
 fn main() {
-    let is_init = std::process::id() == 1;
+    let in_container = std::env::var_os(CONTAINER_MODE_ENV).is_some();
+    // A container's PID 1 too, but there the engine owns mounts and the end.
+    let is_init = std::process::id() == 1 && !in_container;
     if is_init {
         mount_basics();
     }
-    let mut port = open_results_port();
-    let outcome = run(&mut port);
-    if let Err(message) = outcome {
+    let mut port: Box<dyn Write> = if in_container {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(open_results_port())
+    };
+    let outcome = run(&mut port, in_container);
+    if let Err(message) = &outcome {
         // The console keeps this even when the results port is gone.
         eprintln!("kmatrix-agent: {message}");
     }
@@ -35,9 +45,12 @@ fn main() {
     if is_init {
         power_off();
     }
+    if outcome.is_err() {
+        std::process::exit(1);
+    }
 }
 
-fn run(port: &mut File) -> Result<(), String> {
+fn run(port: &mut dyn Write, in_container: bool) -> Result<(), String> {
     let job: Job = serde_json::from_str(
         &fs::read_to_string(JOB_PATH).map_err(|e| format!("cannot read {JOB_PATH}: {e}"))?,
     )
@@ -48,7 +61,15 @@ fn run(port: &mut File) -> Result<(), String> {
     if let Err(e) = bring_up_loopback() {
         facts.insert("loopback".into(), format!("down: {e}"));
     }
-    load_modules(&job.modules, &mut facts);
+    if in_container {
+        facts.insert(
+            "environment".into(),
+            "container on the host's kernel".into(),
+        );
+        host_modules(&job.modules, &mut facts);
+    } else {
+        load_modules(&job.modules, &mut facts);
+    }
     mount_disks(&job.disks, &mut facts);
     collect_kernel_facts(&mut facts);
     emit(
@@ -92,7 +113,7 @@ fn run(port: &mut File) -> Result<(), String> {
     Ok(())
 }
 
-fn emit(port: &mut File, event: &GuestEvent) {
+fn emit(port: &mut dyn Write, event: &GuestEvent) {
     // One write per event keeps a line whole on the port.
     let _ = port.write_all(event.to_line().as_bytes());
     let _ = port.flush();
@@ -239,6 +260,81 @@ fn load_modules(modules: &[String], facts: &mut BTreeMap<String, String>) {
         };
         facts.insert(format!("module.{name}"), state);
     }
+}
+
+/// What the host kernel has of each module a container cannot load:
+/// `module.<name>` is `loaded`, `built-in (...)`, `absent: ...` (the
+/// kernel's own config says it lacks it, or has it only as a module nobody
+/// loaded) or `unknown: ...` (nothing to tell by; the probes will find out).
+fn host_modules(modules: &[String], facts: &mut BTreeMap<String, String>) {
+    let loaded = fs::read_to_string("/proc/modules").unwrap_or_default();
+    let config = kernel_config();
+    for path in modules {
+        let name = path
+            .rsplit('/')
+            .next()
+            .unwrap_or(path)
+            .trim_end_matches(".ko");
+        let state = if loaded
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name))
+        {
+            "loaded".to_string()
+        } else {
+            let symbol = config_symbol(name);
+            match config.as_deref().map(|c| config_value(c, &symbol)) {
+                Some(Some(value)) if value == "y" => format!("built-in ({symbol}=y)"),
+                Some(Some(value)) if value == "m" => format!(
+                    "absent: {symbol}=m, not loaded on the host, and a container cannot load modules"
+                ),
+                Some(Some(_)) => format!("absent: {symbol} is not set in the host kernel"),
+                Some(None) | None if fs::metadata(format!("/sys/module/{name}")).is_ok() => {
+                    "built-in".to_string()
+                }
+                Some(None) => format!("unknown: not loaded, and the host's config never names {symbol}"),
+                None => "unknown: not loaded, and the host kernel has no /proc/config.gz".into(),
+            }
+        };
+        facts.insert(format!("module.{name}"), state);
+    }
+}
+
+/// The running kernel's config (`/proc/config.gz`), if it exposes it.
+fn kernel_config() -> Option<String> {
+    let file = File::open("/proc/config.gz").ok()?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// The config symbol of a module, where its name does not say it.
+fn config_symbol(module: &str) -> String {
+    let known = [
+        ("ip_tables", "CONFIG_IP_NF_IPTABLES"),
+        ("nft_chain_nat", "CONFIG_NFT_NAT"),
+        ("nft_nat", "CONFIG_NFT_NAT"),
+        ("xt_TPROXY", "CONFIG_NETFILTER_XT_TARGET_TPROXY"),
+        ("nf_tproxy_ipv4", "CONFIG_NF_TPROXY_IPV4"),
+    ];
+    known
+        .iter()
+        .find(|(name, _)| *name == module)
+        .map(|(_, symbol)| symbol.to_string())
+        .unwrap_or_else(|| format!("CONFIG_{}", module.to_uppercase().replace('-', "_")))
+}
+
+/// `y`, `m`, `n` ("is not set"), or `None` for a symbol the config never names.
+fn config_value(config: &str, symbol: &str) -> Option<String> {
+    config.lines().find_map(|line| {
+        if line.trim() == format!("# {symbol} is not set") {
+            return Some("n".to_string());
+        }
+        line.strip_prefix(symbol)?
+            .strip_prefix('=')
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// Mounts each artifact disk read-only; `disk.<mount point>` says how it went.

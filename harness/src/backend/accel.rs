@@ -100,7 +100,7 @@ pub fn probe_kvm(
     backend.deadlines.boot = Duration::from_secs(20);
     let request = BootRequest {
         label: "kvm probe".into(),
-        kernel: kernel.clone(),
+        environment: crate::provision::Environment::Kernel(kernel.clone()),
         agent: agent.to_path_buf(),
         files: Vec::new(),
         rootfs: Vec::new(),

@@ -5,10 +5,11 @@
 //! KVM-or-TCG decision.
 
 pub mod accel;
+pub mod docker;
 pub mod initramfs;
 pub mod qemu;
 
-use crate::provision::KernelArtifact;
+use crate::provision::Environment;
 use kmatrix_agent::{GuestEvent, Job};
 use std::io::Read;
 use std::path::PathBuf;
@@ -21,10 +22,12 @@ pub struct GuestFile {
 }
 
 /// A file system image attached as a read-only virtio disk and mounted by
-/// the agent (`/dev/vda`, `/dev/vdb`, ... in this order).
+/// the agent (`/dev/vda`, `/dev/vdb`, ... in this order); a container gets
+/// the same files as a read-only bind mount of `tree`.
 #[derive(Debug, Clone)]
 pub struct GuestDisk {
     pub host_path: PathBuf,
+    pub tree: PathBuf,
     pub mount_point: String,
 }
 
@@ -32,7 +35,8 @@ pub struct GuestDisk {
 pub struct BootRequest {
     /// Names this boot in logs and progress, e.g. "debian-6.1 boot 1".
     pub label: String,
-    pub kernel: KernelArtifact,
+    /// The kernel to boot, or the container engine to run on.
+    pub environment: Environment,
     pub agent: PathBuf,
     pub files: Vec<GuestFile>,
     /// Root filesystem trees (Debian userspace) laid under `/`.
@@ -95,6 +99,23 @@ pub struct BootOutcome {
     pub end: BootEnd,
     /// "qemu-tcg", "qemu-kvm", ...
     pub backend: String,
+}
+
+/// The backends of a run, one per kind of environment.
+#[derive(Clone, Copy)]
+pub struct Backends<'a> {
+    pub vm: &'a dyn Backend,
+    pub container: &'a dyn Backend,
+}
+
+impl<'a> Backends<'a> {
+    pub fn for_environment(&self, environment: &Environment) -> &'a dyn Backend {
+        if environment.is_container() {
+            self.container
+        } else {
+            self.vm
+        }
+    }
 }
 
 pub trait Backend: Sync {

@@ -236,6 +236,15 @@ impl Backend for QemuBackend {
                 return outcome;
             }
         };
+        let Some(kernel) = request.environment.kernel() else {
+            outcome.end = BootEnd::BackendFailed {
+                detail: format!(
+                    "{} is a container engine, not a kernel QEMU can boot",
+                    request.environment.id()
+                ),
+            };
+            return outcome;
+        };
         let initramfs = if self.keep_initramfs {
             request.log_dir.join("initramfs.cpio")
         } else {
@@ -248,7 +257,7 @@ impl Backend for QemuBackend {
             return outcome;
         }
         let mut args = self.command(
-            &request.kernel.image,
+            &kernel.image,
             &initramfs,
             &console_path,
             &request.kernel_args,

@@ -42,6 +42,9 @@ pub enum KernelSource {
         base_config: String,
         fragments: Vec<String>,
     },
+    /// No kernel of kmatrix's own: containers on the kernel of the Docker
+    /// engine's host (`DOCKER_HOST`, else the default socket).
+    DockerEngine {},
 }
 
 /// Where a kernel source tarball comes from.
@@ -83,6 +86,10 @@ impl KernelSource {
                     fragments.join(" + ")
                 )
             }
+            KernelSource::DockerEngine {} => format!(
+                "containers on the Docker engine's host kernel ({})",
+                crate::sources::engine::endpoint()
+            ),
         }
     }
 }

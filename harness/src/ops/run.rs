@@ -4,18 +4,21 @@
 //! reports from what the recorder kept.
 
 use crate::backend::accel::{self, AccelChoice, AccelDecision};
+use crate::backend::docker::DockerBackend;
 use crate::backend::qemu::{stop_stale_boots, QemuBackend};
+use crate::backend::Backends;
 use crate::diagnostic::FileError;
 use crate::events::{Events, RunEvent};
+use crate::plan::Cell;
 use crate::project::{Planned, Request};
-use crate::provision::{EmulatorChoice, Provisioned, Provisioner};
+use crate::provision::{EmulatorChoice, Environment, Provisioned, Provisioner};
 use crate::reporter::{Display, Recorder, Reporter};
 use crate::results::{ResultsStore, RUN_FILE};
 use crate::runner::{self, RunContext};
 use crate::sources::cache::Cache;
 use crate::{report, Project};
 use anyhow::{bail, Context, Result};
-use kmatrix_metadata::{CacheStats, CellRecord, ResumeEntry, RunInfo, Verdict};
+use kmatrix_metadata::{CacheStats, CellRecord, ContainerEngine, ResumeEntry, RunInfo, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -302,7 +305,14 @@ fn work(
     let first_kernel = pending
         .iter()
         .filter(|c| provisioned.missing_for(c).is_none())
-        .find_map(|c| provisioned.kernels.get(&c.kernel)?.as_ref().ok());
+        .find_map(|c| {
+            provisioned
+                .environments
+                .get(&c.kernel)?
+                .as_ref()
+                .ok()?
+                .kernel()
+        });
     if first_kernel.is_some() {
         check_free_space(&options.out, scratch.path(), &provisioned)?;
     }
@@ -355,6 +365,7 @@ fn work(
             emulator: None,
             emulator_origin: None,
             boots: BTreeMap::new(),
+            container_engine: None,
         },
     };
     info.harness_version = env!("CARGO_PKG_VERSION").into();
@@ -362,13 +373,20 @@ fn work(
     info.emulator = Some(emulator.version.clone());
     info.emulator_origin = Some(emulator.origin.clone());
     info.cache = cache.stats();
+    if let Some(engine) = container_engine(&provisioned, &pending) {
+        info.container_engine = Some(engine);
+    }
     events.send(RunEvent::RunInfo(Box::new(info.clone())));
 
-    let mut backend = QemuBackend::new(emulator, decision.accel(), interrupted.clone());
-    backend.scratch = scratch.path().to_path_buf();
-    backend.keep_initramfs = options.keep_initramfs;
+    let mut qemu = QemuBackend::new(emulator, decision.accel(), interrupted.clone());
+    qemu.scratch = scratch.path().to_path_buf();
+    qemu.keep_initramfs = options.keep_initramfs;
+    let docker = DockerBackend::new(interrupted.clone(), &options.out, scratch.path());
     let context = RunContext {
-        backend: &backend,
+        backends: Backends {
+            vm: &qemu,
+            container: &docker,
+        },
         provisioned: &provisioned,
         signatures: planned
             .scenarios
@@ -405,6 +423,23 @@ fn work(
         decision,
         info,
         planned_inputs: planned,
+    })
+}
+
+/// The container engine the pending cells run on, as run.json records it.
+fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<ContainerEngine> {
+    pending.iter().find_map(|cell| {
+        match provisioned.environments.get(&cell.kernel)?.as_ref().ok()? {
+            Environment::Engine { facts, .. } => Some(ContainerEngine {
+                endpoint: facts.endpoint.clone(),
+                version: facts.version.clone(),
+                api_version: facts.api_version.clone(),
+                host_kernel: facts.kernel.clone(),
+                storage_driver: facts.storage_driver.clone(),
+                cgroup_version: facts.cgroup_version.clone(),
+            }),
+            Environment::Kernel(_) => None,
+        }
     })
 }
 

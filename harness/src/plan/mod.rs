@@ -39,6 +39,13 @@ pub struct Cell {
     pub artifact: Option<CellArtifact>,
 }
 
+impl Cell {
+    /// Whether the cell loads a BPF object of its own into the kernel.
+    pub fn loads_bpf(&self) -> bool {
+        self.artifacts.iter().any(|a| a.starts_with(GUEST_BPF_DIR))
+    }
+}
+
 /// A real artifact as one cell runs it: mounted read-only in the guest,
 /// `{service}` running it as a container from a bundle of its own.
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +76,9 @@ pub fn service_argv(bundle: &str, container_id: &str) -> Vec<String> {
         GUEST_RUNTIME,
         "--cgroup-manager=disabled",
         "run",
+        // A session keyring is of no use to a service, and a container
+        // engine's seccomp profile refuses to make one (crun in `docker`).
+        "--no-new-keyring",
         // The guest's root is an initramfs, where pivot_root cannot work.
         "--no-pivot",
         "--pid-file",
@@ -143,8 +153,11 @@ pub fn artifact_mount(scenario: &str, version: &str) -> String {
 
 /// The guest path of a version's BPF object.
 pub fn bpf_object_guest_path(scenario: &str, version: &str) -> String {
-    reproducer_guest_path(scenario, version).replace("/kmatrix/bin/", "/kmatrix/bpf/") + ".o"
+    reproducer_guest_path(scenario, version).replace("/kmatrix/bin/", GUEST_BPF_DIR) + ".o"
 }
+
+/// Where BPF objects live in the guest.
+const GUEST_BPF_DIR: &str = "/kmatrix/bpf/";
 
 /// Plans the cells of `scenarios` on `kernels` (or each scenario's own list
 /// when `kernels` is empty).

@@ -98,13 +98,13 @@ impl Provisioner<'_> {
                     }
                 }
                 make_ext4(&tree, &dir.join("rootfs.ext4"))?;
-                fs::remove_dir_all(&tree)?;
                 Ok(PathBuf::from("rootfs.ext4"))
             },
         )?;
         Ok(ImageArtifact {
             reference: format!("debian:{} {}={}", spec.suite, spec.package, spec.version),
             digest: format!("{}={}", spec.package, spec.version),
+            root: disk.with_file_name("root"),
             disk,
             entrypoint: Vec::new(),
             cmd: Vec::new(),
@@ -132,13 +132,13 @@ impl Provisioner<'_> {
                 fs::create_dir_all(root.join("tmp"))?;
                 fs::copy(path, bin.join(&name))?;
                 make_ext4(&root, &dir.join("rootfs.ext4"))?;
-                fs::remove_dir_all(&root)?;
                 Ok(PathBuf::from("rootfs.ext4"))
             },
         )?;
         Ok(ImageArtifact {
             reference: format!("binary:{}", path.display()),
             digest: format!("sha256:{sha}"),
+            root: disk.with_file_name("root"),
             disk,
             entrypoint: vec![format!("/usr/local/bin/{name}")],
             cmd: Vec::new(),

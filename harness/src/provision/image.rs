@@ -25,8 +25,10 @@ pub struct ImageArtifact {
     pub reference: String,
     /// The manifest digest it resolved to.
     pub digest: String,
-    /// An ext4 file system holding the flattened root.
+    /// An ext4 file system holding the flattened root (what a guest mounts).
     pub disk: PathBuf,
+    /// The flattened root itself (what a container bind-mounts).
+    pub root: PathBuf,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
@@ -36,7 +38,8 @@ pub struct ImageArtifact {
 }
 
 /// Bumped when flattening changes, so cached file systems are remade.
-pub(super) const FLATTEN_VERSION: &str = "3";
+/// 4: the flattened tree is kept beside the file system, for containers.
+pub(super) const FLATTEN_VERSION: &str = "4";
 
 impl Provisioner<'_> {
     /// The image `reference`, from the cache when its pinned digest is there
@@ -128,6 +131,7 @@ fn image_artifact(reference: &str, digest: &str, disk: PathBuf) -> Result<ImageA
     Ok(ImageArtifact {
         reference: reference.to_string(),
         digest: digest.to_string(),
+        root: disk.with_file_name("root"),
         disk,
         entrypoint: run.entrypoint().clone().unwrap_or_default(),
         cmd: run.cmd().clone().unwrap_or_default(),
@@ -138,7 +142,7 @@ fn image_artifact(reference: &str, digest: &str, disk: PathBuf) -> Result<ImageA
 }
 
 /// Applies the layers into `dir/root`, makes `dir/rootfs.ext4` of it, and
-/// keeps the image config beside it.
+/// keeps both, with the image config beside them.
 fn flatten(resolved: &ResolvedImage, blobs: &[PathBuf], dir: &Path) -> Result<PathBuf> {
     let root = dir.join("root");
     for blob in blobs {
@@ -149,7 +153,6 @@ fn flatten(resolved: &ResolvedImage, blobs: &[PathBuf], dir: &Path) -> Result<Pa
         serde_json::to_vec_pretty(&resolved.config)?,
     )?;
     make_ext4(&root, &dir.join("rootfs.ext4"))?;
-    fs::remove_dir_all(&root)?;
     Ok(PathBuf::from("rootfs.ext4"))
 }
 

@@ -99,6 +99,9 @@ impl Provisioner<'_> {
                     ),
                 })
             }
+            KernelSource::DockerEngine {} => {
+                anyhow::bail!("{id} is the Docker engine's host kernel: nothing to fetch or build")
+            }
         }
     }
 
@@ -178,6 +181,7 @@ impl Provisioner<'_> {
                     .and_then(|key| self.cache.lookup(PACKAGED, &key))
                     .is_some()
             }
+            KernelSource::DockerEngine {} => false,
             KernelSource::SourceBuild { source, .. } => {
                 let tarball = match source {
                     KernelTree::DebianPackage { .. } => locked_slot(&source_key(source))
@@ -215,6 +219,9 @@ impl Provisioner<'_> {
             KernelSource::SourceBuild { .. } => kbuild::check_build_tools()
                 .and_then(|_| self.apt.ensure_lists())
                 .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
+                .map_err(|e| format!("{e:#}")),
+            KernelSource::DockerEngine {} => crate::sources::engine::Engine::connect()
+                .map(|engine| format!("reachable: {}", engine.facts.describe()))
                 .map_err(|e| format!("{e:#}")),
         }
     }

@@ -10,6 +10,7 @@ mod artifact;
 mod bpf;
 pub mod buildinfo;
 mod emulator;
+mod environment;
 mod go;
 mod image;
 mod kernel;
@@ -17,6 +18,7 @@ mod pinning;
 mod rootfs;
 
 pub use emulator::{version_of, Emulator, EmulatorChoice, HOST_QEMU};
+pub use environment::Environment;
 pub use go::GoToolchain;
 pub use image::{make_ext4, ImageArtifact, HOSTS};
 pub use kernel::KernelArtifact;
@@ -50,7 +52,8 @@ pub struct Provisioner<'a> {
 /// `infra-error` when a build broke).
 pub struct Provisioned {
     pub agent: PathBuf,
-    pub kernels: BTreeMap<KernelId, Result<KernelArtifact, Classified>>,
+    /// Each kernel of the axis: booted in a guest, or a container engine.
+    pub environments: BTreeMap<KernelId, Result<Environment, Classified>>,
     /// Host files by the guest path cells name them by (reproducers, BPF objects).
     pub files: BTreeMap<String, Result<PathBuf, Classified>>,
     /// Guest root filesystems by scenario.
@@ -60,12 +63,16 @@ pub struct Provisioned {
 }
 
 impl Provisioned {
-    /// Why `cell` cannot boot, if one of its artifacts is missing.
+    /// Why `cell` cannot boot, if one of its artifacts is missing or its
+    /// environment cannot give it what it needs.
     pub fn missing_for(&self, cell: &Cell) -> Option<Classified> {
-        let kernel = self
-            .kernels
-            .get(&cell.kernel)
-            .and_then(|k| k.as_ref().err());
+        let environment = self.environments.get(&cell.kernel);
+        if let Some(Ok(Environment::Engine { .. })) = environment {
+            if let Some(why) = beyond_a_container(cell) {
+                return Some(why);
+            }
+        }
+        let kernel = environment.and_then(|k| k.as_ref().err());
         let file = || {
             cell.artifacts
                 .iter()
@@ -86,6 +93,27 @@ impl Provisioned {
             .or_else(artifact)
             .cloned()
     }
+}
+
+/// What a cell needs that a container on the host's kernel cannot have.
+/// (Kernel modules are judged in the container, from what the host has.)
+fn beyond_a_container(cell: &Cell) -> Option<Classified> {
+    if !cell.kernel_args.is_empty() {
+        return Some(Classified::new(
+            Verdict::Unavailable,
+            format!(
+                "needs the kernel command line `{}`; a container runs on the host's kernel as it was booted",
+                cell.kernel_args.join(" ")
+            ),
+        ));
+    }
+    if cell.loads_bpf() {
+        return Some(Classified::new(
+            Verdict::Unavailable,
+            "loads a BPF program onto an interface: in a container it would go into the host's kernel, which kmatrix never changes",
+        ));
+    }
+    None
 }
 
 impl<'a> Provisioner<'a> {
@@ -145,13 +173,13 @@ impl<'a> Provisioner<'a> {
                 }
             }
         }
-        let mut kernels = BTreeMap::new();
+        let mut environments = BTreeMap::new();
         for kernel in cells.iter().map(|c| &c.kernel).collect::<BTreeSet<_>>() {
             let fetched = events.step(&format!("kernel {kernel}"), || {
-                self.kernel(kernel)
+                self.environment(kernel)
                     .map_err(|e| Classified::new(Verdict::Unavailable, format!("{e:#}")))
             });
-            kernels.insert(kernel.clone(), fetched);
+            environments.insert(kernel.clone(), fetched);
         }
         let mut artifacts = BTreeMap::new();
         for cell in cells {
@@ -175,7 +203,7 @@ impl<'a> Provisioner<'a> {
         }
         Ok(Provisioned {
             agent,
-            kernels,
+            environments,
             files,
             rootfs: BTreeMap::new(),
             artifacts,

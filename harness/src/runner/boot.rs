@@ -12,10 +12,10 @@
 
 use super::guest::{record_without_guest, BootFacts, GuestView};
 use super::{job_for, FleetMessage, KernelWork, RunContext};
-use crate::backend::{BootEnd, BootOutcome, BootRequest, GuestDisk, GuestFile};
+use crate::backend::{Backend, BootEnd, BootOutcome, BootRequest, GuestDisk, GuestFile};
 use crate::events::RunEvent;
 use crate::plan::Cell;
-use crate::provision::KernelArtifact;
+use crate::provision::Environment;
 use crate::sources::modules;
 use crate::verdict::{kernel_crash, Classified};
 use kmatrix_agent::GuestEvent;
@@ -43,12 +43,12 @@ pub(super) fn run_kernel(
     results: &mpsc::Sender<FleetMessage>,
 ) {
     let KernelWork {
-        kernel,
+        environment,
         kernel_args,
         cells,
     } = work;
     // Boots with extra kernel arguments get their own log folders.
-    let boot_name = super::boot_group(kernel.id.as_str(), &kernel_args);
+    let boot_name = super::boot_group(environment.id().as_str(), &kernel_args);
     let (disks, bundle_files) = match context.artifacts_for(&cells, &boot_name) {
         Ok(found) => found,
         Err(e) => {
@@ -63,28 +63,40 @@ pub(super) fn run_kernel(
         .iter()
         .flat_map(|c| c.modules.iter().cloned())
         .collect();
-    if !disks.is_empty() {
-        // Artifact disks: the virtio block driver and their file system.
-        wanted_modules.extend(["virtio_pci", "virtio_blk", "ext4"].map(String::from));
-    }
-    let wanted_modules: Vec<String> = wanted_modules.into_iter().collect();
-    let modules = match modules::plan(
-        kernel.modules.as_deref(),
-        &wanted_modules,
-        &context.scratch.join(format!("{boot_name}-modules")),
-    ) {
-        Ok(plan) => plan,
-        Err(e) => {
-            return not_bootable(
-                cells,
-                &format!("cannot prepare kernel modules: {e:#}"),
-                results,
-            )
-        }
-    };
+    // Host module file → guest path, and what the job names to load.
+    let (module_files, module_paths): (Vec<(PathBuf, String)>, Vec<String>) =
+        match environment.kernel() {
+            Some(kernel) => {
+                if !disks.is_empty() {
+                    // Artifact disks: the virtio block driver and their file system.
+                    wanted_modules.extend(["virtio_pci", "virtio_blk", "ext4"].map(String::from));
+                }
+                let wanted_modules: Vec<String> = wanted_modules.into_iter().collect();
+                match modules::plan(
+                    kernel.modules.as_deref(),
+                    &wanted_modules,
+                    &context.scratch.join(format!("{boot_name}-modules")),
+                ) {
+                    Ok(plan) => {
+                        let paths = plan.files.iter().map(|(_, g)| g.clone()).collect();
+                        (plan.files, paths)
+                    }
+                    Err(e) => {
+                        return not_bootable(
+                            cells,
+                            &format!("cannot prepare kernel modules: {e:#}"),
+                            results,
+                        )
+                    }
+                }
+            }
+            // A container loads nothing: the agent reports what the host has
+            // of each module by name.
+            None => (Vec::new(), wanted_modules.into_iter().collect()),
+        };
     let mut files = context.files_for(&cells);
     files.extend(bundle_files);
-    files.extend(modules.files.iter().map(|(host, guest)| GuestFile {
+    files.extend(module_files.iter().map(|(host, guest)| GuestFile {
         guest_path: guest.clone(),
         host_path: host.clone(),
     }));
@@ -92,10 +104,11 @@ pub(super) fn run_kernel(
         context,
         results,
         rootfs: context.rootfs_for(&cells),
-        module_paths: modules.files.iter().map(|(_, g)| g.clone()).collect(),
+        module_paths,
         files,
         disks,
-        kernel,
+        backend: context.backends.for_environment(&environment),
+        environment,
         kernel_args,
         boot_name,
         attempts: BTreeMap::new(),
@@ -136,7 +149,8 @@ struct Boot {
 struct Session<'a> {
     context: &'a RunContext<'a>,
     results: &'a mpsc::Sender<FleetMessage>,
-    kernel: KernelArtifact,
+    environment: Environment,
+    backend: &'a dyn Backend,
     kernel_args: Vec<String>,
     boot_name: String,
     files: Vec<GuestFile>,
@@ -295,7 +309,7 @@ impl Session<'_> {
         let label = format!("{} boot {}{kind}", self.boot_name, self.boot_number);
         let request = BootRequest {
             label: label.clone(),
-            kernel: self.kernel.clone(),
+            environment: self.environment.clone(),
             agent: self.context.provisioned.agent.clone(),
             files: self.files.clone(),
             rootfs: self.rootfs.clone(),
@@ -309,6 +323,7 @@ impl Session<'_> {
         };
         let console_path = request.log_dir.join("console.log");
         let context = self.context;
+        let backend = self.backend;
         context.events.send(RunEvent::BootStarted {
             label: label.clone(),
             cells: cells.len(),
@@ -317,7 +332,7 @@ impl Session<'_> {
         let attempts = &self.attempts;
         let results = self.results;
         let started = std::time::Instant::now();
-        let outcome = context.backend.boot(&request, &mut |event| {
+        let outcome = backend.boot(&request, &mut |event| {
             let Some(done) = guest.take(event) else {
                 return;
             };
@@ -325,7 +340,7 @@ impl Session<'_> {
                 label: label.clone(),
             });
             if let Some(cell) = cells.iter().find(|c| c.id == done) {
-                let facts = boot_facts(context, &console_path, attempts[&done]);
+                let facts = boot_facts(context, backend, &console_path, attempts[&done]);
                 let mut record = guest.classify(cell, context.signatures_of(cell), &facts);
                 record.facts.extend(context.artifact_facts(cell));
                 let _ = results.send(FleetMessage::Record(Box::new(record)));
@@ -378,7 +393,7 @@ impl Session<'_> {
 
     fn facts(&self, outcome: &BootOutcome, cell_id: &str) -> BootFacts {
         let attempts = self.attempts.get(cell_id).copied().unwrap_or(0);
-        boot_facts(self.context, &outcome.console_path, attempts)
+        boot_facts(self.context, self.backend, &outcome.console_path, attempts)
     }
 
     /// Records `cells` as infrastructure errors with `why`.
@@ -398,10 +413,15 @@ impl Session<'_> {
 }
 
 /// What a record says of the boot it came from.
-fn boot_facts(context: &RunContext, console: &std::path::Path, attempts: u32) -> BootFacts {
+fn boot_facts(
+    context: &RunContext,
+    backend: &dyn Backend,
+    console: &std::path::Path,
+    attempts: u32,
+) -> BootFacts {
     BootFacts {
-        backend: context.backend.name(),
-        emulator: context.backend.emulator(),
+        backend: backend.name(),
+        emulator: backend.emulator(),
         console_log: super::relative(console, &context.run_dir),
         attempts,
     }

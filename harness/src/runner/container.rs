@@ -139,6 +139,7 @@ mod tests {
             reference: "caddy".into(),
             digest: "sha256:0".into(),
             disk: "/tmp/x.ext4".into(),
+            root: "/tmp/root".into(),
             entrypoint: vec!["caddy".into()],
             cmd: vec!["run".into()],
             env: vec!["PATH=/usr/bin".into(), "GODEBUG=x=1".into()],

@@ -138,11 +138,27 @@ impl GuestView {
                 })
                 .collect::<Vec<_>>(),
         );
+        let verdict = self.absent_module(cell).unwrap_or(verdict);
         let mut record = record_without_guest(cell, verdict);
         record.duration_ms = probes.iter().map(|p| p.duration_ms).sum();
         record.probes = probes;
         self.attach(&mut record, boot);
         record
+    }
+
+    /// A module the cell needs that the environment said it lacks and
+    /// cannot load (a container on a host kernel built without it): the
+    /// cell's probes could not mean anything there, so it is unavailable.
+    fn absent_module(&self, cell: &Cell) -> Option<Classified> {
+        let (_, facts) = self.hello.as_ref()?;
+        cell.modules.iter().find_map(|module| {
+            let state = facts.get(&format!("module.{module}"))?;
+            let why = state.strip_prefix("absent: ")?;
+            Some(Classified::new(
+                Verdict::Unavailable,
+                format!("needs kernel module {module}, which this environment lacks ({why})"),
+            ))
+        })
     }
 
     /// Fills in what the boot knows of the guest: release, facts, backend, console.

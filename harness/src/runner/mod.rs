@@ -11,12 +11,12 @@ mod retry;
 
 pub use guest::record_without_guest;
 
-use crate::backend::{entropy_seed, Backend, GuestDisk, GuestFile};
+use crate::backend::{entropy_seed, Backends, GuestDisk, GuestFile};
 use crate::events::{Events, RunEvent};
 use crate::ids::ScenarioId;
 use crate::inputs::scenario::Signature;
 use crate::plan::Cell;
-use crate::provision::{KernelArtifact, Provisioned};
+use crate::provision::{Environment, Provisioned};
 use kmatrix_agent::{Job, JobCell, JobDisk, JobProbe};
 use kmatrix_metadata::{BootStats, CellRecord};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +26,8 @@ use std::sync::{mpsc, Mutex};
 
 /// What the runner needs besides the backend.
 pub struct RunContext<'a> {
-    pub backend: &'a dyn Backend,
+    /// QEMU for kernels, the container backend for `docker`.
+    pub backends: Backends<'a>,
     pub provisioned: &'a Provisioned,
     pub signatures: BTreeMap<ScenarioId, Vec<Signature>>,
     /// The run directory: boot logs go under it, records name consoles relative to it.
@@ -54,7 +55,7 @@ pub(crate) enum FleetMessage {
 
 /// Everything one kernel's boots need.
 pub(crate) struct KernelWork {
-    pub kernel: KernelArtifact,
+    pub environment: Environment,
     /// Kernel command-line words every cell of this boot shares.
     pub kernel_args: Vec<String>,
     pub cells: Vec<Cell>,
@@ -144,6 +145,7 @@ impl RunContext<'_> {
             if !disks.iter().any(|d| d.mount_point == artifact.mount) {
                 disks.push(GuestDisk {
                     host_path: image.disk.clone(),
+                    tree: image.root.clone(),
                     mount_point: artifact.mount.clone(),
                 });
             }
@@ -211,12 +213,12 @@ impl RunContext<'_> {
     fn group_into_boots<'c>(&self, cells: impl IntoIterator<Item = &'c Cell>) -> Vec<KernelWork> {
         let mut work: BTreeMap<(String, Vec<String>), KernelWork> = BTreeMap::new();
         for cell in cells {
-            let Some(Ok(kernel)) = self.provisioned.kernels.get(&cell.kernel) else {
+            let Some(Ok(environment)) = self.provisioned.environments.get(&cell.kernel) else {
                 continue;
             };
             work.entry((cell.kernel.to_string(), cell.kernel_args.clone()))
                 .or_insert_with(|| KernelWork {
-                    kernel: kernel.clone(),
+                    environment: environment.clone(),
                     kernel_args: cell.kernel_args.clone(),
                     cells: Vec::new(),
                 })
@@ -271,7 +273,7 @@ impl RunContext<'_> {
     /// What a kernel's boots are expected to cost: their duration last time,
     /// or (never run) a guess from its cells' probe deadlines.
     fn expected_cost(&self, work: &KernelWork) -> u64 {
-        let group = boot_group(work.kernel.id.as_str(), &work.kernel_args);
+        let group = boot_group(work.environment.id().as_str(), &work.kernel_args);
         self.expected_ms.get(&group).copied().unwrap_or_else(|| {
             10_000
                 + work
@@ -286,7 +288,7 @@ impl RunContext<'_> {
     /// The same context with boot logs in another folder of the run directory.
     fn with_boots_dir(&self, name: &str) -> RunContext<'_> {
         RunContext {
-            backend: self.backend,
+            backends: self.backends,
             provisioned: self.provisioned,
             signatures: self.signatures.clone(),
             run_dir: self.run_dir.clone(),

@@ -2,10 +2,10 @@
 //! on a schedule, without booting anything.
 
 use super::*;
-use crate::backend::{BootEnd, BootOutcome, BootRequest};
+use crate::backend::{Backend, BootEnd, BootOutcome, BootRequest};
 use crate::ids::{CellId, KernelId};
 use crate::plan::CellProbe;
-use crate::provision::{KernelArtifact, Provisioned};
+use crate::provision::{Environment, KernelArtifact, Provisioned};
 use crate::verdict::Expectation;
 use kmatrix_agent::{GuestEvent, ProcessEnd};
 use kmatrix_metadata::{BootStats, RunCounts, Verdict};
@@ -101,7 +101,7 @@ pub(super) fn provisioned(dir: &std::path::Path) -> Provisioned {
     };
     Provisioned {
         agent: dir.join("agent"),
-        kernels: BTreeMap::from([(KernelId::new("k"), Ok(kernel))]),
+        environments: BTreeMap::from([(KernelId::new("k"), Ok(Environment::Kernel(kernel)))]),
         files: BTreeMap::from([("/kmatrix/bin/r".to_string(), Ok(dir.join("r")))]),
         rootfs: BTreeMap::new(),
         artifacts: BTreeMap::new(),
@@ -128,7 +128,10 @@ pub(super) fn run_with_stats(
     let (sender, receiver) = mpsc::channel();
     let interrupted = AtomicBool::new(false);
     let context = RunContext {
-        backend,
+        backends: Backends {
+            vm: backend,
+            container: backend,
+        },
         provisioned: &provisioned,
         signatures: BTreeMap::new(),
         run_dir: dir.path().to_path_buf(),
@@ -431,7 +434,10 @@ fn the_longest_boot_is_taken_first() {
         boots: AtomicUsize::new(0),
     };
     let context = RunContext {
-        backend: &backend,
+        backends: Backends {
+            vm: &backend,
+            container: &backend,
+        },
         provisioned: &provisioned,
         signatures: BTreeMap::new(),
         run_dir: dir.path().to_path_buf(),
@@ -443,18 +449,18 @@ fn the_longest_boot_is_taken_first() {
         interrupted: &interrupted,
     };
     let work = |kernel: &str| KernelWork {
-        kernel: KernelArtifact {
+        environment: Environment::Kernel(KernelArtifact {
             id: KernelId::new(kernel),
             image: dir.path().join("vmlinuz"),
             modules: None,
             origin: "scripted".into(),
-        },
+        }),
         kernel_args: Vec::new(),
         cells: vec![cell(kernel)],
     };
     let mut queue = context.schedule(vec![work("slow"), work("unknown"), work("fast")]);
     let order: Vec<String> = std::iter::from_fn(|| queue.pop())
-        .map(|w| w.kernel.id.to_string())
+        .map(|w| w.environment.id().to_string())
         .collect();
     // Never measured: guessed from its probe deadlines (10 s + 1 s).
     assert_eq!(order, ["slow", "unknown", "fast"]);

@@ -19,6 +19,7 @@ pub struct Cache {
     root: PathBuf,
     reused: AtomicUsize,
     made: AtomicUsize,
+    from_engine: AtomicUsize,
     /// Where notes about remade entries go.
     events: Events,
 }
@@ -38,6 +39,7 @@ impl Cache {
             root: root.to_path_buf(),
             reused: AtomicUsize::new(0),
             made: AtomicUsize::new(0),
+            from_engine: AtomicUsize::new(0),
             events: Events::none(),
         })
     }
@@ -64,7 +66,13 @@ impl Cache {
         CacheStats {
             reused: self.reused.load(Ordering::Relaxed),
             made: self.made.load(Ordering::Relaxed),
+            from_engine: self.from_engine.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts an entry whose bytes came from the local container engine.
+    pub fn count_from_engine(&self) {
+        self.from_engine.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn entry_dir(&self, kind: &str, key: &str) -> PathBuf {
@@ -165,12 +173,26 @@ mod tests {
             .get_or_make("thing", "k1", |_| panic!("must not remake"))
             .unwrap();
         assert_eq!(first, second);
-        assert_eq!(cache.stats(), CacheStats { reused: 1, made: 1 });
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                reused: 1,
+                made: 1,
+                from_engine: 0
+            }
+        );
 
         fs::write(&first, b"tampered").unwrap();
         let third = cache.get_or_make("thing", "k1", make).unwrap();
         assert_eq!(fs::read(third).unwrap(), b"payload");
-        assert_eq!(cache.stats(), CacheStats { reused: 1, made: 2 });
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                reused: 1,
+                made: 2,
+                from_engine: 0
+            }
+        );
     }
 
     #[test]

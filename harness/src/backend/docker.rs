@@ -1,0 +1,467 @@
+//! The Docker backend: each boot is one container on the engine's host
+//! kernel, running the same job a QEMU guest runs.
+//!
+//! The container's image is made from local files only: the scenario's
+//! guest root filesystems and the agent, `docker import`ed once and reused
+//! by content (`kmatrix-env:<hash>`). The job, reproducers, bundle configs
+//! and artifact trees are read-only bind mounts at the paths a guest sees
+//! them at. The agent is the entrypoint, in container mode: the same event
+//! lines on stdout; stderr is the console log. The container gets only the
+//! capabilities cells use (`NET_ADMIN` for links and rules, `SYS_ADMIN` for
+//! the probes' network namespaces and the artifacts' nested containers),
+//! never `--privileged`, and no network but loopback.
+
+use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::hashing::{sha256_bytes, sha256_file};
+use crate::sources::engine::Engine;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use kmatrix_agent::{GuestEvent, CONTAINER_MODE_ENV, JOB_PATH};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where the agent sits in the container's image.
+const AGENT_PATH: &str = "/kmatrix/agent";
+/// The repository of the images kmatrix imports.
+const IMAGE_REPOSITORY: &str = "kmatrix-env";
+/// Labels every container kmatrix starts, so a later run can find strays.
+pub const BOOT_LABEL: &str = "io.kmatrix.boot";
+pub const RUN_DIR_LABEL: &str = "io.kmatrix.run-dir";
+
+/// Time for the container to start and the agent to say hello.
+const START_GRACE: Duration = Duration::from_secs(60);
+/// Time per cell beyond its probes' own deadlines.
+const CELL_GRACE: Duration = Duration::from_secs(15);
+
+pub struct DockerBackend {
+    engine: OnceLock<Result<Engine, String>>,
+    pub interrupted: Arc<AtomicBool>,
+    /// The run directory, labelled on each container.
+    pub run_dir: PathBuf,
+    /// Where image tarballs are written before they are imported.
+    pub scratch: PathBuf,
+}
+
+impl DockerBackend {
+    pub fn new(interrupted: Arc<AtomicBool>, run_dir: &Path, scratch: &Path) -> Self {
+        DockerBackend {
+            engine: OnceLock::new(),
+            interrupted,
+            run_dir: run_dir.to_path_buf(),
+            scratch: scratch.to_path_buf(),
+        }
+    }
+
+    fn engine(&self) -> Result<&Engine, String> {
+        self.engine
+            .get_or_init(|| Engine::connect().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl Backend for DockerBackend {
+    fn name(&self) -> String {
+        "docker".into()
+    }
+
+    fn emulator(&self) -> Option<String> {
+        self.engine().ok().map(|e| e.facts.version.clone())
+    }
+
+    fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
+        let console_path = request.log_dir.join("console.log");
+        let mut outcome = BootOutcome {
+            events: Vec::new(),
+            console: String::new(),
+            console_path: console_path.clone(),
+            end: BootEnd::Completed,
+            backend: self.name(),
+        };
+        let failed = |outcome: &mut BootOutcome, detail: String| {
+            outcome.end = BootEnd::BackendFailed { detail };
+        };
+        if let Err(e) = fs::create_dir_all(&request.log_dir) {
+            failed(
+                &mut outcome,
+                format!("cannot make {}: {e}", request.log_dir.display()),
+            );
+            return outcome;
+        }
+        let engine = match self.engine() {
+            Ok(engine) => engine,
+            Err(why) => {
+                failed(&mut outcome, why);
+                return outcome;
+            }
+        };
+        let image = match self.environment_image(engine, request) {
+            Ok(image) => image,
+            Err(e) => {
+                failed(
+                    &mut outcome,
+                    format!("cannot import the container's image: {e:#}"),
+                );
+                return outcome;
+            }
+        };
+        let job_path = request.log_dir.join("job.json");
+        let job = serde_json::to_vec_pretty(&request.job).expect("jobs serialise");
+        if let Err(e) = fs::write(&job_path, job) {
+            failed(
+                &mut outcome,
+                format!("cannot write {}: {e}", job_path.display()),
+            );
+            return outcome;
+        }
+        let mut console = match fs::File::create(&console_path) {
+            Ok(file) => file,
+            Err(e) => {
+                failed(
+                    &mut outcome,
+                    format!("cannot write {}: {e}", console_path.display()),
+                );
+                return outcome;
+            }
+        };
+        let deadline = Instant::now() + job_deadline(request);
+        let run = Run {
+            backend: self,
+            engine,
+            request,
+            image,
+            job_path,
+        };
+        let mut lines = String::new();
+        let end = run.run(deadline, &mut |chunk, is_stdout| {
+            if !is_stdout {
+                let _ = console.write_all(chunk);
+                outcome.console.push_str(&String::from_utf8_lossy(chunk));
+                return;
+            }
+            lines.push_str(&String::from_utf8_lossy(chunk));
+            while let Some(newline) = lines.find('\n') {
+                let line: String = lines.drain(..=newline).collect();
+                match GuestEvent::from_line(&line) {
+                    Some(event) => {
+                        on_event(&event);
+                        outcome.events.push(event);
+                    }
+                    None => {
+                        let _ = console.write_all(line.as_bytes());
+                        outcome.console.push_str(&line);
+                    }
+                }
+            }
+        });
+        let _ = writeln!(console, "kmatrix: container ended: {}", end.describe());
+        outcome
+            .console
+            .push_str(&format!("kmatrix: container ended: {}\n", end.describe()));
+        outcome.end = end;
+        outcome
+    }
+}
+
+/// How long a job may run: start-up, then each cell's probes and a grace.
+fn job_deadline(request: &BootRequest) -> Duration {
+    START_GRACE
+        + request
+            .job
+            .cells
+            .iter()
+            .map(|cell| {
+                CELL_GRACE
+                    + cell
+                        .probes
+                        .iter()
+                        .map(|p| Duration::from_millis(p.timeout_ms))
+                        .sum::<Duration>()
+            })
+            .sum::<Duration>()
+}
+
+/// One container's life: made, started, followed, and removed.
+struct Run<'a> {
+    backend: &'a DockerBackend,
+    engine: &'a Engine,
+    request: &'a BootRequest,
+    image: String,
+    job_path: PathBuf,
+}
+
+impl Run<'_> {
+    /// Runs the container to its end, handing its output to `output`
+    /// (`true` for stdout) as it comes.
+    fn run(&self, deadline: Instant, output: &mut dyn FnMut(&[u8], bool)) -> BootEnd {
+        let docker = self.engine.docker();
+        let name = container_name(&self.request.label);
+        self.engine.block_on(async {
+            let mut sysctls = true;
+            loop {
+                if let Err(e) = docker
+                    .create_container(
+                        Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                        self.container_config(sysctls),
+                    )
+                    .await
+                {
+                    return BootEnd::BackendFailed {
+                        detail: format!("cannot create the container: {e}"),
+                    };
+                }
+                match docker.start_container(&name, None).await {
+                    Ok(()) => break,
+                    // A host kernel without MPTCP has no such sysctl: run
+                    // without it, and the guest facts will say MPTCP is absent.
+                    Err(e) if sysctls && e.to_string().contains("sysctl") => {
+                        output(
+                            format!("kmatrix: the engine refused the sysctls ({e}); starting without them\n")
+                                .as_bytes(),
+                            false,
+                        );
+                        remove(docker, &name).await;
+                        sysctls = false;
+                    }
+                    Err(e) => {
+                        remove(docker, &name).await;
+                        return BootEnd::BackendFailed {
+                            detail: format!("cannot start the container: {e}"),
+                        };
+                    }
+                }
+            }
+            let mut logs = docker.logs(
+                &name,
+                Some(
+                    LogsOptionsBuilder::default()
+                        .follow(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .build(),
+                ),
+            );
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let end = loop {
+                tokio::select! {
+                    item = logs.next() => match item {
+                        Some(Ok(LogOutput::StdOut { message })) => output(&message, true),
+                        Some(Ok(LogOutput::StdErr { message }))
+                        | Some(Ok(LogOutput::Console { message })) => output(&message, false),
+                        Some(Ok(LogOutput::StdIn { .. })) => {}
+                        Some(Err(e)) => {
+                            break BootEnd::BackendFailed {
+                                detail: format!("lost the container's output: {e}"),
+                            }
+                        }
+                        None => break self.exit_state(&name).await,
+                    },
+                    _ = tick.tick() => {
+                        if self.backend.interrupted.load(Ordering::SeqCst) {
+                            break BootEnd::Interrupted;
+                        }
+                        if Instant::now() >= deadline {
+                            break BootEnd::DeadlineExceeded {
+                                waiting_for: "the container's job to finish".into(),
+                            };
+                        }
+                    }
+                }
+            };
+            remove(docker, &name).await;
+            end
+        })
+    }
+
+    /// How the container ended: the agent exits 0 after its last event.
+    async fn exit_state(&self, name: &str) -> BootEnd {
+        let docker = self.engine.docker();
+        let mut waited = docker.wait_container(name, None);
+        let _ = waited.next().await;
+        match docker.inspect_container(name, None).await {
+            Ok(inspected) => {
+                let state = inspected.state.unwrap_or_default();
+                let code = state.exit_code.unwrap_or(-1);
+                if code == 0 {
+                    BootEnd::Completed
+                } else {
+                    let oom = if state.oom_killed == Some(true) {
+                        ", killed for memory"
+                    } else {
+                        ""
+                    };
+                    BootEnd::GuestDied {
+                        detail: format!(
+                            "container exited {code}{oom}{}",
+                            state
+                                .error
+                                .filter(|e| !e.is_empty())
+                                .map(|e| format!(": {e}"))
+                                .unwrap_or_default()
+                        ),
+                    }
+                }
+            }
+            Err(e) => BootEnd::BackendFailed {
+                detail: format!("cannot inspect the ended container: {e}"),
+            },
+        }
+    }
+
+    fn container_config(&self, sysctls: bool) -> ContainerCreateBody {
+        let request = self.request;
+        let mut binds = vec![format!("{}:{JOB_PATH}:ro", self.job_path.display())];
+        binds.extend(
+            request
+                .files
+                .iter()
+                .map(|f| format!("{}:{}:ro", f.host_path.display(), f.guest_path)),
+        );
+        binds.extend(
+            request
+                .disks
+                .iter()
+                .map(|d| format!("{}:{}:ro", d.tree.display(), d.mount_point)),
+        );
+        let labels = HashMap::from([
+            (BOOT_LABEL.to_string(), request.label.clone()),
+            (
+                RUN_DIR_LABEL.to_string(),
+                self.backend.run_dir.display().to_string(),
+            ),
+        ]);
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            entrypoint: Some(vec![AGENT_PATH.into()]),
+            env: Some(vec![format!("{CONTAINER_MODE_ENV}=1")]),
+            working_dir: Some("/".into()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                network_mode: Some("none".into()),
+                cap_add: Some(vec!["NET_ADMIN".into(), "SYS_ADMIN".into()]),
+                // As a guest's first network namespace has it.
+                sysctls: sysctls
+                    .then(|| HashMap::from([("net.mptcp.enabled".to_string(), "1".to_string())])),
+                tmpfs: Some(HashMap::from([
+                    ("/tmp".to_string(), "mode=1777".to_string()),
+                    ("/run".to_string(), "mode=755".to_string()),
+                ])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+async fn remove(docker: &bollard::Docker, name: &str) {
+    let _ = docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+}
+
+/// A container name from a boot label: unique, and readable in `docker ps`.
+fn container_name(label: &str) -> String {
+    let readable: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut random = [0u8; 4];
+    if let Ok(mut urandom) = fs::File::open("/dev/urandom") {
+        let _ = urandom.read_exact(&mut random);
+    }
+    format!("kmatrix-{readable}-{}", hex::encode(random))
+}
+
+impl DockerBackend {
+    /// The image of the request's root filesystems and the agent: found by
+    /// its content tag, or imported now from a tarball of local files.
+    fn environment_image(&self, engine: &Engine, request: &BootRequest) -> anyhow::Result<String> {
+        let mut identity = sha256_file(&request.agent)?;
+        for root in &request.rootfs {
+            // Root filesystems live in content-keyed cache slots.
+            identity.push('\0');
+            identity.push_str(&root.display().to_string());
+        }
+        let tag = sha256_bytes(identity.as_bytes())[..16].to_string();
+        let reference = format!("{IMAGE_REPOSITORY}:{tag}");
+        let docker = engine.docker();
+        if engine.block_on(docker.inspect_image(&reference)).is_ok() {
+            return Ok(reference);
+        }
+        fs::create_dir_all(&self.scratch)?;
+        let tarball = tempfile::Builder::new()
+            .prefix("kmatrix-image-")
+            .suffix(".tar")
+            .tempfile_in(&self.scratch)?;
+        write_image_tar(request, tarball.as_file())?;
+        let file = tokio::fs::File::from_std(tarball.reopen()?);
+        let body =
+            bollard::body_try_stream(futures_util::stream::unfold(file, |mut file| async move {
+                use tokio::io::AsyncReadExt;
+                let mut chunk = vec![0u8; 1 << 20];
+                match file.read(&mut chunk).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        Some((Ok(bytes::Bytes::from(chunk)), file))
+                    }
+                    Err(e) => Some((Err(e), file)),
+                }
+            }));
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(IMAGE_REPOSITORY)
+            .tag(&tag)
+            .build();
+        engine.block_on(async {
+            let mut progress = docker.create_image(Some(options), Some(body), None);
+            while let Some(step) = progress.next().await {
+                step?;
+            }
+            Ok::<_, bollard::errors::Error>(())
+        })?;
+        Ok(reference)
+    }
+}
+
+/// The image's files: each root filesystem (later ones win), the folders
+/// the engine mounts over, and the agent.
+fn write_image_tar(request: &BootRequest, file: &fs::File) -> anyhow::Result<()> {
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.follow_symlinks(false);
+    for root in &request.rootfs {
+        tar.append_dir_all(".", root)?;
+    }
+    for dir in ["proc", "sys", "dev", "tmp", "run", "etc", "kmatrix"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        tar.append_data(&mut header, dir, std::io::empty())?;
+    }
+    let mut header = tar::Header::new_gnu();
+    let agent = fs::read(&request.agent)?;
+    header.set_size(agent.len() as u64);
+    header.set_mode(0o755);
+    tar.append_data(
+        &mut header,
+        AGENT_PATH.trim_start_matches('/'),
+        agent.as_slice(),
+    )?;
+    tar.into_inner()?.flush()?;
+    Ok(())
+}
