@@ -7,9 +7,8 @@
 //! and artifact trees are read-only bind mounts at the paths a guest sees
 //! them at. The agent is the entrypoint, in container mode: the same event
 //! lines on stdout; stderr is the console log. The container gets only the
-//! capabilities cells use (`NET_ADMIN` for links and rules, `SYS_ADMIN` for
-//! the probes' network namespaces and the artifacts' nested containers),
-//! never `--privileged`, and no network but loopback.
+//! capabilities cells use ([`CAPABILITIES`]), never `--privileged`, and no
+//! network but loopback.
 
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
 use crate::hashing::{sha256_bytes, sha256_file};
@@ -37,6 +36,12 @@ const IMAGE_REPOSITORY: &str = "kmatrix-env";
 /// Labels every container kmatrix starts, so a later run can find strays.
 pub const BOOT_LABEL: &str = "io.kmatrix.boot";
 pub const RUN_DIR_LABEL: &str = "io.kmatrix.run-dir";
+
+/// What cells use: links, addresses and rules (`NET_ADMIN`); network
+/// namespaces and the artifacts' nested containers (`SYS_ADMIN`); a copy of
+/// a service's listening socket, to ask the kernel its protocol
+/// (`pidfd_getfd` needs `SYS_PTRACE`).
+const CAPABILITIES: [&str; 3] = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"];
 
 /// Time for the container to start and the agent to say hello.
 const START_GRACE: Duration = Duration::from_secs(60);
@@ -349,7 +354,7 @@ impl Run<'_> {
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 network_mode: Some("none".into()),
-                cap_add: Some(vec!["NET_ADMIN".into(), "SYS_ADMIN".into()]),
+                cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
                 // As a guest's first network namespace has it.
                 sysctls: sysctls
                     .then(|| HashMap::from([("net.mptcp.enabled".to_string(), "1".to_string())])),
@@ -438,30 +443,62 @@ impl DockerBackend {
     }
 }
 
-/// The image's files: each root filesystem (later ones win), the folders
-/// the engine mounts over, and the agent.
+/// The image's files: each root filesystem (a path in a later one wins),
+/// the folders the engine mounts over, and the agent. Every path once: the
+/// engine refuses a tarball with duplicates.
 fn write_image_tar(request: &BootRequest, file: &fs::File) -> anyhow::Result<()> {
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     tar.follow_symlinks(false);
-    for root in &request.rootfs {
-        tar.append_dir_all(".", root)?;
-    }
-    for dir in ["proc", "sys", "dev", "tmp", "run", "etc", "kmatrix"] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_size(0);
-        tar.append_data(&mut header, dir, std::io::empty())?;
-    }
+    let mut seen = std::collections::HashSet::new();
     let mut header = tar::Header::new_gnu();
     let agent = fs::read(&request.agent)?;
     header.set_size(agent.len() as u64);
     header.set_mode(0o755);
-    tar.append_data(
-        &mut header,
-        AGENT_PATH.trim_start_matches('/'),
-        agent.as_slice(),
-    )?;
+    let agent_path = AGENT_PATH.trim_start_matches('/');
+    for dir in ["kmatrix"] {
+        append_dir(&mut tar, dir)?;
+        seen.insert(PathBuf::from(dir));
+    }
+    tar.append_data(&mut header, agent_path, agent.as_slice())?;
+    seen.insert(PathBuf::from(agent_path));
+    for root in request.rootfs.iter().rev() {
+        append_tree(&mut tar, root, Path::new(""), &mut seen)?;
+    }
+    for dir in ["proc", "sys", "dev", "tmp", "run", "etc"] {
+        if seen.insert(PathBuf::from(dir)) {
+            append_dir(&mut tar, dir)?;
+        }
+    }
     tar.into_inner()?.flush()?;
+    Ok(())
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    tar.append_data(&mut header, path, std::io::empty())
+}
+
+/// Appends `root/relative` and everything under it, skipping paths already in.
+fn append_tree<W: Write>(
+    tar: &mut tar::Builder<W>,
+    root: &Path,
+    relative: &Path,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(root.join(relative))?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let inside = relative.join(entry.file_name());
+        let is_dir = entry.file_type()?.is_dir();
+        if seen.insert(inside.clone()) {
+            tar.append_path_with_name(entry.path(), &inside)?;
+        }
+        if is_dir {
+            append_tree(tar, root, &inside, seen)?;
+        }
+    }
     Ok(())
 }

@@ -3,15 +3,18 @@
 //! lock says so), layers fetched once into the cache by digest and
 //! re-verified by sha256 on every use, then flattened (whiteouts honoured)
 //! into an ext4 file system the guest mounts from a virtio disk — so a
-//! multi-gigabyte image never has to fit in guest memory.
+//! multi-gigabyte image never has to fit in guest memory — and kept as a
+//! tree a container bind-mounts. Where the user's Docker engine holds the
+//! image (or reaches it when kmatrix cannot), the engine is the source.
 
 use super::Provisioner;
 use crate::hashing::sha256_bytes;
 use crate::ids::ArtifactKey;
 use crate::inputs::{LockedArtifact, LockedPackage};
+use crate::sources::oci::engine::EngineImage;
 use crate::sources::oci::layers;
 use crate::sources::oci::reference::{self, ImageSourceRef};
-use crate::sources::oci::source::{self, ImageError, ResolvedImage};
+use crate::sources::oci::source::{self, ImageError, ImageSource, ResolvedImage};
 use anyhow::{bail, Context, Result};
 use oci_spec::image::ImageConfiguration;
 use std::fs;
@@ -67,17 +70,51 @@ impl Provisioner<'_> {
             _ => reference.clone(),
         };
         let label = format!("image {reference_text}");
-        let source = source::open(&source_ref);
-        let resolved = self
-            .events
-            .step(&format!("{label}: manifest"), || source.resolve())?;
-        if let Some(digest) = &pinned {
-            if *digest != resolved.digest {
-                bail!(ImageError::Damaged(format!(
-                    "{reference_text}: the lock pins {digest}, the source gave {}; if the image really changed, delete its entry from images/kmatrix.lock",
-                    resolved.digest
-                )));
-            }
+        let direct = source::open(&source_ref);
+        // The user's engine, when it has the image or can pull it.
+        let from_engine = match &reference {
+            ImageSourceRef::Registry(r) => self
+                .engine()
+                .map(|e| EngineImage::new(e, &r.engine_name(), pinned.as_deref())),
+            ImageSourceRef::Engine(name) => self
+                .engine()
+                .map(|e| EngineImage::new(e, name, pinned.as_deref())),
+            _ => None,
+        };
+        let (source, resolved, by_engine): (&dyn ImageSource, _, _) = match &from_engine {
+            Some(engine) if engine.is_present() => (
+                engine,
+                self.events
+                    .step(&format!("{label}: from the Docker engine"), || {
+                        engine.resolve()
+                    })?,
+                true,
+            ),
+            _ => match self
+                .events
+                .step(&format!("{label}: manifest"), || direct.resolve())
+            {
+                Ok(resolved) => (direct.as_ref(), resolved, false),
+                // Out of reach directly: the engine may reach it (a mirror,
+                // the user's credentials).
+                Err(ImageError::Unavailable(why))
+                    if matches!(reference, ImageSourceRef::Registry(_))
+                        && from_engine.is_some() =>
+                {
+                    let engine = from_engine.as_ref().expect("checked");
+                    let resolved = self
+                        .events
+                        .step(&format!("{label}: pulled by the Docker engine"), || {
+                            engine.pull().and_then(|_| engine.resolve())
+                        })
+                        .map_err(|e| ImageError::Unavailable(format!("{why}; {e}")))?;
+                    (engine, resolved, true)
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if by_engine {
+            self.cache.count_from_engine();
         }
         let mut blobs = Vec::new();
         for (n, layer) in resolved.layers.iter().enumerate() {

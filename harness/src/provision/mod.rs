@@ -45,6 +45,8 @@ pub struct Provisioner<'a> {
     /// Refuse to re-resolve a locked version that vanished (like `cargo --locked`).
     locked_only: bool,
     events: Events,
+    /// The user's Docker engine, asked for once (an image source).
+    engine: std::sync::OnceLock<Option<crate::sources::engine::Engine>>,
 }
 
 /// Everything a plan's cells need on disk, or why a piece could not be had
@@ -130,7 +132,15 @@ impl<'a> Provisioner<'a> {
             lock: Mutex::new(Lock::load(&catalog.dir)?),
             locked_only,
             events,
+            engine: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The user's Docker engine, if one answers.
+    pub(crate) fn engine(&self) -> Option<&crate::sources::engine::Engine> {
+        self.engine
+            .get_or_init(|| crate::sources::engine::Engine::connect().ok())
+            .as_ref()
     }
 
     /// The lock file as it stands now (provisioning may have added pins).

@@ -97,7 +97,7 @@ pub struct ExecArgs {
     /// Kernel catalog id (repeatable; at least one).
     #[arg(long = "kernel", value_name = "ID", required = true)]
     pub kernels: Vec<String>,
-    /// An image: REGISTRY/NAME:TAG, NAME@sha256:..., docker-archive:PATH or oci:DIR[:TAG].
+    /// An image: REGISTRY/NAME:TAG, NAME@sha256:..., docker-archive:PATH, oci:DIR[:TAG] or docker-daemon:NAME[:TAG] (an image the local Docker engine has; a registry image it has is taken from it too).
     #[arg(
         long,
         value_name = "REF",

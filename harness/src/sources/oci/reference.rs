@@ -15,6 +15,9 @@ pub enum ImageSourceRef {
     /// An OCI image layout directory, optionally naming one image by its
     /// `org.opencontainers.image.ref.name` annotation.
     OciLayout(PathBuf, Option<String>),
+    /// An image in the local Docker engine's store, by the name it knows
+    /// (`docker-daemon:NAME[:TAG]`, as skopeo spells it).
+    Engine(String),
 }
 
 /// An image in a registry.
@@ -60,6 +63,25 @@ impl RegistryRef {
     }
 }
 
+impl RegistryRef {
+    /// The name a Docker engine knows this image by.
+    pub fn engine_name(&self) -> String {
+        let registry = if self.registry == "registry-1.docker.io" {
+            "docker.io"
+        } else {
+            &self.registry
+        };
+        let mut name = format!("{registry}/{}", self.repository);
+        if let Some(tag) = &self.tag {
+            name = format!("{name}:{tag}");
+        }
+        if let Some(digest) = &self.digest {
+            name = format!("{name}@{digest}");
+        }
+        name
+    }
+}
+
 impl fmt::Display for RegistryRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -79,6 +101,9 @@ pub fn parse(text: &str) -> Result<ImageSourceRef, String> {
     if let Some(path) = text.strip_prefix("docker-archive:") {
         return Ok(ImageSourceRef::DockerArchive(PathBuf::from(path)));
     }
+    if let Some(name) = text.strip_prefix("docker-daemon:") {
+        return Ok(ImageSourceRef::Engine(name.to_string()));
+    }
     if let Some(rest) = text.strip_prefix("oci:") {
         let (dir, tag) = match rest.rsplit_once(':') {
             Some((dir, tag)) if !tag.contains('/') => (dir, Some(tag.to_string())),
@@ -88,7 +113,7 @@ pub fn parse(text: &str) -> Result<ImageSourceRef, String> {
     }
     let bad = || {
         format!(
-            "`{text}` is not an image reference: write REGISTRY/NAME:TAG, NAME@sha256:DIGEST, docker-archive:PATH or oci:DIR[:TAG]"
+            "`{text}` is not an image reference: write REGISTRY/NAME:TAG, NAME@sha256:DIGEST, docker-archive:PATH, oci:DIR[:TAG] or docker-daemon:NAME[:TAG]"
         )
     };
     if text.is_empty() || text.contains(char::is_whitespace) {

@@ -72,6 +72,25 @@ pub fn open(reference: &ImageSourceRef) -> Box<dyn ImageSource> {
             dir: dir.clone(),
             tag: tag.clone(),
         }),
+        ImageSourceRef::Engine(name) => Box::new(NoEngine(name.clone())),
+    }
+}
+
+/// What a `docker-daemon:` reference is where no engine answers (the
+/// provisioner uses [`super::engine::EngineImage`] where one does).
+struct NoEngine(String);
+
+impl ImageSource for NoEngine {
+    fn resolve(&self) -> Result<ResolvedImage, ImageError> {
+        Err(ImageError::Unavailable(format!(
+            "docker-daemon:{} needs a Docker engine, and none is reachable at {}",
+            self.0,
+            crate::sources::engine::endpoint()
+        )))
+    }
+
+    fn fetch_blob(&self, _: &Blob, _: &Path) -> Result<(), ImageError> {
+        self.resolve().map(|_| ())
     }
 }
 
@@ -383,6 +402,12 @@ pub struct DockerArchive {
 }
 
 impl DockerArchive {
+    pub fn new(path: &Path) -> DockerArchive {
+        DockerArchive {
+            path: path.to_path_buf(),
+        }
+    }
+
     fn what(&self) -> String {
         format!("docker-archive:{}", self.path.display())
     }
