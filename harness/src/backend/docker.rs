@@ -455,10 +455,8 @@ fn write_image_tar(request: &BootRequest, file: &fs::File) -> anyhow::Result<()>
     header.set_size(agent.len() as u64);
     header.set_mode(0o755);
     let agent_path = AGENT_PATH.trim_start_matches('/');
-    for dir in ["kmatrix"] {
-        append_dir(&mut tar, dir)?;
-        seen.insert(PathBuf::from(dir));
-    }
+    append_dir(&mut tar, "kmatrix")?;
+    seen.insert(PathBuf::from("kmatrix"));
     tar.append_data(&mut header, agent_path, agent.as_slice())?;
     seen.insert(PathBuf::from(agent_path));
     for root in request.rootfs.iter().rev() {
