@@ -23,6 +23,12 @@ pub fn render(model: &ReportModel) -> String {
                 .map(|e| format!("; {e}"))
                 .unwrap_or_default(),
         ));
+        if let Some(engine) = &run.container_engine {
+            md.push_str(&format!(
+                "The `docker` column ran the same cells in containers on the host's kernel {} ({}, API {}).\n\n",
+                engine.host_kernel, engine.version, engine.api_version
+            ));
+        }
     }
     for scenario in input.scenarios {
         // The matrix's baseline rows, in its column order.

@@ -108,7 +108,7 @@ fn page(model: &ReportModel) -> Page {
     let checks = &model.workarounds;
     let generated = match input.run {
         Some(run) => format!(
-            "kmatrix {} · run started {} · accelerator {}: {}{}",
+            "kmatrix {} · run started {} · accelerator {}: {}{}{}",
             run.harness_version,
             run.started,
             run.accel,
@@ -116,6 +116,10 @@ fn page(model: &ReportModel) -> Page {
             run.emulator
                 .as_ref()
                 .map(|e| format!(" · emulator: {e}"))
+                .unwrap_or_default(),
+            run.container_engine
+                .as_ref()
+                .map(|e| format!(" · docker: {} on host kernel {}", e.version, e.host_kernel))
                 .unwrap_or_default()
         ),
         None => format!("kmatrix {}", env!("CARGO_PKG_VERSION")),
