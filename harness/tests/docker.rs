@@ -221,6 +221,51 @@ fn debian_caddy_packages_run_in_containers_too() {
     }
 }
 
+#[test]
+fn kill_9_mid_run_then_resume_leaves_no_container_behind() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/caddy-mptcp"));
+    let out = project.root().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .arg("--root")
+        .arg(project.root())
+        .args(["run", "--kernel", "docker", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The two image cells are unavailable at once; wait for a container's.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while read_cells(&out).len() < 3 {
+        assert!(std::time::Instant::now() < until, "no cell finished");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let kept = read_cells(&out).len();
+    let label = format!(
+        "label=io.kmatrix.run-dir={}",
+        out.canonicalize().unwrap().display()
+    );
+    let left = docker(&["ps", "-aq", "--filter", &label]);
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "the killed run's container outlives it"
+    );
+    run_ok(&project, &["run", "--resume", out.to_str().unwrap()]);
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 6, "{cells:#?}");
+    assert!(kept >= 3);
+    let left = docker(&["ps", "-aq", "--filter", &label]);
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "the resume removed the stray and its own containers"
+    );
+}
+
 /// A static program printing `line`, as an image built `FROM scratch` by
 /// the engine from local files only, tagged `tag`.
 fn image_of_a_static_program(dir: &Path, line: &str, tag: &str) {

@@ -16,8 +16,8 @@ use crate::sources::engine::Engine;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use kmatrix_agent::{GuestEvent, CONTAINER_MODE_ENV, JOB_PATH};
@@ -62,16 +62,48 @@ impl DockerBackend {
         DockerBackend {
             engine: OnceLock::new(),
             interrupted,
-            run_dir: run_dir.to_path_buf(),
+            // Labels name it absolutely, so a resume from elsewhere finds strays.
+            run_dir: run_dir
+                .canonicalize()
+                .unwrap_or_else(|_| run_dir.to_path_buf()),
             scratch: scratch.to_path_buf(),
         }
     }
 
     fn engine(&self) -> Result<&Engine, String> {
         self.engine
-            .get_or_init(|| Engine::connect().map_err(|e| format!("{e:#}")))
+            .get_or_init(|| {
+                let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
+                self.remove_strays(&engine);
+                Ok(engine)
+            })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// Removes containers an earlier run of this run directory left behind
+    /// (killed with -9, they run on to their deadline): this run holds the
+    /// directory's lock, so none of them is anyone's now.
+    fn remove_strays(&self, engine: &Engine) {
+        let docker = engine.docker();
+        let filters = HashMap::from([(
+            "label",
+            vec![format!("{RUN_DIR_LABEL}={}", self.run_dir.display())],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        engine.block_on(async {
+            let Ok(strays) = docker.list_containers(Some(options)).await else {
+                return;
+            };
+            for stray in strays {
+                if let Some(id) = stray.id {
+                    remove(docker, &id).await;
+                }
+            }
+        });
     }
 }
 
