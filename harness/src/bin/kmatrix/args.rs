@@ -94,7 +94,7 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
-    /// Kernel catalog id (repeatable; at least one).
+    /// Kernel catalog id (repeatable; at least one); `docker` runs it in a container on the Docker engine's host kernel.
     #[arg(long = "kernel", value_name = "ID", required = true)]
     pub kernels: Vec<String>,
     /// An image: REGISTRY/NAME:TAG, NAME@sha256:..., docker-archive:PATH, oci:DIR[:TAG] or docker-daemon:NAME[:TAG] (an image the local Docker engine has; a registry image it has is taken from it too).
@@ -184,7 +184,7 @@ pub struct SelectArgs {
     /// Scenario id (repeatable) [default: every scenario]
     #[arg(long = "scenario", value_name = "ID")]
     pub scenarios: Vec<String>,
-    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]
+    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]; `docker` = containers on the Docker engine's host kernel (DOCKER_HOST or the default socket)
     #[arg(long = "kernel", value_name = "ID")]
     pub kernels: Vec<String>,
     /// Variant id (repeatable), e.g. only `baseline` [default: every variant]
