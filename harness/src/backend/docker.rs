@@ -117,57 +117,11 @@ impl Backend for DockerBackend {
     }
 
     fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
-        let console_path = request.log_dir.join("console.log");
-        let mut outcome = BootOutcome {
-            events: Vec::new(),
-            console: String::new(),
-            console_path: console_path.clone(),
-            end: BootEnd::Completed,
-            backend: self.name(),
-        };
-        let failed = |outcome: &mut BootOutcome, detail: String| {
-            outcome.end = BootEnd::BackendFailed { detail };
-        };
-        if let Err(e) = fs::create_dir_all(&request.log_dir) {
-            failed(
-                &mut outcome,
-                format!("cannot make {}: {e}", request.log_dir.display()),
-            );
-            return outcome;
-        }
-        let engine = match self.engine() {
-            Ok(engine) => engine,
-            Err(why) => {
-                failed(&mut outcome, why);
-                return outcome;
-            }
-        };
-        let image = match self.environment_image(engine, request) {
-            Ok(image) => image,
-            Err(e) => {
-                failed(
-                    &mut outcome,
-                    format!("cannot import the container's image: {e:#}"),
-                );
-                return outcome;
-            }
-        };
-        let job_path = request.log_dir.join("job.json");
-        let job = serde_json::to_vec_pretty(&request.job).expect("jobs serialise");
-        if let Err(e) = fs::write(&job_path, job) {
-            failed(
-                &mut outcome,
-                format!("cannot write {}: {e}", job_path.display()),
-            );
-            return outcome;
-        }
-        let mut console = match fs::File::create(&console_path) {
-            Ok(file) => file,
-            Err(e) => {
-                failed(
-                    &mut outcome,
-                    format!("cannot write {}: {e}", console_path.display()),
-                );
+        let mut outcome = BootOutcome::starting(request, self.name());
+        let (engine, image, job_path, mut console) = match self.prepare(request, &outcome) {
+            Ok(prepared) => prepared,
+            Err(detail) => {
+                outcome.end = BootEnd::BackendFailed { detail };
                 return outcome;
             }
         };
@@ -207,6 +161,30 @@ impl Backend for DockerBackend {
             .push_str(&format!("kmatrix: container ended: {}\n", end.describe()));
         outcome.end = end;
         outcome
+    }
+}
+
+impl DockerBackend {
+    /// What a container needs before it starts: the engine, its image, the
+    /// job on disk and the console file; `Err` says what failed.
+    fn prepare(
+        &self,
+        request: &BootRequest,
+        outcome: &BootOutcome,
+    ) -> Result<(&Engine, String, PathBuf, fs::File), String> {
+        fs::create_dir_all(&request.log_dir)
+            .map_err(|e| format!("cannot make {}: {e}", request.log_dir.display()))?;
+        let engine = self.engine()?;
+        let image = self
+            .environment_image(engine, request)
+            .map_err(|e| format!("cannot import the container's image: {e:#}"))?;
+        let job_path = request.log_dir.join("job.json");
+        let job = serde_json::to_vec_pretty(&request.job).expect("jobs serialise");
+        fs::write(&job_path, job)
+            .map_err(|e| format!("cannot write {}: {e}", job_path.display()))?;
+        let console = fs::File::create(&outcome.console_path)
+            .map_err(|e| format!("cannot write {}: {e}", outcome.console_path.display()))?;
+        Ok((engine, image, job_path, console))
     }
 }
 

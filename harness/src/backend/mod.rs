@@ -118,6 +118,20 @@ impl<'a> Backends<'a> {
     }
 }
 
+impl BootOutcome {
+    /// A boot of `request` by `backend` that has not ended yet: nothing
+    /// said, its console at `<log_dir>/console.log`.
+    pub fn starting(request: &BootRequest, backend: String) -> BootOutcome {
+        BootOutcome {
+            events: Vec::new(),
+            console: String::new(),
+            console_path: request.log_dir.join("console.log"),
+            end: BootEnd::Completed,
+            backend,
+        }
+    }
+}
+
 pub trait Backend: Sync {
     fn name(&self) -> String;
     /// The emulator's version line, recorded on every cell it ran.

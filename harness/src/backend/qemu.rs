@@ -210,14 +210,8 @@ impl Backend for QemuBackend {
     }
 
     fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
-        let console_path = request.log_dir.join("console.log");
-        let mut outcome = BootOutcome {
-            events: Vec::new(),
-            console: String::new(),
-            console_path: console_path.clone(),
-            end: BootEnd::Completed,
-            backend: self.name(),
-        };
+        let mut outcome = BootOutcome::starting(request, self.name());
+        let console_path = outcome.console_path.clone();
         // The initramfs lives outside the results directory (or in it, for
         // `repro`), and a scratch one is removed when the boot ends.
         let scratch = match fs::create_dir_all(&request.log_dir).and_then(|_| {

@@ -58,10 +58,7 @@ impl Backend for FlakyGuest {
         }
         BootOutcome {
             events,
-            console: String::new(),
-            console_path: request.log_dir.join("console.log"),
-            end: BootEnd::Completed,
-            backend: self.name(),
+            ..BootOutcome::starting(request, self.name())
         }
     }
 }
@@ -282,18 +279,18 @@ impl Backend for ScheduledGuest {
         for event in &events {
             on_event(event);
         }
+        let end = if died {
+            BootEnd::GuestDied {
+                detail: "the guest stopped before the agent finished".into(),
+            }
+        } else {
+            BootEnd::Completed
+        };
         BootOutcome {
             events,
             console,
-            console_path: request.log_dir.join("console.log"),
-            end: if died {
-                BootEnd::GuestDied {
-                    detail: "the guest stopped before the agent finished".into(),
-                }
-            } else {
-                BootEnd::Completed
-            },
-            backend: self.name(),
+            end,
+            ..BootOutcome::starting(request, self.name())
         }
     }
 }
