@@ -234,14 +234,18 @@ fn loopback_up() -> bool {
     }
 }
 
+/// A module's name from its file path (or from a bare name).
+fn module_name(path: &str) -> &str {
+    path.rsplit('/')
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches(".ko")
+}
+
 /// Loads each module file with `finit_module`; records what happened as a fact.
 fn load_modules(modules: &[String], facts: &mut BTreeMap<String, String>) {
     for path in modules {
-        let name = path
-            .rsplit('/')
-            .next()
-            .unwrap_or(path)
-            .trim_end_matches(".ko");
+        let name = module_name(path);
         let state = match File::open(path) {
             Err(e) => format!("missing: {e}"),
             Ok(file) => {
@@ -270,11 +274,7 @@ fn host_modules(modules: &[String], facts: &mut BTreeMap<String, String>) {
     let loaded = fs::read_to_string("/proc/modules").unwrap_or_default();
     let config = kernel_config();
     for path in modules {
-        let name = path
-            .rsplit('/')
-            .next()
-            .unwrap_or(path)
-            .trim_end_matches(".ko");
+        let name = module_name(path);
         let state = if loaded
             .lines()
             .any(|l| l.split_whitespace().next() == Some(name))
