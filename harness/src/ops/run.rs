@@ -430,14 +430,7 @@ fn work(
 fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<ContainerEngine> {
     pending.iter().find_map(|cell| {
         match provisioned.environments.get(&cell.kernel)?.as_ref().ok()? {
-            Environment::Engine { facts, .. } => Some(ContainerEngine {
-                endpoint: facts.endpoint.clone(),
-                version: facts.version.clone(),
-                api_version: facts.api_version.clone(),
-                host_kernel: facts.kernel.clone(),
-                storage_driver: facts.storage_driver.clone(),
-                cgroup_version: facts.cgroup_version.clone(),
-            }),
+            Environment::Engine { facts, .. } => Some(facts.clone()),
             Environment::Kernel(_) => None,
         }
     })

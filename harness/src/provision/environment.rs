@@ -5,15 +5,19 @@
 use super::{KernelArtifact, Provisioner};
 use crate::ids::KernelId;
 use crate::inputs::catalog::KernelSource;
-use crate::sources::engine::{Engine, EngineFacts};
+use crate::sources::engine;
 use anyhow::Result;
+use kmatrix_metadata::ContainerEngine;
 
 #[derive(Debug, Clone)]
 pub enum Environment {
     /// A kernel booted in a guest.
     Kernel(KernelArtifact),
     /// Containers on a Docker engine's host kernel.
-    Engine { id: KernelId, facts: EngineFacts },
+    Engine {
+        id: KernelId,
+        facts: ContainerEngine,
+    },
 }
 
 impl Environment {
@@ -40,7 +44,7 @@ impl Environment {
     pub fn origin(&self) -> String {
         match self {
             Environment::Kernel(kernel) => kernel.origin.clone(),
-            Environment::Engine { facts, .. } => facts.describe(),
+            Environment::Engine { facts, .. } => engine::describe(facts),
         }
     }
 }
@@ -52,7 +56,11 @@ impl Provisioner<'_> {
         match &self.catalog.kernel(id).source {
             KernelSource::DockerEngine {} => Ok(Environment::Engine {
                 id: id.clone(),
-                facts: Engine::connect()?.facts,
+                facts: self
+                    .engine()
+                    .map_err(|why| anyhow::anyhow!("{why}"))?
+                    .facts
+                    .clone(),
             }),
             _ => Ok(Environment::Kernel(self.kernel(id)?)),
         }

@@ -75,9 +75,11 @@ impl Provisioner<'_> {
         let from_engine = match &reference {
             ImageSourceRef::Registry(r) => self
                 .engine()
+                .ok()
                 .map(|e| EngineImage::new(e, &r.engine_name(), pinned.as_deref())),
             ImageSourceRef::Engine(name) => self
                 .engine()
+                .ok()
                 .map(|e| EngineImage::new(e, name, pinned.as_deref())),
             _ => None,
         };

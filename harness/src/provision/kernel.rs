@@ -220,9 +220,15 @@ impl Provisioner<'_> {
                 .and_then(|_| self.apt.ensure_lists())
                 .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
                 .map_err(|e| format!("{e:#}")),
-            KernelSource::DockerEngine {} => crate::sources::engine::Engine::connect()
-                .map(|engine| format!("reachable: {}", engine.facts.describe()))
-                .map_err(|e| format!("{e:#}")),
+            KernelSource::DockerEngine {} => self
+                .engine()
+                .map(|engine| {
+                    format!(
+                        "reachable: {}",
+                        crate::sources::engine::describe(&engine.facts)
+                    )
+                })
+                .map_err(str::to_string),
         }
     }
 

@@ -45,8 +45,9 @@ pub struct Provisioner<'a> {
     /// Refuse to re-resolve a locked version that vanished (like `cargo --locked`).
     locked_only: bool,
     events: Events,
-    /// The user's Docker engine, asked for once (an image source).
-    engine: std::sync::OnceLock<Option<crate::sources::engine::Engine>>,
+    /// The user's Docker engine (the `docker` environment and an image
+    /// source), asked for once; `Err` says why none answers.
+    engine: std::sync::OnceLock<Result<crate::sources::engine::Engine, String>>,
 }
 
 /// Everything a plan's cells need on disk, or why a piece could not be had
@@ -136,11 +137,12 @@ impl<'a> Provisioner<'a> {
         })
     }
 
-    /// The user's Docker engine, if one answers.
-    pub(crate) fn engine(&self) -> Option<&crate::sources::engine::Engine> {
+    /// The user's Docker engine, or why none answers.
+    pub(crate) fn engine(&self) -> Result<&crate::sources::engine::Engine, &str> {
         self.engine
-            .get_or_init(|| crate::sources::engine::Engine::connect().ok())
+            .get_or_init(|| crate::sources::engine::Engine::connect().map_err(|e| format!("{e:#}")))
             .as_ref()
+            .map_err(String::as_str)
     }
 
     /// The lock file as it stands now (provisioning may have added pins).

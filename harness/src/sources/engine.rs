@@ -9,6 +9,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use bollard::Docker;
+use kmatrix_metadata::ContainerEngine;
 use std::future::Future;
 use std::time::Duration;
 
@@ -23,33 +24,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub struct Engine {
     docker: Docker,
     runtime: tokio::runtime::Runtime,
-    pub facts: EngineFacts,
+    /// What the engine says of itself, as run.json records it.
+    pub facts: ContainerEngine,
 }
 
-/// What a run records of the engine: which, where, and the host's kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EngineFacts {
-    /// `DOCKER_HOST` or the default socket.
-    pub endpoint: String,
-    /// `Docker Engine 20.10.24+dfsg1`.
-    pub version: String,
-    pub api_version: String,
-    /// The host kernel's release: what every container runs on.
-    pub kernel: String,
-    /// `overlay2`, ...
-    pub storage_driver: String,
-    /// `1` or `2`.
-    pub cgroup_version: String,
-}
-
-impl EngineFacts {
-    /// One line for run.json, records and reports.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} (API {}) at {}, host kernel {}",
-            self.version, self.api_version, self.endpoint, self.kernel
-        )
-    }
+/// One line for logs and `kmatrix plan --check`: which engine, where, on
+/// which host kernel. (The facts themselves are the results contract's
+/// [`ContainerEngine`], as run.json records them.)
+pub fn describe(facts: &ContainerEngine) -> String {
+    format!(
+        "{} (API {}) at {}, host kernel {}",
+        facts.version, facts.api_version, facts.endpoint, facts.host_kernel
+    )
 }
 
 /// Where the docker CLI would look for the engine.
@@ -96,7 +82,7 @@ impl Engine {
             }
         })?;
         let (docker, version, info) = connected;
-        let facts = EngineFacts {
+        let facts = ContainerEngine {
             endpoint,
             version: format!(
                 "Docker Engine {}",
@@ -105,7 +91,7 @@ impl Engine {
                     .unwrap_or_else(|| "(unknown version)".into())
             ),
             api_version: version.api_version.unwrap_or_default(),
-            kernel: info
+            host_kernel: info
                 .kernel_version
                 .or(version.kernel_version)
                 .unwrap_or_else(|| "unknown".into()),
