@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fact, read_cells, repo_root, text, TempProject};
+use common::{fact, read_cells, repo_root, static_program, text, TempProject};
 use kmatrix::events::Events;
 use kmatrix::inputs::scenario::GuestSpec;
 use kmatrix::provision::Provisioner;
@@ -207,25 +207,6 @@ fn caddy_pulled_from_a_local_registry_runs_as_itself() {
     let run: kmatrix_metadata::RunInfo =
         serde_json::from_slice(&fs::read(out.join("run.json")).unwrap()).unwrap();
     assert!(run.cache.made > 0, "layers came from the registry: {run:?}");
-}
-
-/// A static program (no libc needed in its file system) printing `line`.
-fn static_program(dir: &Path, line: &str) -> PathBuf {
-    let source = dir.join("hello.c");
-    fs::write(
-        &source,
-        format!("#include <stdio.h>\nint main(void) {{ puts(\"{line}\"); return 0; }}\n"),
-    )
-    .unwrap();
-    let binary = dir.join("hello");
-    let status = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(status.success(), "gcc -static (libc6-dev) builds it");
-    binary
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{fact, read_cells, repo_root, text, TempProject};
+use common::{fact, read_cells, repo_root, static_program, text, TempProject};
 use kmatrix_metadata::{CellRecord, RunInfo, Verdict};
 use std::fs;
 use std::path::Path;
@@ -152,21 +152,18 @@ fn no_engine_leaves_docker_unavailable_and_the_guests_untouched() {
     project.add_scenario(&repo_root().join("scenarios/kube-ovn-tproxy"));
     let out = project.root().join("out");
     let started = std::time::Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_kmatrix"))
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .arg("--root")
-        .arg(project.root())
-        .args([
+    let output = project.kmatrix_with_env(
+        &[("DOCKER_HOST", Path::new("unix:///nonexistent/docker.sock"))],
+        &[
             "run",
             "--kernel",
             "docker",
             "--kernel",
             "debian-6.1",
             "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+            out.to_str().unwrap(),
+        ],
+    );
     eprintln!("run without an engine took {:?}", started.elapsed());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let cells = read_cells(&out);
@@ -271,18 +268,7 @@ fn kill_9_mid_run_then_resume_leaves_no_container_behind() {
 fn image_of_a_static_program(dir: &Path, line: &str, tag: &str) {
     let context = dir.join("context");
     fs::create_dir_all(&context).unwrap();
-    fs::write(
-        context.join("hello.c"),
-        format!("#include <stdio.h>\nint main(void) {{ puts(\"{line}\"); return 0; }}\n"),
-    )
-    .unwrap();
-    let built = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(context.join("hello"))
-        .arg(context.join("hello.c"))
-        .status()
-        .unwrap();
-    assert!(built.success(), "gcc -static (libc6-dev) builds it");
+    static_program(&context, line);
     fs::write(
         context.join("Dockerfile"),
         "FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"]\n",
@@ -419,21 +405,18 @@ fn the_engine_pulls_with_the_users_login_what_kmatrix_cannot_read() {
 
     let project = TempProject::new();
     let out = project.root().join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_kmatrix"))
-        .env("DOCKER_CONFIG", &docker_config)
-        .arg("--root")
-        .arg(project.root())
-        .args([
+    let output = project.kmatrix_with_env(
+        &[("DOCKER_CONFIG", &docker_config)],
+        &[
             "exec",
             "--kernel",
             "debian-6.1",
             "--image",
             &reference,
             "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let cells = read_cells(&out);
     assert_eq!(cells[0].verdict, Verdict::Pass, "{:#?}", cells[0]);

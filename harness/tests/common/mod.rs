@@ -50,7 +50,13 @@ impl TempProject {
     }
 
     pub fn kmatrix(&self, args: &[&str]) -> Output {
+        self.kmatrix_with_env(&[], args)
+    }
+
+    /// The same, with variables added to kmatrix's environment.
+    pub fn kmatrix_with_env(&self, env: &[(&str, &Path)], args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -159,4 +165,23 @@ impl Drop for LocalRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A static program (no libc needed in its file system) printing `line`.
+pub fn static_program(dir: &Path, line: &str) -> PathBuf {
+    let source = dir.join("hello.c");
+    fs::write(
+        &source,
+        format!("#include <stdio.h>\nint main(void) {{ puts(\"{line}\"); return 0; }}\n"),
+    )
+    .unwrap();
+    let binary = dir.join("hello");
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(status.success(), "gcc -static (libc6-dev) builds it");
+    binary
 }
