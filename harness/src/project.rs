@@ -33,6 +33,7 @@ impl Request {
             scenarios: self.scenarios.clone(),
             kernels: self.kernels.clone(),
             variants: self.selection.variants.clone(),
+            versions: self.selection.versions.clone(),
             cells: self.selection.cells.clone(),
             shard: self.selection.shard.map(|s| s.to_string()),
             retries,
@@ -58,6 +59,7 @@ impl Request {
             kernels: selection.kernels.clone(),
             selection: Selection {
                 variants: selection.variants.clone(),
+                versions: selection.versions.clone(),
                 cells: selection.cells.clone(),
                 shard,
             },
@@ -104,7 +106,7 @@ impl Planned {
             values.dedup();
             values.join(", ")
         };
-        let checks: [(&str, &Vec<String>, Vec<&str>); 4] = [
+        let checks: [(&str, &Vec<String>, Vec<&str>); 5] = [
             (
                 "--scenario",
                 &narrow.scenarios,
@@ -119,6 +121,11 @@ impl Planned {
                 "--variant",
                 &narrow.selection.variants,
                 self.cells.iter().map(|c| c.variant.as_str()).collect(),
+            ),
+            (
+                "--version",
+                &narrow.selection.versions,
+                self.cells.iter().map(|c| c.version.as_str()).collect(),
             ),
             (
                 "--cell",
@@ -218,6 +225,35 @@ impl Project {
         let (catalog, scenarios) = self.load_selected(&request.scenarios)?;
         let lock = Lock::load(&self.images_dir())?;
         let kernels = catalog.kernel_ids_from(&request.kernels)?;
+        for (option, given, known) in [
+            (
+                "--variant",
+                &request.selection.variants,
+                scenarios
+                    .iter()
+                    .flat_map(|s| s.variants.iter().map(|v| v.id.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "--version",
+                &request.selection.versions,
+                scenarios
+                    .iter()
+                    .flat_map(|s| s.versions.iter().map(|v| v.id.as_str()))
+                    .collect(),
+            ),
+        ] {
+            if let Some(unknown) = given.iter().find(|g| !known.contains(&g.as_str())) {
+                let mut known = known;
+                known.sort();
+                known.dedup();
+                return Err(FileError::whole_file(
+                    &self.scenarios_dir,
+                    format!("{option} {unknown}: no selected scenario has it"),
+                    format!("use one of: {}", known.join(", ")),
+                ));
+            }
+        }
         let cells = request
             .selection
             .apply(plan::plan(&scenarios, &kernels, &catalog, &lock)?);

@@ -8,6 +8,7 @@
 //! or removed, and every added field has a default, so an older file still
 //! reads.
 
+mod bisect;
 mod diff;
 mod exit;
 mod jsonl;
@@ -16,6 +17,7 @@ mod record;
 mod run;
 mod verdict;
 
+pub use bisect::{BisectResult, BISECT_FILE};
 pub use diff::{CellChange, CellKey, Change, Diff, Side, VersionChange};
 pub use exit::ExitStatus;
 pub use jsonl::{parse_cells, render_cells, BadLine, CellsFile, TornLine, CELLS_FILE};

@@ -65,6 +65,9 @@ pub struct RunSelection {
     pub variants: Vec<String>,
     #[serde(default)]
     pub cells: Vec<String>,
+    /// Component versions the run was narrowed to (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
     /// "I/N", when the run is one shard of a plan.
     #[serde(default)]
     pub shard: Option<String>,

@@ -26,6 +26,34 @@ pub struct KernelEntry {
     pub source: KernelSource,
 }
 
+impl KernelEntry {
+    /// The most exact release the catalog alone knows, for ordering kernels
+    /// that have not booted yet: a by-URL package names its build
+    /// (`linux-image-unsigned-5.15.0-204-generic_…` → `5.15.0-204-generic`,
+    /// `kernel-3.10.0-1160.el7…rpm` → `3.10.0-1160.el7`); otherwise the
+    /// catalog's version line.
+    pub fn release_hint(&self) -> String {
+        if let KernelSource::PackageUrls { urls } = &self.source {
+            let file = urls
+                .first()
+                .and_then(|u| u.rsplit('/').next())
+                .unwrap_or_default();
+            let build = file
+                .strip_prefix("linux-image-unsigned-")
+                .or_else(|| file.strip_prefix("linux-image-"))
+                .map(|rest| rest.split('_').next().unwrap_or(rest))
+                .or_else(|| {
+                    file.strip_prefix("kernel-")
+                        .map(|rest| rest.trim_end_matches(".rpm").trim_end_matches(".x86_64"))
+                });
+            if let Some(build) = build.filter(|b| b.starts_with(char::is_numeric)) {
+                return build.to_string();
+            }
+        }
+        self.version.clone()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum KernelSource {
@@ -289,4 +317,34 @@ fn unique_by_id<K: Ord + Clone + std::fmt::Display, T>(
         }
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod release_hint_tests {
+    use super::*;
+
+    fn by_url(url: &str) -> KernelEntry {
+        KernelEntry {
+            id: KernelId::new("k"),
+            version: "5.15".into(),
+            description: String::new(),
+            stands_in_for: None,
+            source: KernelSource::PackageUrls {
+                urls: vec![url.into()],
+            },
+        }
+    }
+
+    #[test]
+    fn a_by_url_kernel_names_its_build() {
+        assert_eq!(
+            by_url("http://a/pool/main/l/linux/linux-image-unsigned-5.15.0-204-generic_5.15.0-204.214_amd64.deb").release_hint(),
+            "5.15.0-204-generic"
+        );
+        assert_eq!(
+            by_url("http://v/Packages/kernel-3.10.0-1160.el7.x86_64.rpm").release_hint(),
+            "3.10.0-1160.el7"
+        );
+        assert_eq!(by_url("http://x/odd.deb").release_hint(), "5.15");
+    }
 }

@@ -71,6 +71,7 @@ pub fn exec(
         retries: Some(0),
         emulator: options.emulator.clone(),
         keep_initramfs: false,
+        only: None,
     };
     run(&Project::new(root), cache_root, &run_options, interrupted)
 }

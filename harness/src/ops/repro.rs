@@ -72,6 +72,7 @@ pub fn repro(
         retries: Some(0),
         emulator: EmulatorChoice::Pinned(None),
         keep_initramfs: true,
+        only: None,
     };
     let summary = run(
         project,

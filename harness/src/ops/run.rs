@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub emulator: EmulatorChoice,
     /// Keep each boot's initramfs in its log folder (`kmatrix repro`).
     pub keep_initramfs: bool,
+    /// Run only these cells of the selection now; the others stay to do,
+    /// as in an interrupted run (`kmatrix bisect` runs one point at a time
+    /// of the axis it records as the run's selection).
+    pub only: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug)]
@@ -211,6 +215,7 @@ fn plan_the_run(project: &Project, options: &RunOptions, started: SystemTime) ->
     let narrows = !(given.scenarios.is_empty()
         && given.kernels.is_empty()
         && given.selection.variants.is_empty()
+        && given.selection.versions.is_empty()
         && given.selection.cells.is_empty()
         && given.selection.shard.is_none());
     if narrows {
@@ -290,6 +295,15 @@ fn work(
         .filter(|c| !held.contains(c.id.as_str()))
         .collect();
     let already_done = total - pending.len();
+    let pending: Vec<_> = pending
+        .into_iter()
+        .filter(|c| {
+            options
+                .only
+                .as_ref()
+                .is_none_or(|only| only.contains(c.id.as_str()))
+        })
+        .collect();
     events.send(RunEvent::RunStarted {
         planned: total,
         already_done,

@@ -110,6 +110,8 @@ pub struct CellProbe {
 pub struct Selection {
     /// Only these variants; empty means all.
     pub variants: Vec<String>,
+    /// Only these component versions; empty means all.
+    pub versions: Vec<String>,
     /// Only these cell ids; empty means all.
     pub cells: Vec<String>,
     /// Only this shard of what the filters leave.
@@ -121,6 +123,7 @@ impl Selection {
         let chosen: Vec<Cell> = cells
             .into_iter()
             .filter(|c| self.variants.is_empty() || self.variants.contains(&c.variant))
+            .filter(|c| self.versions.is_empty() || self.versions.contains(&c.version))
             .filter(|c| self.cells.is_empty() || self.cells.iter().any(|id| c.id == *id))
             .collect();
         match self.shard {

@@ -199,7 +199,7 @@ pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) 
                 catalog
                     .kernels
                     .get(k.id.as_str())
-                    .map(|e| e.version.clone())
+                    .map(|e| e.release_hint())
                     .unwrap_or_default()
             });
             (kernel_version_key(&version), k.id.clone())

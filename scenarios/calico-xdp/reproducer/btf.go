@@ -160,11 +160,11 @@ func (b *btfObject) finalizeDatasecs(sectionSize map[string]uint32, symbolValue 
 
 // mapDef is a map as the object defines it.
 type mapDef struct {
-	name                                      string
-	mapType, keySize, valueSize, maxEntries   uint32
-	flags                                     uint32
-	btfKey, btfValue                          uint32
-	btfDefined                                bool
+	name                                    string
+	mapType, keySize, valueSize, maxEntries uint32
+	flags                                   uint32
+	btfKey, btfValue                        uint32
+	btfDefined                              bool
 }
 
 // btfMaps reads BTF-defined maps (SEC(".maps")): each member of the map's

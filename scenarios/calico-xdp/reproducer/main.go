@@ -1,14 +1,15 @@
 // Command reproducer follows Felix's XDP prefilter path: load the release's
-// filter object the way the bpftool/libbpf Calico shipped does (its BTF
-// loaded as the object carries it, not sanitised for older kernels; BTF
-// optional for legacy maps, required for BTF-defined ones), create the
-// blocked-CIDR LPM trie, load the XDP program with a verifier log, and
-// attach it to a veth in native or generic mode.
+// filter object the way the release's bpftool/libbpf does (loader_*.go, by
+// build tag: v5.3 hands the kernel the BTF as the object carries it and needs
+// it for BTF-defined maps; v7.4 sanitises it for the kernel and treats it as
+// optional), create the blocked-CIDR LPM trie, load the XDP program with a
+// verifier log, and attach it to a veth in native or generic mode.
 //
 // Calico 3.27.3 moved the prefilter's map to a BTF-defined map
 // (projectcalico/calico#8610); on 5.4 kernels its BTF is refused (a global
 // function's linkage is newer than 5.4's BTF) and the object cannot load
-// (projectcalico/calico#8856). With XDP off (FelixConfiguration
+// (projectcalico/calico#8856); v3.27.4 ships bpftool v7.4 (calico#8880),
+// whose libbpf sanitises the BTF. With XDP off (FelixConfiguration
 // xdpEnabled: false) Felix never loads it.
 package main
 
@@ -54,7 +55,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "failed to load BPF program (%s): %v\n", *object, err)
 		os.Exit(1)
 	}
-	fmt.Printf("loaded prefilter (%s)\n", btfNote)
+	fmt.Printf("loaded prefilter with %s (%s)\n", loaderName, btfNote)
 	if err := attach(prog, *mode); err != nil {
 		fmt.Fprintf(os.Stderr, "failed to attach XDP program in %s mode: %v\n", *mode, err)
 		os.Exit(1)
@@ -69,6 +70,8 @@ func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
 	}
 	return int(fd), nil
 }
+
+func closeFD(fd int) { syscall.Close(fd) }
 
 func cstr(s string) []byte { return append([]byte(s), 0) }
 
@@ -98,7 +101,7 @@ func load(path string) (int, string, error) {
 		symbolValue[s.Name] = uint32(s.Value)
 	}
 
-	// BTF, as the object carries it (DATASECs finalised, nothing sanitised).
+	// BTF: DATASECs finalised, then sanitised as far as the loader does.
 	btfFD := -1
 	var btf *btfObject
 	note := "object has no BTF"
@@ -111,6 +114,7 @@ func load(path string) (int, string, error) {
 			return -1, "", err
 		}
 		btf.finalizeDatasecs(sectionSize, symbolValue)
+		sanitized := sanitizeBTF(btf)
 		logBuf := make([]byte, 64*1024)
 		attr := struct {
 			btf                  uint64
@@ -121,10 +125,13 @@ func load(path string) (int, string, error) {
 		switch {
 		case err == nil:
 			btfFD, note = fd, "BTF loaded"
-		case file.Section(".maps") != nil:
+		case file.Section(".maps") != nil && !btfOptionalForBTFMaps:
 			return -1, "", fmt.Errorf("Error loading .BTF into kernel: %v: %s", err, logText(logBuf))
 		default:
-			note = fmt.Sprintf("kernel refused the BTF (%v: %s); optional for legacy maps, ignored", err, logText(logBuf))
+			note = fmt.Sprintf("kernel refused the BTF (%v: %s); optional, ignored", err, logText(logBuf))
+		}
+		for _, s := range sanitized {
+			note += "; " + s
 		}
 	}
 
@@ -159,10 +166,10 @@ func load(path string) (int, string, error) {
 		copy(name[:15], m.name)
 		attr := struct {
 			mapType, keySize, valueSize, maxEntries, flags, innerFD, numaNode uint32
-			name                                                           [16]byte
-			ifindex, btfFD, btfKey, btfValue                               uint32
+			name                                                              [16]byte
+			ifindex, btfFD, btfKey, btfValue                                  uint32
 		}{mapType: m.mapType, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, flags: m.flags, name: name}
-		if m.btfDefined {
+		if m.btfDefined && btfFD >= 0 {
 			attr.btfFD, attr.btfKey, attr.btfValue = uint32(btfFD), m.btfKey, m.btfValue
 		}
 		fd, err := bpf(cmdMapCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))

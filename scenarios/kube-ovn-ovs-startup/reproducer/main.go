@@ -5,8 +5,12 @@
 // reports how long each start took until ovn-controller's OpenFlow
 // connection to br-int (br-int.mgmt) was up, and how often it failed first.
 //
-// Release differences are in start_*.go (build tags): the ordering and
-// waiting of the start script. Variants apply the seed's workarounds.
+// The start order is the same in v1.12.0 and v1.12.17 (ovs-ctl restart of
+// ovsdb-server, then of ovs-vswitchd, then ovn-ctl restart_controller), and
+// so are the 3.10.0-862 refusal and the "geneve needs IPv6" check on 3.10.
+// What differs is in script_*.go (build tags): whether a missing ip_tables
+// is fatal (kube-ovn#3281) and whether probe intervals come from the
+// environment (kube-ovn#3145). Variants apply the seed's workarounds.
 package main
 
 import (
@@ -17,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +50,12 @@ func main() {
 		fmt.Println("preflight: IPv6 is off in this kernel")
 	}
 
+	if err := requireIPTables(); err != nil {
+		// The script exits, and the container with it: no start at all.
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+
 	var times []time.Duration
 	failures := 0
 	slow := 0
@@ -69,6 +80,74 @@ func main() {
 	sort.Slice(times, func(a, b int) bool { return times[a] < times[b] })
 	fmt.Printf("ovs-ovn ready: min %s median %s max %s\n",
 		times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
+}
+
+// startOnce as start-ovs.sh: refuse kernels it refuses, handle ip_tables
+// as the release does, then each daemon in turn, each started detached
+// (the daemon returns once it serves, as ovs-ctl and ovn-ctl wait for it).
+func startOnce(workarounds []string, deadline time.Duration) (time.Duration, int, error) {
+	if err := kernelChecks(); err != nil {
+		return 0, 0, err
+	}
+	if err := prepare(workarounds); err != nil {
+		return 0, 0, err
+	}
+	begin := time.Now()
+	if err := startOVSDB(); err != nil {
+		return 0, 0, err
+	}
+	if err := waitFor("ovsdb-server socket", deadline, exists(dbSock)); err != nil {
+		return time.Since(begin), 0, err
+	}
+	if err := configure(workarounds); err != nil {
+		return 0, 0, err
+	}
+	if err := startVswitchd(); err != nil {
+		return 0, 0, err
+	}
+	if err := startController(); err != nil {
+		return 0, 0, err
+	}
+	err := waitFor("br-int.mgmt connection", deadline, func() bool {
+		return count(ovnLog+"/ovn-controller.log", readyLine) > 0
+	})
+	return time.Since(begin), count(ovnLog+"/ovn-controller.log", failLine), err
+}
+
+// kernelChecks as both releases' start-ovs.sh: 3.10.0-862 is refused, and
+// on 3.10 kernels geneve needs IPv6.
+func kernelChecks() error {
+	var uts syscall.Utsname
+	if err := syscall.Uname(&uts); err != nil {
+		return err
+	}
+	release := utsString(uts.Release[:])
+	if strings.HasPrefix(release, "3.10.0-862") {
+		return fmt.Errorf("kernel %s is not supported by start-ovs.sh (3.10.0-862 has a known OVS bug)", release)
+	}
+	if _, err := os.Stat("/proc/net/if_inet6"); err != nil && strings.HasPrefix(release, "3.10.") {
+		return fmt.Errorf("geneve requires IPv6 on kernel %s", release)
+	}
+	return nil
+}
+
+func utsString(field []int8) string {
+	var b []byte
+	for _, c := range field {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}
+
+// loadModule: present (loaded or built in) or loaded now by modprobe.
+func loadModule(name string) error {
+	if _, err := os.Stat("/sys/module/" + name); err == nil {
+		return nil
+	}
+	return run("modprobe", name)
 }
 
 func run(name string, args ...string) error {
@@ -176,10 +255,7 @@ func configure(workarounds []string) error {
 		"external_ids:ovn-encap-type=geneve",
 		"external_ids:ovn-encap-ip=127.0.0.1",
 	}
-	if contains(workarounds, "probe-interval") {
-		// kube-ovn's tuning: give slow starts time instead of dropping the connection.
-		args = append(args, "external_ids:ovn-openflow-probe-interval=180", "external_ids:ovn-remote-probe-interval=180000")
-	}
+	args = append(args, probeIntervals()...)
 	return run("ovs-vsctl", args...)
 }
 

@@ -2,7 +2,9 @@
 // the TPROXY port with net.ListenTCP, then set IP_TRANSPARENT on the
 // listener's file descriptor (the go-tproxy pattern kube-ovn vendors in
 // pkg/tproxy), and treat a failure as fatal as kube-ovn v1.14.0 does
-// (klog.Fatalf in pkg/daemon/tproxy_linux.go).
+// (klog.Fatalf in pkg/daemon/tproxy_linux.go). kube-ovn-cni opens that
+// listener only with --enable-tproxy=true (default false); the variant says
+// which through KUBE_OVN_ENABLE_TPROXY, as the DaemonSet's flag would.
 //
 // Nothing here knows which kernel or Go version it runs on: a Go >= 1.24
 // build whose go.mod says `go 1.24` opens the listener as MPTCP, and kernels
@@ -22,6 +24,14 @@ func main() {
 	addr := flag.String("listen", "127.0.0.1:8102", "TPROXY listen address")
 	flag.Parse()
 	log.SetFlags(log.Lmicroseconds)
+	switch os.Getenv("KUBE_OVN_ENABLE_TPROXY") {
+	case "true":
+	case "false":
+		fmt.Println("TPROXY disabled (--enable-tproxy=false): no TPROXY listener, kube-ovn-cni starts")
+		return
+	default:
+		log.Fatalf("KUBE_OVN_ENABLE_TPROXY must be true or false (the --enable-tproxy flag)")
+	}
 
 	laddr, err := net.ResolveTCPAddr("tcp", *addr)
 	if err != nil {

@@ -6,8 +6,9 @@
 // The mask handling differs by release (mask_*.go, chosen by build tag):
 // from v0.8.5 a single vip_cidr value is applied to both address families,
 // so vip_cidr "128" asks net.CIDRMask(128, 32) for an IPv4 VIP, which is nil
-// (kube-vip#1052, fixed by kube-vip#1072); netlink then indexes the empty
-// mask while computing the IPv4 broadcast address and panics.
+// (kube-vip#1052); netlink then indexes the empty mask while computing the
+// IPv4 broadcast address and panics. v0.8.10 (kube-vip#1072) refuses the
+// mask with an error, logs "failed to set mask" and still panics.
 package main
 
 import (
@@ -36,7 +37,13 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bad VIP %q\n", vip)
 			os.Exit(1)
 		}
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: vipMask(ip, vipCIDR)}}
+		mask, err := vipMask(ip, vipCIDR)
+		if err != nil {
+			// v0.8.10's pkg/cluster/service.go: log.Error("failed to set mask"), then panic("").
+			fmt.Fprintf(os.Stderr, "level=error msg=\"failed to set mask\" error=\"%v\"\n", err)
+			panic("")
+		}
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: mask}}
 		if err := netlink.AddrReplace(link, addr); err != nil {
 			fmt.Fprintf(os.Stderr, "could not add ip %s: %v\n", vip, err)
 			os.Exit(1)

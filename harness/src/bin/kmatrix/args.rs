@@ -76,6 +76,22 @@ pub enum Command {
     },
     /// Reports for a run: the docs compatibility table, JUnit XML, HTML, the matrix.
     Report(ReportArgs),
+    /// Find where a verdict changes along kernels or along versions.
+    ///
+    /// One scenario and variant; either one --version and several --kernel
+    /// (searched oldest kernel to newest), or one --kernel and several
+    /// --version (searched in the order given). Both ends are judged, then
+    /// binary search finds the adjacent pair where the verdict changes, in
+    /// either direction (a regression or a fix). Cells already in --out are
+    /// reused; every cell run is written there like a run, with
+    /// OUT/bisect.json = {axis, boundary, verdicts, boots, ...}. A point that
+    /// is unavailable, flaky or an infra-error (after two more tries) is
+    /// never taken as either side. Exit status: 0 a boundary was found, 1
+    /// none (the ends agree), 2 bad input, 130 interrupted.
+    #[command(
+        after_help = "Examples:\n  kmatrix bisect --scenario kube-ovn-tproxy --version v1.14.0 --kernel ubuntu-22.04 --kernel ubuntu-22.04-hwe-5.19 --kernel ubuntu-24.04-hwe --out results/runs/bisect-tproxy\n  kmatrix bisect --scenario kube-vip-cidr --kernel debian-6.1 --version v0.8.0 --version v0.8.1 ... --version v0.8.10 --out results/runs/bisect-vip"
+    )]
+    Bisect(BisectArgs),
     /// Run one program on a list of kernels, no scenario needed: "does this
     /// binary (or image) work on these kernels?"
     ///
@@ -190,6 +206,9 @@ pub struct SelectArgs {
     /// Variant id (repeatable), e.g. only `baseline` [default: every variant]
     #[arg(long = "variant", value_name = "ID")]
     pub variants: Vec<String>,
+    /// Component version id (repeatable), e.g. `v1.14.0` [default: every version]
+    #[arg(long = "version", value_name = "ID")]
+    pub versions: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -264,6 +283,34 @@ pub struct RunArgs {
     /// Run only this cell (repeatable); ids as `kmatrix plan` lists them.
     #[arg(long = "cell", value_name = "CELL_ID")]
     pub cells: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct BisectArgs {
+    /// The scenario.
+    #[arg(long, value_name = "ID")]
+    pub scenario: String,
+    /// Component version: one (kernel axis) or several in order (version axis).
+    #[arg(long = "version", value_name = "ID", required = true)]
+    pub versions: Vec<String>,
+    /// Kernel catalog id: several (kernel axis, sorted by kernel version) or one (version axis).
+    #[arg(long = "kernel", value_name = "ID", required = true)]
+    pub kernels: Vec<String>,
+    /// The variant.
+    #[arg(long, value_name = "ID", default_value = "baseline")]
+    pub variant: String,
+    /// Results directory (cells there are reused) [default: results/runs/bisect-<UTC timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Accelerator; `auto` uses KVM only after a test guest really ran under it.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// The emulator: an id of images/emulators.toml, or `host` [default: the catalog's pinned default]
+    #[arg(long, value_name = "ID|host")]
+    pub emulator: Option<String>,
+    /// Fail instead of re-resolving a locked package version the archive no longer has.
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -6,8 +6,8 @@ mod args;
 
 use anyhow::{Context, Result};
 use args::{
-    Accel, Cli, Command, DiffArgs, DiffFormat, ExecArgs, Format, KernelsCommand, PlanArgs,
-    ReportArgs, ReportFormat, RunArgs,
+    Accel, BisectArgs, Cli, Command, DiffArgs, DiffFormat, ExecArgs, Format, KernelsCommand,
+    PlanArgs, ReportArgs, ReportFormat, RunArgs,
 };
 use clap::Parser;
 use kmatrix::backend::accel::AccelChoice;
@@ -64,6 +64,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Repro { cell, out } => repro(&project, &cache_root, &cell, out),
         Command::Report(args) => report(&project, args),
         Command::Run(args) => run(&project, &cache_root, args),
+        Command::Bisect(args) => bisect(&project, &cache_root, args),
         Command::Diff(args) => diff(args),
         Command::Kernels(command) => kernels(&project, &cache_root, command),
         Command::Exec(args) => exec(&project, &cache_root, args),
@@ -152,6 +153,92 @@ fn cells_of(path: &Path) -> Result<Vec<kmatrix_metadata::CellRecord>> {
     Ok(cells.records)
 }
 
+/// Ctrl-C stops the VMs and keeps finished cells; a second one quits at once.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(ExitStatus::INTERRUPTED));
+        }
+        eprintln!("\ninterrupted: stopping the VMs; finished cells are kept (Ctrl-C again to quit at once)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(interrupted)
+}
+
+fn accel_choice(accel: Accel) -> AccelChoice {
+    match accel {
+        Accel::Auto => AccelChoice::Auto,
+        Accel::Tcg => AccelChoice::Tcg,
+        Accel::Kvm => AccelChoice::Kvm,
+    }
+}
+
+fn emulator_choice(emulator: Option<&str>) -> EmulatorChoice {
+    match emulator {
+        Some("host") => EmulatorChoice::Host,
+        other => EmulatorChoice::Pinned(other.map(str::to_string)),
+    }
+}
+
+fn bisect(project: &Project, cache_root: &Path, args: BisectArgs) -> Result<ExitCode> {
+    use kmatrix::ops::bisect::{Axis, BisectOptions};
+    let axis = match (args.versions.as_slice(), args.kernels.as_slice()) {
+        ([version], kernels) if kernels.len() >= 2 => Axis::Kernels {
+            version: version.clone(),
+            kernels: kernels.to_vec(),
+        },
+        (versions, [kernel]) if versions.len() >= 2 => Axis::Versions {
+            kernel: kernel.clone(),
+            versions: versions.to_vec(),
+        },
+        _ => {
+            eprintln!("error: give one --version and several --kernel (search kernels), or one --kernel and several --version (search versions)\n  see `kmatrix bisect --help`");
+            return exit(ExitStatus::BAD_INPUT);
+        }
+    };
+    let out = args.out.unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        project
+            .root
+            .join("results/runs")
+            .join(format!("bisect-{stamp}"))
+    });
+    let interrupted = interrupt_flag()?;
+    let options = BisectOptions {
+        scenario: args.scenario,
+        variant: args.variant,
+        axis,
+        run: RunOptions {
+            request: Request::default(),
+            out: out.clone(),
+            resume: true,
+            jobs: 1,
+            accel: accel_choice(args.accel),
+            locked: args.locked,
+            retries: Some(0),
+            emulator: emulator_choice(args.emulator.as_deref()),
+            keep_initramfs: false,
+            only: None,
+        },
+    };
+    let result = ops::bisect::bisect(project, cache_root, &options, interrupted)?;
+    println!("{}", result.summary);
+    println!(
+        "{} boots; {}",
+        result.boots,
+        out.join(kmatrix_metadata::BISECT_FILE).display()
+    );
+    exit(if result.boundary.is_some() {
+        ExitStatus::OK
+    } else {
+        ExitStatus::FAILED
+    })
+}
+
 fn run(project: &Project, cache_root: &Path, args: RunArgs) -> Result<ExitCode> {
     let (out, resume) = match (args.out, args.resume) {
         (_, Some(dir)) => (dir, true),
@@ -163,24 +250,14 @@ fn run(project: &Project, cache_root: &Path, args: RunArgs) -> Result<ExitCode> 
             (project.root.join("results/runs").join(stamp), false)
         }
     };
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                // A second Ctrl-C means "now".
-                std::process::exit(i32::from(ExitStatus::INTERRUPTED));
-            }
-            eprintln!("\ninterrupted: stopping the VMs; finished cells are kept (Ctrl-C again to quit at once)");
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let interrupted = interrupt_flag()?;
     let options = RunOptions {
         request: Request {
             scenarios: args.select.scenarios,
             kernels: args.select.kernels,
             selection: Selection {
                 variants: args.select.variants,
+                versions: args.select.versions,
                 cells: args.cells,
                 shard: args.shard,
             },
@@ -190,18 +267,12 @@ fn run(project: &Project, cache_root: &Path, args: RunArgs) -> Result<ExitCode> 
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        accel: match args.accel {
-            Accel::Auto => AccelChoice::Auto,
-            Accel::Tcg => AccelChoice::Tcg,
-            Accel::Kvm => AccelChoice::Kvm,
-        },
+        accel: accel_choice(args.accel),
         locked: args.locked,
         retries: args.retries,
-        emulator: match args.emulator.as_deref() {
-            Some("host") => EmulatorChoice::Host,
-            other => EmulatorChoice::Pinned(other.map(str::to_string)),
-        },
+        emulator: emulator_choice(args.emulator.as_deref()),
         keep_initramfs: false,
+        only: None,
     };
     let summary = ops::run::run(project, cache_root, &options, interrupted)?;
     let counts: Vec<String> = summary
@@ -319,6 +390,7 @@ fn request_of(args: &PlanArgs) -> Request {
         kernels: args.select.kernels.clone(),
         selection: Selection {
             variants: args.select.variants.clone(),
+            versions: args.select.versions.clone(),
             cells: Vec::new(),
             shard: args.shard,
         },
