@@ -127,7 +127,7 @@ fn diff_exit_statuses_gate_ci() {
     let same = kmatrix(&["diff", run.to_str().unwrap(), run.to_str().unwrap()]);
     assert_eq!(same.status.code(), Some(0), "{}", text(&same));
 
-    // Make v1.13 baseline on debian-6.1 fail in a copy: one regression.
+    // Make v1.13.14 baseline on debian-6.1 fail in a copy: one regression.
     let worse = dir.path().join("worse");
     copy_tree(&run, &worse);
     let cells = fs::read_to_string(worse.join("cells.jsonl")).unwrap();
@@ -162,7 +162,7 @@ fn diff_exit_statuses_gate_ci() {
     let versions = kmatrix(&[
         "diff",
         "--versions",
-        "v1.13",
+        "v1.13.14",
         "v1.14.0",
         run.to_str().unwrap(),
     ]);

@@ -99,28 +99,22 @@ pub struct Discovered {
 pub fn discover(project: &Project, cache_root: &Path) -> Result<Vec<Discovered>> {
     let catalog = project.catalog()?;
     let mut found = Vec::new();
-    for series in UBUNTU_SERIES {
-        let index = ubuntu_index(series.suite)?;
+    let indexes: Vec<(&UbuntuSeries, Index)> = UBUNTU_SERIES
+        .iter()
+        .map(|series| Ok((series, ubuntu_index(series.suite)?)))
+        .collect::<Result<_>>()?;
+    for (series, index) in &indexes {
         for (flavour, meta) in series.tracks {
-            let Some((version, abi)) = newest_meta(&index, meta) else {
+            let Some((version, abi)) = newest_meta(index, meta) else {
                 continue;
             };
             let image = format!("linux-image-unsigned-{abi}");
             let modules = format!("linux-modules-{abi}");
-            let (Some(image), Some(modules)) = (newest(&index, &image), newest(&index, &modules))
+            let (Some(image), Some(modules)) = (newest(index, &image), newest(index, &modules))
             else {
                 continue;
             };
-            let packages: Vec<LockedPackage> = [image, modules]
-                .iter()
-                .map(|p| LockedPackage {
-                    // As by-URL pins name a package: its file name.
-                    name: p.filename.rsplit('/').next().unwrap_or(&p.name).to_string(),
-                    version: format!("{UBUNTU}/{}", p.filename),
-                    sha256: p.sha256.clone(),
-                    url: Some(format!("{UBUNTU}/{}", p.filename)),
-                })
-                .collect();
+            let packages = pins(&[image, modules]);
             let id = format!("ubuntu-{}-{flavour}", series.release);
             found.push(Discovered {
                 in_catalog: catalog_with_urls(&catalog, &packages),
@@ -133,6 +127,7 @@ pub fn discover(project: &Project, cache_root: &Path) -> Result<Vec<Discovered>>
         }
     }
     let apt = Apt::new(cache_root);
+    found.extend(ubuntu_lines(&catalog, &indexes, &found));
     for suite in DEBIAN_SUITES {
         let Ok(stanza) = apt.show("linux-image-cloud-amd64", suite) else {
             continue;
@@ -163,6 +158,81 @@ pub fn discover(project: &Project, cache_root: &Path) -> Result<Vec<Discovered>>
         });
     }
     Ok(found)
+}
+
+/// The kernel lines a series carried besides the ones its GA and HWE
+/// metapackages track now: every `linux-image-unsigned-X.Y.*-generic` in
+/// its indexes, newest build per X.Y (focal's HWE 5.8, 5.11 and 5.13;
+/// jammy's 5.19, 6.2 and 6.5; noble's 6.11, 6.14 ...). Their ids are
+/// `ubuntu-<release>-hwe-<X.Y>`.
+fn ubuntu_lines(
+    catalog: &Catalog,
+    indexes: &[(&UbuntuSeries, Index)],
+    tracked: &[Discovered],
+) -> Vec<Discovered> {
+    let mut found = Vec::new();
+    for (series, index) in indexes {
+        let prefix = format!("ubuntu-{}-", series.release);
+        let tracked_lines: Vec<&str> = tracked
+            .iter()
+            .filter(|d| d.id.starts_with(&prefix))
+            .map(|d| d.version.as_str())
+            .collect();
+        let mut newest_per_line: BTreeMap<String, (&IndexPackage, String)> = BTreeMap::new();
+        for name in index.keys() {
+            let Some(abi) = name
+                .strip_prefix("linux-image-unsigned-")
+                .filter(|abi| abi.ends_with("-generic"))
+            else {
+                continue;
+            };
+            let line = abi.split('.').take(2).collect::<Vec<_>>().join(".");
+            if tracked_lines.contains(&line.as_str()) {
+                continue;
+            }
+            let Some(image) = newest(index, name) else {
+                continue;
+            };
+            let newer = newest_per_line
+                .get(&line)
+                .is_none_or(|(best, _)| version_greater(&image.version, &best.version));
+            if newer {
+                newest_per_line.insert(line, (image, abi.to_string()));
+            }
+        }
+        let mut lines: Vec<_> = newest_per_line.into_iter().collect();
+        lines.sort_by_key(|(line, _)| crate::report::model::kernel_version_key(line));
+        for (line, (image, abi)) in lines {
+            let Some(modules) = newest(index, &format!("linux-modules-{abi}")) else {
+                continue;
+            };
+            let packages = pins(&[image, modules]);
+            let id = format!("ubuntu-{}-hwe-{line}", series.release);
+            found.push(Discovered {
+                in_catalog: catalog_with_urls(catalog, &packages),
+                same_id: catalog.kernels.contains_key(id.as_str()),
+                id,
+                build: format!("{abi} ({}, {})", image.pocket, image.version),
+                version: line,
+                packages,
+            });
+        }
+    }
+    found
+}
+
+/// By-URL pins of Ubuntu packages, named as by-URL pins name a package:
+/// by file name.
+fn pins(packages: &[&IndexPackage]) -> Vec<LockedPackage> {
+    packages
+        .iter()
+        .map(|p| LockedPackage {
+            name: p.filename.rsplit('/').next().unwrap_or(&p.name).to_string(),
+            version: format!("{UBUNTU}/{}", p.filename),
+            sha256: p.sha256.clone(),
+            url: Some(format!("{UBUNTU}/{}", p.filename)),
+        })
+        .collect()
 }
 
 /// Adds a catalog entry (or bumps the one with the same id) for each Ubuntu
@@ -251,9 +321,12 @@ struct IndexPackage {
     pocket: String,
 }
 
+/// Kernel packages by name, every published version.
+type Index = BTreeMap<String, Vec<IndexPackage>>;
+
 /// A series' main/binary-amd64 kernel packages over its pockets, every
 /// published version (`newest` picks among them).
-fn ubuntu_index(suite: &str) -> Result<BTreeMap<String, Vec<IndexPackage>>> {
+fn ubuntu_index(suite: &str) -> Result<Index> {
     let mut index: BTreeMap<String, Vec<IndexPackage>> = BTreeMap::new();
     for pocket in [
         suite.to_string(),

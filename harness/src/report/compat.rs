@@ -80,6 +80,10 @@ pub fn render(model: &ReportModel) -> String {
         md.push('\n');
         let mut notes: Vec<String> = Vec::new();
         for version in &scenario.versions {
+            // A version the run did not cover has no row (as in the matrix).
+            if kernels.iter().all(|k| cell_of(&version.id, k).is_none()) {
+                continue;
+            }
             md.push_str(&format!("| {} |", version.id));
             for kernel in &kernels {
                 let Some(cell) = cell_of(&version.id, kernel) else {
