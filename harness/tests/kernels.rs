@@ -185,11 +185,50 @@ fn discover_lists_the_newest_builds_and_write_pins_them() {
         pinned.contains("sha256 from Ubuntu's Packages index"),
         "{pinned}"
     );
-    // A second discover finds the catalog has it now.
+    // A second discover finds the catalog has it now, and the lines the
+    // metapackages no longer track (jammy's HWE 6.5 among them).
     let again = project.kmatrix(&["kernels", "discover"]);
+    let listed = String::from_utf8_lossy(&again.stdout);
     assert!(
-        String::from_utf8_lossy(&again.stdout).contains("has it: ubuntu-22.04-hwe"),
+        listed.contains("has it: ubuntu-22.04-hwe"),
         "{}",
         text(&again)
+    );
+    assert!(listed.contains("ubuntu-22.04-hwe-6.5"), "{}", text(&again));
+
+    // `latest:` bumps an entry that lags behind the archive, then selects it.
+    let catalog = fs::read_to_string(&path).unwrap();
+    let block = catalog
+        .split("\n[[kernel]]")
+        .find(|b| b.contains("id = \"ubuntu-22.04-hwe\""))
+        .unwrap()
+        .to_string();
+    let newest_url = block
+        .lines()
+        .find(|l| l.contains("linux-image-unsigned-"))
+        .unwrap()
+        .trim()
+        .trim_matches(|c| c == '"' || c == ',')
+        .to_string();
+    let lagging = block.replace(&newest_url, "http://archive.ubuntu.com/ubuntu/pool/main/l/linux-hwe-6.8/linux-image-unsigned-6.8.0-40-generic_6.8.0-40.40~22.04.3_amd64.deb");
+    fs::write(&path, catalog.replace(&block, &lagging)).unwrap();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let plan = project.kmatrix(&[
+        "plan",
+        "--scenario",
+        "kube-vip-cidr",
+        "--kernel",
+        "latest:ubuntu-jammy-hwe",
+    ]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stderr)
+            .contains("latest:ubuntu-jammy-hwe = ubuntu-22.04-hwe"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        fs::read_to_string(&path).unwrap().contains(&newest_url),
+        "the entry was bumped back to the newest build"
     );
 }

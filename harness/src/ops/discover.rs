@@ -97,10 +97,21 @@ pub struct Discovered {
 }
 
 pub fn discover(project: &Project, cache_root: &Path) -> Result<Vec<Discovered>> {
+    discover_in(project, cache_root, &|_| true)
+}
+
+/// `discover`, reading only the series (Ubuntu codename or Debian suite)
+/// `wanted` accepts.
+fn discover_in(
+    project: &Project,
+    cache_root: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Discovered>> {
     let catalog = project.catalog()?;
     let mut found = Vec::new();
     let indexes: Vec<(&UbuntuSeries, Index)> = UBUNTU_SERIES
         .iter()
+        .filter(|series| wanted(series.suite))
         .map(|series| Ok((series, ubuntu_index(series.suite)?)))
         .collect::<Result<_>>()?;
     for (series, index) in &indexes {
@@ -128,7 +139,7 @@ pub fn discover(project: &Project, cache_root: &Path) -> Result<Vec<Discovered>>
     }
     let apt = Apt::new(cache_root);
     found.extend(ubuntu_lines(&catalog, &indexes, &found));
-    for suite in DEBIAN_SUITES {
+    for suite in DEBIAN_SUITES.iter().filter(|suite| wanted(suite)) {
         let Ok(stanza) = apt.show("linux-image-cloud-amd64", suite) else {
             continue;
         };
@@ -233,6 +244,86 @@ fn pins(packages: &[&IndexPackage]) -> Vec<LockedPackage> {
             url: Some(format!("{UBUNTU}/{}", p.filename)),
         })
         .collect()
+}
+
+/// The prefix of a kernel selector that means "the newest build of".
+pub const LATEST: &str = "latest:";
+
+/// Resolves `latest:<series>` selectors to catalog ids: the archive's newest
+/// build of that series is looked up now, and where the catalog's entry
+/// names an older one it is bumped (catalog and lock, as `--write` does), so
+/// the run, its results and its reports name the exact build verified.
+/// `<series>`: `ubuntu-jammy` (the GA kernel), `ubuntu-jammy-hwe`, any
+/// id `kernels discover` lists (`ubuntu-22.04-hwe-6.5`), or `debian-<suite>`.
+/// Returns the ids and one line per selector saying what it became.
+pub fn resolve_latest(
+    project: &Project,
+    cache_root: &Path,
+    kernels: &[String],
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut ids = Vec::new();
+    let mut said = Vec::new();
+    for given in kernels {
+        let Some(series) = given.strip_prefix(LATEST) else {
+            ids.push(given.clone());
+            continue;
+        };
+        let (track, suite) = latest_track(series);
+        let found = discover_in(project, cache_root, &|s| s == suite)?;
+        let Some(newest) = found.iter().find(|d| d.id == track) else {
+            let known: Vec<String> = UBUNTU_SERIES
+                .iter()
+                .flat_map(|s| {
+                    [
+                        format!("ubuntu-{}", s.suite),
+                        format!("ubuntu-{}-hwe", s.suite),
+                    ]
+                })
+                .chain(DEBIAN_SUITES.iter().map(|s| format!("debian-{s}")))
+                .collect();
+            bail!(
+                "--kernel {given}: the archives publish no series `{series}` here (use latest: with one of {}, or an id `kmatrix kernels discover` lists)",
+                known.join(", ")
+            );
+        };
+        let id = match &newest.in_catalog {
+            // "debian-6.1 (follows the metapackage)" names the entry first.
+            Some(entry) => entry.split(' ').next().unwrap_or(entry).to_string(),
+            None if newest.packages.is_empty() => bail!(
+                "--kernel {given}: the catalog has no entry following {}; add one with `kmatrix kernels discover --write`",
+                newest.id
+            ),
+            None => {
+                write(project, std::slice::from_ref(newest))?;
+                newest.id.clone()
+            }
+        };
+        said.push(format!("{given} = {id}: {}", newest.build));
+        ids.push(id);
+    }
+    Ok((ids, said))
+}
+
+/// The discover id and the series to read for a `latest:` selector.
+fn latest_track(series: &str) -> (String, &'static str) {
+    for s in UBUNTU_SERIES {
+        let codename = format!("ubuntu-{}", s.suite);
+        if series == codename {
+            return (format!("ubuntu-{}-ga", s.release), s.suite);
+        }
+        if series == format!("{codename}-hwe") {
+            return (format!("ubuntu-{}-hwe", s.release), s.suite);
+        }
+        if series.starts_with(&format!("ubuntu-{}-", s.release)) {
+            return (series.to_string(), s.suite);
+        }
+    }
+    for suite in DEBIAN_SUITES {
+        if series == format!("debian-{suite}") {
+            return (series.to_string(), suite);
+        }
+    }
+    (series.to_string(), "")
 }
 
 /// Adds a catalog entry (or bumps the one with the same id) for each Ubuntu
@@ -469,5 +560,26 @@ mod tests {
             "6.8.0-40.40~22.04.3"
         ));
         assert!(!version_greater("5.15.0-25.25", "5.15.0-25.25"));
+    }
+
+    #[test]
+    fn latest_selectors_name_a_track_and_the_series_to_read() {
+        assert_eq!(
+            latest_track("ubuntu-jammy"),
+            ("ubuntu-22.04-ga".into(), "jammy")
+        );
+        assert_eq!(
+            latest_track("ubuntu-noble-hwe"),
+            ("ubuntu-24.04-hwe".into(), "noble")
+        );
+        assert_eq!(
+            latest_track("ubuntu-22.04-hwe-6.5"),
+            ("ubuntu-22.04-hwe-6.5".into(), "jammy")
+        );
+        assert_eq!(
+            latest_track("debian-bookworm-backports"),
+            ("debian-bookworm-backports".into(), "bookworm-backports")
+        );
+        assert_eq!(latest_track("fedora-40").1, "");
     }
 }

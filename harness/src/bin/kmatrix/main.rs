@@ -58,8 +58,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     let cache_root = cli.cache.clone().unwrap_or_else(Cache::default_root);
     match cli.command {
         Command::List => list(&project),
-        Command::Plan(args) if args.check => plan_check(&project, &cache_root, &args),
-        Command::Plan(args) => plan_cells(&project, &args),
+        Command::Plan(mut args) => {
+            args.select.kernels = resolve_latest(&project, &cache_root, &args.select.kernels)?;
+            if args.check {
+                plan_check(&project, &cache_root, &args)
+            } else {
+                plan_cells(&project, &args)
+            }
+        }
         Command::Merge { dirs, out } => merge(&project, &dirs, &out),
         Command::Repro { cell, out } => repro(&project, &cache_root, &cell, out),
         Command::Report(args) => report(&project, args),
@@ -182,7 +188,8 @@ fn emulator_choice(emulator: Option<&str>) -> EmulatorChoice {
     }
 }
 
-fn bisect(project: &Project, cache_root: &Path, args: BisectArgs) -> Result<ExitCode> {
+fn bisect(project: &Project, cache_root: &Path, mut args: BisectArgs) -> Result<ExitCode> {
+    args.kernels = resolve_latest(project, cache_root, &args.kernels)?;
     use kmatrix::ops::bisect::{Axis, BisectOptions};
     let axis = match (args.versions.as_slice(), args.kernels.as_slice()) {
         ([version], kernels) if kernels.len() >= 2 => Axis::Kernels {
@@ -239,7 +246,20 @@ fn bisect(project: &Project, cache_root: &Path, args: BisectArgs) -> Result<Exit
     })
 }
 
-fn run(project: &Project, cache_root: &Path, args: RunArgs) -> Result<ExitCode> {
+/// `latest:<series>` kernel selectors, looked up in the archives now.
+fn resolve_latest(project: &Project, cache_root: &Path, kernels: &[String]) -> Result<Vec<String>> {
+    if !kernels.iter().any(|k| k.starts_with(ops::discover::LATEST)) {
+        return Ok(kernels.to_vec());
+    }
+    let (ids, said) = ops::discover::resolve_latest(project, cache_root, kernels)?;
+    for line in said {
+        eprintln!("kernel {line}");
+    }
+    Ok(ids)
+}
+
+fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<ExitCode> {
+    args.select.kernels = resolve_latest(project, cache_root, &args.select.kernels)?;
     let (out, resume) = match (args.out, args.resume) {
         (_, Some(dir)) => (dir, true),
         (Some(dir), None) => (dir, false),
