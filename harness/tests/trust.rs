@@ -15,6 +15,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// kube-vip-cidr's releases these tests run: one before PR #961, two after
+/// (6 cells a kernel with its two variants).
+const THREE_RELEASES: [&str; 6] = [
+    "--version",
+    "v0.8.4",
+    "--version",
+    "v0.8.5",
+    "--version",
+    "v0.8.9",
+];
+
 fn run_info(dir: &Path) -> RunInfo {
     serde_json::from_slice(&fs::read(dir.join("run.json")).unwrap()).unwrap()
 }
@@ -76,6 +87,13 @@ fn sigkill_leaves_no_vm_and_resume_finishes_exactly_the_original_selection() {
         "debian-6.1",
         "--kernel",
         "debian-6.12",
+        // Three releases: 6 cells a kernel.
+        "--version",
+        "v0.8.4",
+        "--version",
+        "v0.8.5",
+        "--version",
+        "v0.8.9",
     ];
     let mut args = vec!["run", "-j", "1", "--out", out.to_str().unwrap()];
     args.extend_from_slice(&selection);
@@ -240,7 +258,9 @@ fn two_runs_share_one_cache() {
             .arg(project.root())
             .arg("--cache")
             .arg(&cache)
-            .args(["run", "--kernel", "debian-6.1", "-j", "1", "--out"])
+            .args(["run", "--kernel", "debian-6.1", "-j", "1"])
+            .args(THREE_RELEASES)
+            .arg("--out")
             .arg(&out)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -283,7 +303,9 @@ fn two_runs_share_one_cache() {
         .arg(project.root())
         .arg("--cache")
         .arg(&cache)
-        .args(["run", "--kernel", "debian-6.1", "--out"])
+        .args(["run", "--kernel", "debian-6.1"])
+        .args(THREE_RELEASES)
+        .arg("--out")
         .arg(&third)
         .output()
         .unwrap();
@@ -300,6 +322,12 @@ fn a_torn_cells_file_is_dropped_with_a_warning_and_its_cell_runs_again() {
         "run",
         "--kernel",
         "debian-6.1",
+        "--version",
+        "v0.8.4",
+        "--version",
+        "v0.8.5",
+        "--version",
+        "v0.8.9",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -336,7 +364,9 @@ fn results_are_written_with_the_users_umask() {
         .arg(env!("CARGO_BIN_EXE_kmatrix"))
         .arg("--root")
         .arg(project.root())
-        .args(["run", "--kernel", "debian-6.1", "--out"])
+        .args(["run", "--kernel", "debian-6.1"])
+        .args(THREE_RELEASES)
+        .arg("--out")
         .arg(&out)
         .output()
         .unwrap();

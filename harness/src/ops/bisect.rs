@@ -415,10 +415,26 @@ fn sentence(
     };
     if !monotonic {
         text.push_str(&format!(
-            "; the verdicts are not monotonic along the axis, points seen: {seen}"
+            "; the verdicts are not monotonic along the axis ({}), points seen: {seen}",
+            changes(order, verdicts).join(", ")
         ));
     }
     text
+}
+
+/// Each adjacent pair of judged points whose verdicts differ, in axis order
+/// (`a → b (pass → fail)`).
+fn changes(order: &[String], verdicts: &BTreeMap<String, Verdict>) -> Vec<String> {
+    let judged: Vec<(&String, Verdict)> = order
+        .iter()
+        .filter_map(|id| Some((id, *verdicts.get(id)?)))
+        .filter(|(_, v)| matches!(judge(*v), Judged::Verdict(_)))
+        .collect();
+    judged
+        .windows(2)
+        .filter(|w| w[0].1 != w[1].1)
+        .map(|w| format!("{} → {} ({} → {})", w[0].0, w[1].0, w[0].1, w[1].1))
+        .collect()
 }
 
 #[cfg(test)]
@@ -430,6 +446,21 @@ mod tests {
             .iter()
             .map(|(id, v)| (id.to_string(), judge(*v)))
             .collect()
+    }
+
+    #[test]
+    fn changes_name_each_adjacent_pair_that_differs() {
+        let order: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let verdicts = BTreeMap::from([
+            ("a".to_string(), Verdict::Pass),
+            ("b".to_string(), Verdict::Fail),
+            ("c".to_string(), Verdict::Unavailable),
+            ("d".to_string(), Verdict::Pass),
+        ]);
+        assert_eq!(
+            changes(&order, &verdicts),
+            ["a → b (pass → fail)", "b → d (fail → pass)"]
+        );
     }
 
     #[test]
