@@ -21,14 +21,22 @@ pub fn list(project: &Project, cache_root: &Path) -> Result<Vec<KernelRow>> {
     let catalog = project.catalog()?;
     let cache = Cache::open(cache_root)?;
     let provisioner = Provisioner::new(&cache, &catalog, false, Events::none())?;
-    Ok(catalog
+    let mut rows: Vec<KernelRow> = catalog
         .kernels
         .values()
         .map(|entry| KernelRow {
             cached: provisioner.kernel_is_cached(&entry.id).ok(),
             entry: entry.clone(),
         })
-        .collect())
+        .collect();
+    // Oldest to newest, as report columns run.
+    rows.sort_by_cached_key(|row| {
+        (
+            crate::report::model::kernel_version_key(&row.entry.release_hint()),
+            row.entry.id.clone(),
+        )
+    });
+    Ok(rows)
 }
 
 /// One kernel made ready, and how long it took (or why it could not be).

@@ -573,7 +573,7 @@ fn repro(
 fn kernels(project: &Project, cache_root: &Path, command: KernelsCommand) -> Result<ExitCode> {
     match command {
         KernelsCommand::List => {
-            println!("{:<19} {:<7} {:<10} origin", "kernel", "version", "cache");
+            println!("{:<25} {:<7} {:<7} origin", "kernel", "version", "cache");
             for row in ops::kernels::list(project, cache_root)? {
                 let cached = match row.cached {
                     Some(true) => "cached",
@@ -582,14 +582,14 @@ fn kernels(project: &Project, cache_root: &Path, command: KernelsCommand) -> Res
                 };
                 let kernel = &row.entry;
                 println!(
-                    "{:<19} {:<7} {:<10} {}",
+                    "{:<25} {:<7} {:<7} {}",
                     kernel.id.as_str(),
                     kernel.version,
                     cached,
                     kernel.source.describe()
                 );
                 if let Some(stand_in) = &kernel.stands_in_for {
-                    println!("{:<38} stands in for {stand_in}", "");
+                    println!("{:<41} stands in for {stand_in}", "");
                 }
             }
             exit(ExitStatus::OK)
