@@ -3,8 +3,8 @@
 //!
 //! It holds data only: the records of `cells.jsonl`, the facts of
 //! `run.json`, the [`Verdict`] and its one table of names and symbols, the
-//! `matrix.json` and `diff --format json` shapes, the exit codes, and the one
-//! reader/writer of `cells.jsonl`. Fields are only ever added, never renamed
+//! `matrix.json`, `bisect.json` and `diff --format json` shapes, the exit
+//! codes, and the one reader/writer of `cells.jsonl`. Fields are only ever added, never renamed
 //! or removed, and every added field has a default, so an older file still
 //! reads.
 
