@@ -140,6 +140,9 @@ fn check_calico_everywhere_fine(cells: &[CellRecord]) -> Result<(), String> {
         return Err(format!("expected 6 cells, got {}", cells.len()));
     }
     for cell in cells {
+        if fact(cell, "btf") != "present" {
+            return Err(format!("debian-6.1 ships its BTF: {cell:?}"));
+        }
         let said = probe_text(cell);
         let expected: &[&str] = if cell.variant == "xdp-disabled" {
             &["XDP disabled"]

@@ -389,6 +389,15 @@ fn collect_kernel_facts(facts: &mut BTreeMap<String, String>) {
         "bpf.jit_enable".into(),
         read("/proc/sys/net/core/bpf_jit_enable").unwrap_or_else(|| "absent".into()),
     );
+    // The kernel's own BTF (CONFIG_DEBUG_INFO_BTF), as loaders probe it.
+    facts.insert(
+        "btf".into(),
+        if fs::metadata("/sys/kernel/btf/vmlinux").is_ok() {
+            "present".into()
+        } else {
+            "absent".into()
+        },
+    );
     if let Some(entropy) = read("/proc/sys/kernel/random/entropy_avail") {
         facts.insert("entropy_avail".into(), entropy);
     }
