@@ -52,6 +52,17 @@ fn kube_ovn_tproxy_on_a_real_kernel_then_resume_then_nothing_to_make() {
 
     let cells = read_cells(&out);
     assert_eq!(cells.len(), 4, "2 versions x 2 variants x 1 kernel");
+    // Debian's 6.1 has a PVH entry: its uncompressed vmlinux is what booted.
+    let boots: Vec<_> = fs::read_dir(out.join("boots")).unwrap().flatten().collect();
+    assert!(!boots.is_empty());
+    for boot in boots {
+        let command = fs::read_to_string(boot.path().join("qemu-command.txt")).unwrap();
+        assert!(
+            command.starts_with("# kernel: vmlinux through its PVH entry")
+                && command.contains("kernels-pvh/"),
+            "{command}"
+        );
+    }
     for cell in &cells {
         let release = cell.kernel_release.as_deref().expect("the guest booted");
         assert!(release.starts_with("6.1."), "{cell:?}");

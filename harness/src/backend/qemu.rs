@@ -251,7 +251,7 @@ impl Backend for QemuBackend {
             return outcome;
         }
         let mut args = self.command(
-            &kernel.image,
+            &kernel.boot.path,
             &initramfs,
             &console_path,
             &request.kernel_args,
@@ -265,7 +265,12 @@ impl Backend for QemuBackend {
                 ),
             ]);
         }
-        let mut command_text = shell_words(&args);
+        let mut command_text = format!(
+            "# kernel: {} ({})\n{}",
+            kernel.boot.how,
+            kernel.image.display(),
+            shell_words(&args)
+        );
         if !self.keep_initramfs {
             command_text = format!(
                 "# the initramfs was removed after the boot; `kmatrix repro CELL` keeps one\n{command_text}"

@@ -24,16 +24,69 @@ pub struct KernelArtifact {
     pub modules: Option<PathBuf>,
     /// `name=version` of the package(s) it came from, or the build's inputs.
     pub origin: String,
+    /// What QEMU boots, and how.
+    pub boot: BootImage,
+}
+
+/// The file QEMU is given as `-kernel`.
+#[derive(Debug, Clone)]
+pub struct BootImage {
+    pub path: PathBuf,
+    /// For the boot's log: `vmlinux through its PVH entry`, or why the
+    /// compressed image is booted instead.
+    pub how: String,
+}
+
+impl BootImage {
+    /// The kernel image itself (the kernel decompresses itself).
+    pub fn compressed(image: &Path, why: &str) -> BootImage {
+        BootImage {
+            path: image.to_path_buf(),
+            how: format!("the compressed image ({why})"),
+        }
+    }
 }
 
 /// Cache kinds of kernel artifacts.
 const PACKAGED: &str = "kernels";
 const SOURCES: &str = "kernel-sources";
 const BUILT: &str = "kernels-built";
+/// Uncompressed kernels, keyed by the compressed image's sha256.
+const PVH: &str = "kernels-pvh";
+/// Bumped when the extraction changes, so old results are not reused.
+const PVH_VERSION: &str = "1";
 
 impl Provisioner<'_> {
-    /// The kernel `id`, fetched or built (or found in the cache).
+    /// The kernel `id`, fetched or built (or found in the cache), with what
+    /// QEMU should boot of it.
     pub fn kernel(&self, id: &KernelId) -> Result<KernelArtifact> {
+        let mut kernel = self.kernel_image(id)?;
+        kernel.boot = self.boot_image(&kernel.image);
+        Ok(kernel)
+    }
+
+    /// The uncompressed `vmlinux` where it has a PVH entry (extracted once,
+    /// kept in the cache), else the compressed image, saying why.
+    fn boot_image(&self, image: &Path) -> BootImage {
+        let made = crate::hashing::sha256_file(image).and_then(|sha| {
+            self.cache
+                .get_or_make(PVH, &format!("{sha}-{PVH_VERSION}"), |dir| {
+                    crate::sources::vmlinux::extract_pvh(image, dir)
+                })
+        });
+        match made {
+            Ok(path) if path.file_name().is_some_and(|n| n == "vmlinux") => BootImage {
+                path,
+                how: "vmlinux through its PVH entry".into(),
+            },
+            Ok(note) => {
+                BootImage::compressed(image, fs::read_to_string(&note).unwrap_or_default().trim())
+            }
+            Err(e) => BootImage::compressed(image, &format!("extraction failed: {e:#}")),
+        }
+    }
+
+    fn kernel_image(&self, id: &KernelId) -> Result<KernelArtifact> {
         let entry = self.catalog.kernel(id);
         let artifact = ArtifactKey::Kernel(id.clone());
         let packaged = |resolve: &dyn Fn() -> Result<Vec<Package>>| -> Result<KernelArtifact> {
@@ -47,6 +100,7 @@ impl Provisioner<'_> {
             Ok(KernelArtifact {
                 id: id.clone(),
                 modules: find_modules_dir(&root, &image),
+                boot: BootImage::compressed(&image, "not yet examined"),
                 image,
                 origin,
             })
@@ -91,6 +145,7 @@ impl Provisioner<'_> {
                     .get_or_make(BUILT, &key, |dir| kbuild::build(&spec, dir, &self.events))?;
                 Ok(KernelArtifact {
                     id: id.clone(),
+                    boot: BootImage::compressed(&image, "not yet examined"),
                     image,
                     modules: None,
                     origin: format!(

@@ -21,7 +21,7 @@ pub use emulator::{version_of, Emulator, EmulatorChoice, HOST_QEMU};
 pub use environment::Environment;
 pub use go::GoToolchain;
 pub use image::{make_ext4, ImageArtifact, HOSTS};
-pub use kernel::KernelArtifact;
+pub use kernel::{BootImage, KernelArtifact};
 
 use crate::events::Events;
 use crate::ids::{KernelId, ScenarioId};

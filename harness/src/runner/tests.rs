@@ -5,7 +5,7 @@ use super::*;
 use crate::backend::{Backend, BootEnd, BootOutcome, BootRequest};
 use crate::ids::{CellId, KernelId};
 use crate::plan::CellProbe;
-use crate::provision::{Environment, KernelArtifact, Provisioned};
+use crate::provision::{BootImage, Environment, KernelArtifact, Provisioned};
 use crate::verdict::Expectation;
 use kmatrix_agent::{GuestEvent, ProcessEnd};
 use kmatrix_metadata::{BootStats, RunCounts, Verdict};
@@ -95,6 +95,7 @@ pub(super) fn provisioned(dir: &std::path::Path) -> Provisioned {
         image: dir.join("vmlinuz"),
         modules: None,
         origin: "scripted".into(),
+        boot: BootImage::compressed(&dir.join("vmlinuz"), "scripted"),
     };
     Provisioned {
         agent: dir.join("agent"),
@@ -451,6 +452,7 @@ fn the_longest_boot_is_taken_first() {
             image: dir.path().join("vmlinuz"),
             modules: None,
             origin: "scripted".into(),
+            boot: BootImage::compressed(&dir.path().join("vmlinuz"), "scripted"),
         }),
         kernel_args: Vec::new(),
         cells: vec![cell(kernel)],

@@ -15,3 +15,4 @@ pub mod govendor;
 pub mod kbuild;
 pub mod modules;
 pub mod oci;
+pub mod vmlinux;
