@@ -58,7 +58,7 @@ fn kube_ovn_tproxy_on_a_real_kernel_then_resume_then_nothing_to_make() {
     for boot in boots {
         let command = fs::read_to_string(boot.path().join("qemu-command.txt")).unwrap();
         assert!(
-            command.starts_with("# kernel: vmlinux through its PVH entry")
+            command.contains("\n# kernel: vmlinux through its PVH entry")
                 && command.contains("kernels-pvh/"),
             "{command}"
         );
