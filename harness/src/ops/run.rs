@@ -311,6 +311,7 @@ fn work(
         out: options.out.display().to_string(),
     });
     provisioner.add_rootfs(&mut provisioned, &planned.scenarios, &pending);
+    provisioner.add_boot_images(&mut provisioned, &pending);
 
     let scratch = tempfile::Builder::new()
         .prefix("kmatrix-run-")

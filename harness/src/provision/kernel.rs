@@ -57,17 +57,9 @@ const PVH: &str = "kernels-pvh";
 const PVH_VERSION: &str = "1";
 
 impl Provisioner<'_> {
-    /// The kernel `id`, fetched or built (or found in the cache), with what
-    /// QEMU should boot of it.
-    pub fn kernel(&self, id: &KernelId) -> Result<KernelArtifact> {
-        let mut kernel = self.kernel_image(id)?;
-        kernel.boot = self.boot_image(&kernel.image);
-        Ok(kernel)
-    }
-
     /// The uncompressed `vmlinux` where it has a PVH entry (extracted once,
     /// kept in the cache), else the compressed image, saying why.
-    fn boot_image(&self, image: &Path) -> BootImage {
+    pub(super) fn boot_image(&self, image: &Path) -> BootImage {
         let made = crate::hashing::sha256_file(image).and_then(|sha| {
             self.cache
                 .get_or_make(PVH, &format!("{sha}-{PVH_VERSION}"), |dir| {
@@ -86,7 +78,9 @@ impl Provisioner<'_> {
         }
     }
 
-    fn kernel_image(&self, id: &KernelId) -> Result<KernelArtifact> {
+    /// The kernel `id`, fetched or built (or found in the cache); what QEMU
+    /// boots of it is decided when it has cells to run (`add_boot_images`).
+    pub fn kernel(&self, id: &KernelId) -> Result<KernelArtifact> {
         let entry = self.catalog.kernel(id);
         let artifact = ArtifactKey::Kernel(id.clone());
         let packaged = |resolve: &dyn Fn() -> Result<Vec<Package>>| -> Result<KernelArtifact> {

@@ -249,4 +249,18 @@ impl<'a> Provisioner<'a> {
             provisioned.rootfs.insert(scenario.id.clone(), built);
         }
     }
+
+    /// Decides what QEMU boots of each kernel with cells in `pending` (its
+    /// PVH `vmlinux` or its compressed image): a run with nothing left to
+    /// do examines no kernel.
+    pub fn add_boot_images(&self, provisioned: &mut Provisioned, pending: &[Cell]) {
+        for (id, environment) in provisioned.environments.iter_mut() {
+            if !pending.iter().any(|c| &c.kernel == id) {
+                continue;
+            }
+            if let Ok(Environment::Kernel(kernel)) = environment {
+                kernel.boot = self.boot_image(&kernel.image);
+            }
+        }
+    }
 }
