@@ -72,7 +72,7 @@ pub fn bisect(
 ) -> Result<BisectResult> {
     let (axis_name, fixed, request) = request_for(options);
     let planned = project.plan(&request)?;
-    let points = order_points(&options.axis, planned.cells, &planned.catalog)?;
+    let points = order_points(&options.axis, planned.cells, &planned.catalog);
     if points.len() < 2 {
         bail!("bisect needs at least two points on its axis (give --kernel or --version at least twice)");
     }
@@ -179,7 +179,7 @@ fn request_for(options: &BisectOptions) -> (&'static str, String, Request) {
 
 /// The axis's cells in search order: kernels by kernel version (the
 /// catalog's exact build where it names one), versions as given.
-fn order_points(axis: &Axis, cells: Vec<Cell>, catalog: &Catalog) -> Result<Vec<Point>> {
+fn order_points(axis: &Axis, cells: Vec<Cell>, catalog: &Catalog) -> Vec<Point> {
     let mut points: Vec<Point> = match axis {
         Axis::Kernels { kernels, .. } => kernels
             .iter()
@@ -214,7 +214,7 @@ fn order_points(axis: &Axis, cells: Vec<Cell>, catalog: &Catalog) -> Result<Vec<
             (kernel_version_key(&release), p.id.clone())
         });
     }
-    Ok(points)
+    points
 }
 
 fn judge(verdict: Verdict) -> Judged {

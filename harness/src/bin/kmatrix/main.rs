@@ -86,15 +86,9 @@ fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<ExitCode
         };
         env.insert(key.to_string(), value.to_string());
     }
-    let out = args.out.unwrap_or_else(|| {
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace(':', "");
-        project
-            .root
-            .join("results/runs")
-            .join(format!("exec-{stamp}"))
-    });
+    let out = args
+        .out
+        .unwrap_or_else(|| default_run_dir(project, "exec-"));
     let options = ops::exec::ExecOptions {
         kernels: args.kernels,
         image: args.image,
@@ -159,6 +153,17 @@ fn cells_of(path: &Path) -> Result<Vec<kmatrix_metadata::CellRecord>> {
     Ok(cells.records)
 }
 
+/// `results/runs/<prefix><UTC timestamp>`: where a run goes without --out.
+fn default_run_dir(project: &Project, prefix: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    project
+        .root
+        .join("results/runs")
+        .join(format!("{prefix}{stamp}"))
+}
+
 /// Ctrl-C stops the VMs and keeps finished cells; a second one quits at once.
 fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -205,15 +210,9 @@ fn bisect(project: &Project, cache_root: &Path, mut args: BisectArgs) -> Result<
             return exit(ExitStatus::BAD_INPUT);
         }
     };
-    let out = args.out.unwrap_or_else(|| {
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace(':', "");
-        project
-            .root
-            .join("results/runs")
-            .join(format!("bisect-{stamp}"))
-    });
+    let out = args
+        .out
+        .unwrap_or_else(|| default_run_dir(project, "bisect-"));
     let interrupted = interrupt_flag()?;
     let options = BisectOptions {
         scenario: args.scenario,
@@ -263,12 +262,7 @@ fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<ExitCo
     let (out, resume) = match (args.out, args.resume) {
         (_, Some(dir)) => (dir, true),
         (Some(dir), None) => (dir, false),
-        (None, None) => {
-            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                .to_string()
-                .replace(':', "");
-            (project.root.join("results/runs").join(stamp), false)
-        }
+        (None, None) => (default_run_dir(project, ""), false),
     };
     let interrupted = interrupt_flag()?;
     let options = RunOptions {
