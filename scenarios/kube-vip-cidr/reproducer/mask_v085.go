@@ -2,27 +2,13 @@
 
 package main
 
-import (
-	"net"
-	"strconv"
-	"strings"
-)
+import "net"
 
-// vipMask as in kube-vip v0.8.5 to v0.8.9: vip_cidr may be "v4,v6"; with a
-// single value that value serves both families, unchecked against the
-// family's size. net.CIDRMask returns nil when the bits exceed the size.
+// vipMask as in kube-vip v0.8.5 to v0.8.9: the value is unchecked against
+// the family's size, and net.CIDRMask returns nil when the bits exceed it.
 func vipMask(ip net.IP, vipCIDR string) (net.IPMask, error) {
-	size := 32
-	if ip.To4() == nil {
-		size = 128
-	}
-	parts := strings.Split(vipCIDR, ",")
-	chosen := parts[0]
-	if size == 128 && len(parts) > 1 {
-		chosen = parts[1]
-	}
-	bits, err := strconv.Atoi(strings.TrimSpace(chosen))
-	if err != nil {
+	bits, size, ok := familyMaskBits(ip, vipCIDR)
+	if !ok {
 		bits = size
 	}
 	return net.CIDRMask(bits, size), nil
