@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{fact, read_cells, repo_root, static_program, text, TempProject};
+use common::{fact, read_cells, repo_root, static_program, text, TempProject, TPROXY_TWO_BY_TWO};
 use kmatrix_metadata::{CellRecord, RunInfo, Verdict};
 use std::fs;
 use std::path::Path;
@@ -176,22 +176,11 @@ fn no_engine_leaves_docker_unavailable_and_the_guests_untouched() {
     let output = project.kmatrix_with_env(
         &[("DOCKER_HOST", Path::new("unix:///nonexistent/docker.sock"))],
         &[
-            "run",
-            "--kernel",
-            "docker",
-            "--kernel",
-            "debian-6.1",
-            "--version",
-            "v1.13.14",
-            "--version",
-            "v1.14.0",
-            "--variant",
-            "baseline",
-            "--variant",
-            "godebug-multipathtcp-0",
-            "--out",
-            out.to_str().unwrap(),
-        ],
+            &["run", "--kernel", "docker", "--kernel", "debian-6.1"][..],
+            &TPROXY_TWO_BY_TWO,
+            &["--out", out.to_str().unwrap()],
+        ]
+        .concat(),
     );
     eprintln!("run without an engine took {:?}", started.elapsed());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));

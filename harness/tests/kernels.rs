@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fact, fixture, read_cells, repo_root, text, TempProject};
+use common::{fact, fixture, read_cells, repo_root, text, TempProject, TPROXY_TWO_BY_TWO};
 use std::fs;
 
 #[test]
@@ -100,23 +100,20 @@ fn the_source_built_mptcp_stand_in_boots_and_reproduces() {
     let project = TempProject::new();
     project.add_scenario(&repo_root().join("scenarios/kube-ovn-tproxy"));
     let out = project.root().join("out");
-    let output = project.kmatrix(&[
-        "run",
-        "--scenario",
-        "kube-ovn-tproxy",
-        "--kernel",
-        "debian-5.10-mptcp",
-        "--version",
-        "v1.13.14",
-        "--version",
-        "v1.14.0",
-        "--variant",
-        "baseline",
-        "--variant",
-        "godebug-multipathtcp-0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = project.kmatrix(
+        &[
+            &[
+                "run",
+                "--scenario",
+                "kube-ovn-tproxy",
+                "--kernel",
+                "debian-5.10-mptcp",
+            ][..],
+            &TPROXY_TWO_BY_TWO,
+            &["--out", out.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let cells = read_cells(&out);
     assert_eq!(cells.len(), 4);

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{fact, fixture, read_cells, repo_root, text, TempProject};
+use common::{
+    fact, fixture, read_cells, repo_root, text, TempProject, KUBE_VIP_THREE_RELEASES,
+    TPROXY_TWO_BY_TWO,
+};
 use kmatrix_metadata::{CellRecord, RunInfo};
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,22 +35,17 @@ fn kube_ovn_tproxy_on_a_real_kernel_then_resume_then_nothing_to_make() {
     run_ok(
         &project,
         &[
-            "run",
-            "--scenario",
-            "kube-ovn-tproxy",
-            "--kernel",
-            "debian-6.1",
-            "--version",
-            "v1.13.14",
-            "--version",
-            "v1.14.0",
-            "--variant",
-            "baseline",
-            "--variant",
-            "godebug-multipathtcp-0",
-            "--out",
-            out_arg,
-        ],
+            &[
+                "run",
+                "--scenario",
+                "kube-ovn-tproxy",
+                "--kernel",
+                "debian-6.1",
+            ][..],
+            &TPROXY_TWO_BY_TWO,
+            &["--out", out_arg],
+        ]
+        .concat(),
     );
 
     let cells = read_cells(&out);
@@ -132,22 +130,17 @@ fn kube_ovn_tproxy_on_a_real_kernel_then_resume_then_nothing_to_make() {
     run_ok(
         &project,
         &[
-            "run",
-            "--scenario",
-            "kube-ovn-tproxy",
-            "--kernel",
-            "debian-6.1",
-            "--version",
-            "v1.13.14",
-            "--version",
-            "v1.14.0",
-            "--variant",
-            "baseline",
-            "--variant",
-            "godebug-multipathtcp-0",
-            "--out",
-            again.to_str().unwrap(),
-        ],
+            &[
+                "run",
+                "--scenario",
+                "kube-ovn-tproxy",
+                "--kernel",
+                "debian-6.1",
+            ][..],
+            &TPROXY_TWO_BY_TWO,
+            &["--out", again.to_str().unwrap()],
+        ]
+        .concat(),
     );
     let info: RunInfo = serde_json::from_slice(&fs::read(again.join("run.json")).unwrap()).unwrap();
     assert_eq!(info.cache.made, 0, "nothing downloaded or built: {info:?}");
@@ -296,14 +289,9 @@ fn ctrl_c_keeps_finished_cells_and_resume_completes() {
             "debian-6.1",
             "--kernel",
             "debian-6.12",
-            "--version",
-            "v0.8.4",
-            "--version",
-            "v0.8.5",
-            "--version",
-            "v0.8.9",
-            "--out",
         ])
+        .args(KUBE_VIP_THREE_RELEASES)
+        .arg("--out")
         .arg(&out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

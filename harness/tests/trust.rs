@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fixture, read_cells, repo_root, text, TempProject};
+use common::{fixture, read_cells, repo_root, text, TempProject, KUBE_VIP_THREE_RELEASES};
 use kmatrix_metadata::{RunInfo, Verdict};
 use std::collections::BTreeSet;
 use std::fs;
@@ -14,17 +14,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// kube-vip-cidr's releases these tests run: one before PR #961, two after
-/// (6 cells a kernel with its two variants).
-const THREE_RELEASES: [&str; 6] = [
-    "--version",
-    "v0.8.4",
-    "--version",
-    "v0.8.5",
-    "--version",
-    "v0.8.9",
-];
 
 fn run_info(dir: &Path) -> RunInfo {
     serde_json::from_slice(&fs::read(dir.join("run.json")).unwrap()).unwrap()
@@ -87,14 +76,8 @@ fn sigkill_leaves_no_vm_and_resume_finishes_exactly_the_original_selection() {
         "debian-6.1",
         "--kernel",
         "debian-6.12",
-        // Three releases: 6 cells a kernel.
-        "--version",
-        "v0.8.4",
-        "--version",
-        "v0.8.5",
-        "--version",
-        "v0.8.9",
     ];
+    let selection = [&selection[..], &KUBE_VIP_THREE_RELEASES].concat();
     let mut args = vec!["run", "-j", "1", "--out", out.to_str().unwrap()];
     args.extend_from_slice(&selection);
     let mut child = spawn(&project, &args);
@@ -259,7 +242,7 @@ fn two_runs_share_one_cache() {
             .arg("--cache")
             .arg(&cache)
             .args(["run", "--kernel", "debian-6.1", "-j", "1"])
-            .args(THREE_RELEASES)
+            .args(KUBE_VIP_THREE_RELEASES)
             .arg("--out")
             .arg(&out)
             .stdout(Stdio::piped())
@@ -304,7 +287,7 @@ fn two_runs_share_one_cache() {
         .arg("--cache")
         .arg(&cache)
         .args(["run", "--kernel", "debian-6.1"])
-        .args(THREE_RELEASES)
+        .args(KUBE_VIP_THREE_RELEASES)
         .arg("--out")
         .arg(&third)
         .output()
@@ -318,19 +301,14 @@ fn a_torn_cells_file_is_dropped_with_a_warning_and_its_cell_runs_again() {
     let project = TempProject::new();
     project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
     let out = project.root().join("out");
-    let first = project.kmatrix(&[
-        "run",
-        "--kernel",
-        "debian-6.1",
-        "--version",
-        "v0.8.4",
-        "--version",
-        "v0.8.5",
-        "--version",
-        "v0.8.9",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let first = project.kmatrix(
+        &[
+            &["run", "--kernel", "debian-6.1"][..],
+            &KUBE_VIP_THREE_RELEASES,
+            &["--out", out.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let path = out.join("cells.jsonl");
     let whole = fs::read_to_string(&path).unwrap();
@@ -365,7 +343,7 @@ fn results_are_written_with_the_users_umask() {
         .arg("--root")
         .arg(project.root())
         .args(["run", "--kernel", "debian-6.1"])
-        .args(THREE_RELEASES)
+        .args(KUBE_VIP_THREE_RELEASES)
         .arg("--out")
         .arg(&out)
         .output()

@@ -4,6 +4,31 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use kmatrix_metadata::CellRecord;
+
+/// kube-ovn-tproxy narrowed to what the real-boot tests check: the last
+/// go-1.23 release and the first go-1.24 one, as shipped and with the
+/// GODEBUG workaround (4 cells a kernel).
+pub const TPROXY_TWO_BY_TWO: [&str; 8] = [
+    "--version",
+    "v1.13.14",
+    "--version",
+    "v1.14.0",
+    "--variant",
+    "baseline",
+    "--variant",
+    "godebug-multipathtcp-0",
+];
+
+/// kube-vip-cidr's releases the real-boot tests run: one before PR #961,
+/// two after (6 cells a kernel with its two variants).
+pub const KUBE_VIP_THREE_RELEASES: [&str; 6] = [
+    "--version",
+    "v0.8.4",
+    "--version",
+    "v0.8.5",
+    "--version",
+    "v0.8.9",
+];
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
