@@ -99,6 +99,31 @@ pub struct BootStats {
     /// agent started) and its signature.
     #[serde(default)]
     pub death_signatures: Vec<String>,
+    /// Of `duration_ms`, the time until the agent said hello (kernel boot
+    /// and agent start), all boots together.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub ready_ms: u64,
+    /// Each cell's wall time in its guest, from its start to its end as the
+    /// host saw them (deployment included; the record's `duration_ms` sums
+    /// only its probes). The last attempt's, when a cell ran again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cells_ms: BTreeMap<String, u64>,
+}
+
+impl BootStats {
+    /// Adds what another pass (a retry, a resume) of the same boot group did.
+    pub fn absorb(&mut self, more: BootStats) {
+        self.boots += more.boots;
+        self.deaths += more.deaths;
+        self.duration_ms += more.duration_ms;
+        self.ready_ms += more.ready_ms;
+        self.death_signatures.extend(more.death_signatures);
+        self.cells_ms.extend(more.cells_ms);
+    }
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What the artifact cache did during a run: a second identical run makes nothing.

@@ -412,18 +412,14 @@ fn work(
         boots_dir: options.out.join("boots"),
         scratch: scratch.path().to_path_buf(),
         jobs: options.jobs,
-        expected_ms: read_durations(cache.root()),
+        durations: runner::schedule::Durations::read(cache.root()),
         events: events.clone(),
         interrupted: &interrupted,
     };
     let stats = runner::run(pending, retries, &context);
-    remember_durations(cache.root(), &stats);
+    runner::schedule::Durations::remember(cache.root(), &stats);
     for (group, more) in stats {
-        let total = info.boots.entry(group).or_default();
-        total.boots += more.boots;
-        total.deaths += more.deaths;
-        total.duration_ms += more.duration_ms;
-        total.death_signatures.extend(more.death_signatures);
+        info.boots.entry(group).or_default().absorb(more);
     }
     let was_interrupted = interrupted.load(Ordering::SeqCst);
     info.finished = (!was_interrupted).then(|| rfc3339(SystemTime::now()));
@@ -449,30 +445,6 @@ fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<Conta
             Environment::Kernel(_) => None,
         }
     })
-}
-
-/// Where the last durations of each boot group are kept, for scheduling.
-const DURATIONS_FILE: &str = "boot-durations.json";
-
-fn read_durations(cache_root: &Path) -> BTreeMap<String, u64> {
-    fs::read(cache_root.join(DURATIONS_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-/// Keeps how long each boot group took (per boot), merged with what other
-/// runs measured; a lost update only costs a less good schedule.
-fn remember_durations(cache_root: &Path, stats: &BTreeMap<String, kmatrix_metadata::BootStats>) {
-    let mut durations = read_durations(cache_root);
-    for (group, stats) in stats {
-        if stats.boots > 0 {
-            durations.insert(group.clone(), stats.duration_ms / u64::from(stats.boots));
-        }
-    }
-    if let Ok(bytes) = serde_json::to_vec_pretty(&durations) {
-        let _ = crate::files::write_atomically(&cache_root.join(DURATIONS_FILE), &bytes);
-    }
 }
 
 /// Room a run's results need beside its boots' logs.

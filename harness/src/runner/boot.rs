@@ -332,7 +332,11 @@ impl Session<'_> {
         let attempts = &self.attempts;
         let results = self.results;
         let started = std::time::Instant::now();
+        let mut ready_ms = None;
         let outcome = backend.boot(&request, &mut |event| {
+            if matches!(event, GuestEvent::Hello { .. }) {
+                ready_ms.get_or_insert(started.elapsed().as_millis() as u64);
+            }
             let Some(done) = guest.take(event) else {
                 return;
             };
@@ -364,6 +368,10 @@ impl Session<'_> {
         };
         self.stats.boots += 1;
         self.stats.duration_ms += started.elapsed().as_millis() as u64;
+        self.stats.ready_ms += ready_ms.unwrap_or(0);
+        self.stats
+            .cells_ms
+            .extend(guest.cells_ms.iter().map(|(id, ms)| (id.clone(), *ms)));
         if let Some(death) = &death {
             self.stats.deaths += 1;
             let place = match death {

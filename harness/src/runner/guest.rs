@@ -50,6 +50,10 @@ pub struct GuestView {
     pub done: BTreeSet<String>,
     /// A cell that started and has not finished.
     pub in_progress: Option<String>,
+    /// When the host saw `in_progress` start.
+    started_at: Option<std::time::Instant>,
+    /// Each finished cell's wall time, start to end as the host saw them.
+    pub cells_ms: BTreeMap<String, u64>,
 }
 
 impl GuestView {
@@ -60,7 +64,10 @@ impl GuestView {
                 kernel_release,
                 facts,
             } => self.hello = Some((kernel_release.clone(), facts.clone())),
-            GuestEvent::CellStart { cell_id } => self.in_progress = Some(cell_id.clone()),
+            GuestEvent::CellStart { cell_id } => {
+                self.in_progress = Some(cell_id.clone());
+                self.started_at = Some(std::time::Instant::now());
+            }
             GuestEvent::ProbeDone {
                 cell_id,
                 probe_id,
@@ -82,6 +89,10 @@ impl GuestView {
             GuestEvent::CellDone { cell_id } => {
                 self.done.insert(cell_id.clone());
                 self.in_progress = None;
+                if let Some(started) = self.started_at.take() {
+                    self.cells_ms
+                        .insert(cell_id.clone(), started.elapsed().as_millis() as u64);
+                }
                 return Some(cell_id.clone());
             }
             GuestEvent::Done => {}

@@ -8,6 +8,7 @@ mod boot;
 mod container;
 mod guest;
 mod retry;
+pub mod schedule;
 
 pub use guest::record_without_guest;
 
@@ -39,9 +40,9 @@ pub struct RunContext<'a> {
     /// with the run.
     pub scratch: PathBuf,
     pub jobs: usize,
-    /// How long each boot group took last time (milliseconds): the longest
-    /// boot first, so the VMs running in parallel finish together.
-    pub expected_ms: BTreeMap<String, u64>,
+    /// What earlier runs measured: the longest boot is taken first, so the
+    /// VMs running in parallel finish together.
+    pub durations: schedule::Durations,
     pub events: Events,
     pub interrupted: &'a AtomicBool,
 }
@@ -86,11 +87,7 @@ pub fn run(cells: Vec<Cell>, retries: u32, context: &RunContext) -> BTreeMap<Str
     });
     let retried = retry::retry_failures(context, retries, failed_now, &by_id);
     for (group, more) in retried {
-        let total = stats.entry(group).or_default();
-        total.boots += more.boots;
-        total.deaths += more.deaths;
-        total.duration_ms += more.duration_ms;
-        total.death_signatures.extend(more.death_signatures);
+        stats.entry(group).or_default().absorb(more);
     }
     stats
 }
@@ -270,19 +267,10 @@ impl RunContext<'_> {
         work
     }
 
-    /// What a kernel's boots are expected to cost: their duration last time,
-    /// or (never run) a guess from its cells' probe deadlines.
+    /// What a kernel's boots are expected to cost, from earlier runs.
     fn expected_cost(&self, work: &KernelWork) -> u64 {
         let group = boot_group(work.environment.id().as_str(), &work.kernel_args);
-        self.expected_ms.get(&group).copied().unwrap_or_else(|| {
-            10_000
-                + work
-                    .cells
-                    .iter()
-                    .flat_map(|c| &c.probes)
-                    .map(|p| p.expect.timeout_ms.min(5_000))
-                    .sum::<u64>()
-        })
+        self.durations.expected(&group, &work.cells)
     }
 
     /// The same context with boot logs in another folder of the run directory.
@@ -295,7 +283,7 @@ impl RunContext<'_> {
             boots_dir: self.run_dir.join(name),
             scratch: self.scratch.clone(),
             jobs: self.jobs,
-            expected_ms: self.expected_ms.clone(),
+            durations: self.durations.clone(),
             events: self.events.clone(),
             interrupted: self.interrupted,
         }
@@ -355,4 +343,4 @@ fn relative(path: &std::path::Path, run_dir: &std::path::Path) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -55,12 +55,7 @@ pub(super) fn retry_failures(
             }
         });
         for (group, more) in round_stats {
-            let total: &mut BootStats = stats.entry(group).or_default();
-            total.boots += more.boots;
-            total.deaths += more.deaths;
-            total.duration_ms += more.duration_ms;
-            total.duration_ms += more.duration_ms;
-            total.death_signatures.extend(more.death_signatures);
+            stats.entry(group).or_default().absorb(more);
         }
     }
     for mut record in failed {

@@ -1,6 +1,7 @@
 //! The runner against scripted backends: guests that fail, pass, or die
 //! on a schedule, without booting anything.
 
+use super::schedule::Durations;
 use super::*;
 use crate::backend::{Backend, BootEnd, BootOutcome, BootRequest};
 use crate::ids::{CellId, KernelId};
@@ -63,7 +64,7 @@ impl Backend for FlakyGuest {
     }
 }
 
-pub(super) fn cell(id: &str) -> Cell {
+pub(crate) fn cell(id: &str) -> Cell {
     Cell {
         id: CellId::new(id),
         scenario: ScenarioId::new("s"),
@@ -136,7 +137,7 @@ pub(super) fn run_with_stats(
         boots_dir: dir.path().join("boots"),
         scratch: dir.path().join("scratch"),
         jobs: 1,
-        expected_ms: BTreeMap::new(),
+        durations: Durations::default(),
         events: Events::new(sender),
         interrupted: &interrupted,
     };
@@ -184,7 +185,7 @@ fn cells_are_classified_as_the_guest_finishes_them() {
     let backend = FlakyGuest {
         boots: AtomicUsize::new(1),
     };
-    let records = run_scripted(&backend, vec![cell("a"), cell("b")], 0);
+    let (records, stats) = run_with_stats(&backend, vec![cell("a"), cell("b")], 0);
     assert_eq!(records.len(), 2);
     for record in &records {
         assert_eq!(record.verdict, Verdict::Pass);
@@ -192,6 +193,10 @@ fn cells_are_classified_as_the_guest_finishes_them() {
         assert_eq!(record.attempts, 1);
         assert_eq!(record.backend.as_deref(), Some("scripted"));
     }
+    // run.json's durations: each cell's wall time, and the boot's.
+    let boot = &stats["k"];
+    assert_eq!(boot.cells_ms.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert!(boot.ready_ms <= boot.duration_ms, "{boot:?}");
 }
 
 /// What one scripted boot does.
@@ -442,7 +447,10 @@ fn the_longest_boot_is_taken_first() {
         boots_dir: dir.path().join("boots"),
         scratch: dir.path().join("scratch"),
         jobs: 1,
-        expected_ms: BTreeMap::from([("fast".to_string(), 2_000), ("slow".to_string(), 90_000)]),
+        durations: Durations {
+            ready_ms: BTreeMap::from([("fast".to_string(), 2_000), ("slow".to_string(), 9_000)]),
+            cells_ms: BTreeMap::from([("slow".to_string(), 80_000)]),
+        },
         events: Events::none(),
         interrupted: &interrupted,
     };
