@@ -3,11 +3,12 @@
 //!
 //! It holds data only: the records of `cells.jsonl`, the facts of
 //! `run.json`, the [`Verdict`] and its one table of names and symbols, the
-//! `matrix.json`, `bisect.json` and `diff --format json` shapes, the exit
+//! `matrix.json`, `bisect.json`, `bench.json` and `diff --format json` shapes, the exit
 //! codes, and the one reader/writer of `cells.jsonl`. Fields are only ever added, never renamed
 //! or removed, and every added field has a default, so an older file still
 //! reads.
 
+mod bench;
 mod bisect;
 mod diff;
 mod exit;
@@ -17,6 +18,7 @@ mod record;
 mod run;
 mod verdict;
 
+pub use bench::{BenchFigure, BenchMachine, BenchResult, BENCH_FILE, BENCH_FLOOR};
 pub use bisect::{BisectResult, BISECT_FILE};
 pub use diff::{CellChange, CellKey, Change, Diff, Side, VersionChange};
 pub use exit::ExitStatus;

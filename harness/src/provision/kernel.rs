@@ -59,7 +59,7 @@ const PVH_VERSION: &str = "1";
 impl Provisioner<'_> {
     /// The uncompressed `vmlinux` where it has a PVH entry (extracted once,
     /// kept in the cache), else the compressed image, saying why.
-    pub(super) fn boot_image(&self, image: &Path) -> BootImage {
+    pub fn boot_image(&self, image: &Path) -> BootImage {
         let made = crate::hashing::sha256_file(image).and_then(|sha| {
             self.cache
                 .get_or_make(PVH, &format!("{sha}-{PVH_VERSION}"), |dir| {

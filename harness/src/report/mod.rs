@@ -3,6 +3,7 @@
 //! Rows are component version × variant, columns are kernels. Every writer
 //! renders the one [`model::ReportModel`], built once.
 
+pub mod bench;
 pub mod compat;
 pub mod csv;
 pub mod html;

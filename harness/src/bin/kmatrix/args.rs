@@ -106,6 +106,51 @@ pub enum Command {
   kmatrix exec --kernel debian-6.1 --image registry.example:5000/app:v2 -- /app --check
   kmatrix exec --kernel debian-6.1 --binary ./server --env GODEBUG=multipathtcp=0 -- --port 80")]
     Exec(ExecArgs),
+    /// Measure what a cell costs against a bare QEMU boot of the same kernel,
+    /// and against virtme-ng and vmtest doing the same work.
+    ///
+    /// In one invocation, on one kernel, every figure is timed once per
+    /// round, the order rotating each round: bare QEMU with kmatrix's flags
+    /// and an init that only powers off (the floor; also its bzImage), a
+    /// `kmatrix run` of one cell, of N cells in one boot, and of the same N
+    /// cells one boot each, then the peers asked for with --peer (installed
+    /// by scripts/bench-setup.sh). A warm-up run builds what the cells need
+    /// first. Writes OUT/bench.json (each figure's runs, median and ratios,
+    /// the machine, the emulator) and OUT/bench.md, and prints the table.
+    /// Ratios only compare figures taken in the same invocation.
+    #[command(after_help = "Examples:
+  kmatrix bench
+  kmatrix bench --kernel debian-6.12 --rounds 9 --out results/bench-6.12
+  bash scripts/bench-setup.sh && kmatrix bench --peer virtme-ng --peer vmtest")]
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// The kernel every figure boots.
+    #[arg(long, value_name = "ID", default_value = "debian-6.1")]
+    pub kernel: String,
+    /// The scenario whose cells kmatrix runs (and whose first cell the peers run).
+    #[arg(long, value_name = "ID", default_value = "kube-vip-cidr")]
+    pub scenario: String,
+    /// How many of the scenario's cells the N-cell figures run.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub cells: usize,
+    /// Rounds: each figure is timed once per round; medians are reported.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub rounds: usize,
+    /// A peer to time on the same work: virtme-ng, vmtest (repeatable).
+    #[arg(long = "peer", value_name = "NAME")]
+    pub peers: Vec<String>,
+    /// Where bench.json and bench.md go [default: results/bench-<UTC timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Accelerator for every figure; `auto` uses KVM only after a test guest really ran under it.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// The emulator: an id of images/emulators.toml, or `host` [default: the catalog's pinned default]
+    #[arg(long, value_name = "ID|host")]
+    pub emulator: Option<String>,
 }
 
 #[derive(clap::Args)]

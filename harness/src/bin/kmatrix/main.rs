@@ -6,8 +6,8 @@ mod args;
 
 use anyhow::{Context, Result};
 use args::{
-    Accel, BisectArgs, Cli, Command, DiffArgs, DiffFormat, ExecArgs, Format, KernelsCommand,
-    PlanArgs, ReportArgs, ReportFormat, RunArgs,
+    Accel, BenchArgs, BisectArgs, Cli, Command, DiffArgs, DiffFormat, ExecArgs, Format,
+    KernelsCommand, PlanArgs, ReportArgs, ReportFormat, RunArgs,
 };
 use clap::Parser;
 use kmatrix::backend::accel::AccelChoice;
@@ -74,7 +74,45 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Diff(args) => diff(args),
         Command::Kernels(command) => kernels(&project, &cache_root, command),
         Command::Exec(args) => exec(&project, &cache_root, args),
+        Command::Bench(args) => bench(&project, &cache_root, args),
     }
+}
+
+fn bench(project: &Project, cache_root: &Path, args: BenchArgs) -> Result<ExitCode> {
+    for peer in &args.peers {
+        if !ops::bench::PEERS.contains(&peer.as_str()) {
+            eprintln!(
+                "error: --peer {peer}: unknown (known: {})\n  see `kmatrix bench --help`",
+                ops::bench::PEERS.join(", ")
+            );
+            return exit(ExitStatus::BAD_INPUT);
+        }
+    }
+    let out = args.out.unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        project.root.join("results").join(format!("bench-{stamp}"))
+    });
+    let options = ops::bench::BenchOptions {
+        kernel: args.kernel,
+        scenario: args.scenario,
+        cells: args.cells,
+        rounds: args.rounds,
+        out: out.clone(),
+        accel: accel_choice(args.accel),
+        emulator: args.emulator,
+        peers: args.peers,
+        exe: std::env::current_exe()?,
+    };
+    let result = with_display(|events| ops::bench::bench(project, cache_root, &options, events))?;
+    print!("{}", report::bench::render(&result));
+    eprintln!(
+        "bench: {} and {}",
+        out.join(kmatrix_metadata::BENCH_FILE).display(),
+        out.join(ops::bench::BENCH_MARKDOWN).display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<ExitCode> {
