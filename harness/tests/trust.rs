@@ -86,6 +86,18 @@ fn sigkill_leaves_no_vm_and_resume_finishes_exactly_the_original_selection() {
         Duration::from_secs(300),
         || !read_cells(&out).is_empty() && !pid_files(&out).is_empty(),
     );
+    let killed_pid = child.id().to_string();
+    let scratch_of_killed = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                std::fs::read_to_string(p.join("owner.pid")).is_ok_and(|t| t.trim() == killed_pid)
+            })
+            .collect()
+    };
+    assert_eq!(scratch_of_killed().len(), 1, "the run's scratch, owned");
     child.kill().unwrap(); // SIGKILL: no handler runs
     child.wait().unwrap();
     let needle = out.to_string_lossy().into_owned();
@@ -104,6 +116,10 @@ fn sigkill_leaves_no_vm_and_resume_finishes_exactly_the_original_selection() {
     // `--resume DIR` alone plans what the run was started with.
     let output = project.kmatrix(&["run", "--resume", out.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        scratch_of_killed().is_empty(),
+        "the killed run's scratch is swept by the next run"
+    );
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(
         log.contains(&format!("12 cells planned, {} already in", kept.len())),

@@ -36,6 +36,14 @@ pub struct RunInfo {
     /// The container engine that ran the `docker` column, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_engine: Option<ContainerEngine>,
+    /// The harness process's own peak resident memory (VmHWM, KiB), the
+    /// VMs and other children not counted; the last invocation's, on a
+    /// resumed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_peak_rss_kib: Option<u64>,
+    /// Wall time of the last invocation (run or resume), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
 }
 
 /// A container engine as a run met it (the `docker` environment).

@@ -313,10 +313,18 @@ fn work(
     provisioner.add_rootfs(&mut provisioned, &planned.scenarios, &pending);
     provisioner.add_boot_images(&mut provisioned, &pending);
 
+    sweep_dead_scratch(&std::env::temp_dir());
     let scratch = tempfile::Builder::new()
-        .prefix("kmatrix-run-")
+        .prefix(SCRATCH_PREFIX)
         .tempdir()
         .context("cannot make a scratch folder in the temporary directory")?;
+    // Whose it is: a run killed with -9 cannot remove its scratch, and the
+    // next run sweeps the folders whose owner is gone.
+    fs::write(
+        scratch.path().join(SCRATCH_OWNER),
+        std::process::id().to_string(),
+    )
+    .context("cannot write into the scratch folder")?;
     let first_kernel = pending
         .iter()
         .filter(|c| provisioned.missing_for(c).is_none())
@@ -381,6 +389,8 @@ fn work(
             emulator_origin: None,
             boots: BTreeMap::new(),
             container_engine: None,
+            harness_peak_rss_kib: None,
+            wall_ms: None,
         },
     };
     info.harness_version = env!("CARGO_PKG_VERSION").into();
@@ -424,6 +434,8 @@ fn work(
     let was_interrupted = interrupted.load(Ordering::SeqCst);
     info.finished = (!was_interrupted).then(|| rfc3339(SystemTime::now()));
     info.cache = cache.stats();
+    info.harness_peak_rss_kib = peak_rss_kib();
+    info.wall_ms = started.elapsed().ok().map(|d| d.as_millis() as u64);
     events.send(RunEvent::RunInfo(Box::new(info.clone())));
     events.send(RunEvent::RunFinished {
         interrupted: was_interrupted,
@@ -445,6 +457,51 @@ fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<Conta
             Environment::Kernel(_) => None,
         }
     })
+}
+
+/// Scratch folders in the temporary directory: `kmatrix-run-XXXXXX`, with
+/// the owning process's pid inside.
+const SCRATCH_PREFIX: &str = "kmatrix-run-";
+const SCRATCH_OWNER: &str = "owner.pid";
+
+/// Removes the scratch (decompressed modules, initramfs images: megabytes
+/// per boot) of runs that were killed before they could; folders without
+/// an owner file, or whose owner lives, are left alone.
+fn sweep_dead_scratch(temp: &Path) {
+    let Ok(entries) = fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+        {
+            continue;
+        }
+        let Some(pid) = fs::read_to_string(entry.path().join(SCRATCH_OWNER))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// This process's peak resident memory (`VmHWM`), children not counted.
+fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Room a run's results need beside its boots' logs.
