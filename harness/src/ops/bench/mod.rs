@@ -79,6 +79,12 @@ pub fn bench(
     let started = std::time::SystemTime::now();
     fs::create_dir_all(&options.out)
         .with_context(|| format!("cannot make {}", options.out.display()))?;
+    // Absolute: the peers run in folders of their own, and read the job
+    // script by its path.
+    let options = &BenchOptions {
+        out: fs::canonicalize(&options.out)?,
+        ..options.clone()
+    };
     let planned = project.plan(&Request {
         scenarios: vec![options.scenario.clone()],
         kernels: vec![options.kernel.clone()],
