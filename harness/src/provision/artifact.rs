@@ -10,6 +10,9 @@ use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// Cache kind of the artifacts' `go version -m` outputs.
+const BUILD_INFO: &str = "artifact-build-info";
+
 impl Provisioner<'_> {
     /// The file system of `artifact`, with `command` as what it runs.
     pub fn artifact(&self, artifact: &Artifact, command: &[String]) -> Result<ImageArtifact> {
@@ -27,11 +30,33 @@ impl Provisioner<'_> {
     }
 
     /// The Go build info of the program the artifact runs: copied out of
-    /// its file system with debugfs, read with a cached Go toolchain.
+    /// its file system with debugfs, read with a cached Go toolchain, once
+    /// per artifact disk (kept in the cache: a warm run runs neither).
     fn main_program_build_info(
         &self,
         image: &ImageArtifact,
     ) -> Result<super::buildinfo::BuildInfo> {
+        // The disk lives in a content-keyed cache entry: its path names it.
+        let reader = self.catalog.toolchains.keys().next_back();
+        let key = sha256_bytes(
+            format!(
+                "buildinfo\0{}\0{:?}\0{:?}\0{reader:?}",
+                image.disk.display(),
+                image.entrypoint,
+                image.cmd
+            )
+            .as_bytes(),
+        );
+        let saved = self.cache.get_or_make(BUILD_INFO, &key, |dir| {
+            let text = self.read_main_program_build_info(image)?;
+            fs::write(dir.join("go-version-m.txt"), text)?;
+            Ok(PathBuf::from("go-version-m.txt"))
+        })?;
+        super::buildinfo::parse(&fs::read_to_string(saved)?)
+    }
+
+    /// `go version -m` of the program the artifact runs.
+    fn read_main_program_build_info(&self, image: &ImageArtifact) -> Result<String> {
         let program = image
             .entrypoint
             .first()
@@ -61,7 +86,7 @@ impl Provisioner<'_> {
                     .context("no Go toolchain in the catalog")?
                     .clone();
                 let go = self.toolchain(&toolchain)?;
-                return super::buildinfo::read(&go.goroot, &copy);
+                return super::buildinfo::version_m(&go.goroot, &copy);
             }
         }
         anyhow::bail!("{program} is not in the artifact")

@@ -10,12 +10,7 @@ impl Provisioner<'_> {
     /// Builds a BPF object from C with Debian's clang (`-target bpf`), keyed
     /// by the sources beside it and the compiler.
     pub fn bpf_object(&self, source: &Path) -> Result<PathBuf> {
-        let clang_version = Command::new("clang")
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string())
+        let clang_version = clang_version()
             .context("building BPF objects needs clang: apt-get install clang libbpf-dev (scripts/setup.sh does)")?;
         let folder = source.parent().unwrap_or(Path::new("."));
         let key = sha256_bytes(
@@ -51,4 +46,24 @@ impl Provisioner<'_> {
             Ok(PathBuf::from("object.o"))
         })
     }
+}
+
+/// Which clang builds BPF objects: the installed compiler's resolved path,
+/// size and modification time (a package upgrade changes them). Read from
+/// the file system, not by running `clang --version`: clang's 70 MB
+/// start-up would double a warm run's peak memory for a key.
+fn clang_version() -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    let clang = std::env::split_paths(&path)
+        .map(|dir| dir.join("clang"))
+        .find(|candidate| candidate.is_file())?;
+    let resolved = std::fs::canonicalize(&clang).ok()?;
+    let meta = std::fs::metadata(&resolved).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(format!("{} {} {modified}", resolved.display(), meta.len()))
 }

@@ -21,6 +21,11 @@ pub struct BuildInfo {
 
 /// Runs `GOROOT/bin/go version -m BINARY`.
 pub fn read(goroot: &Path, binary: &Path) -> Result<BuildInfo> {
+    parse(&version_m(goroot, binary)?)
+}
+
+/// What `GOROOT/bin/go version -m BINARY` prints.
+pub fn version_m(goroot: &Path, binary: &Path) -> Result<String> {
     let output = Command::new(goroot.join("bin/go"))
         .args(["version", "-m"])
         .arg(binary)
@@ -35,7 +40,7 @@ pub fn read(goroot: &Path, binary: &Path) -> Result<BuildInfo> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    parse(&String::from_utf8_lossy(&output.stdout))
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Parses `go version -m` output.
