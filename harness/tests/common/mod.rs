@@ -194,19 +194,25 @@ impl Drop for LocalRegistry {
 
 /// A static program (no libc needed in its file system) printing `line`.
 pub fn static_program(dir: &Path, line: &str) -> PathBuf {
-    let source = dir.join("hello.c");
-    fs::write(
-        &source,
-        format!("#include <stdio.h>\nint main(void) {{ puts(\"{line}\"); return 0; }}\n"),
+    let binary = dir.join("hello");
+    // The source comes on stdin: a file name would put this run's temporary
+    // path into the binary, and images made from it would differ every run
+    // (a new cache entry each time, not the one the cache holds).
+    let mut gcc = Command::new("gcc")
+        .args(["-static", "-O2", "-x", "c", "-", "-o"])
+        .arg(&binary)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut gcc.stdin.take().unwrap(),
+        format!("#include <stdio.h>\nint main(void) {{ puts(\"{line}\"); return 0; }}\n")
+            .as_bytes(),
     )
     .unwrap();
-    let binary = dir.join("hello");
-    let status = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(status.success(), "gcc -static (libc6-dev) builds it");
+    assert!(
+        gcc.wait().unwrap().success(),
+        "gcc -static (libc6-dev) builds it"
+    );
     binary
 }

@@ -1,7 +1,8 @@
 //! The tools a user would otherwise pick to run a program on a kernel,
 //! doing the same work as kmatrix's one-cell figure: the same reproducer,
 //! arguments and environment, its kernel module loaded first, on the same
-//! kernel image, under the same accelerator. Each is found where
+//! kernel image, under the same accelerator, each with the QEMU its users
+//! get by default (the host's; its notes say which). Each is found where
 //! `scripts/bench-setup.sh` installs it; one that is missing is a figure
 //! marked unavailable with the reason, never a guess.
 
@@ -32,8 +33,6 @@ pub struct Work {
     /// What the reproducer prints when it did its work.
     expect_stdout: Option<regex::Regex>,
     accel: Accel,
-    /// The emulator kmatrix used, for the peers that take one.
-    qemu: PathBuf,
 }
 
 impl Work {
@@ -88,7 +87,6 @@ impl Work {
             script: path,
             expect_stdout: probe.expect.pass_stdout.clone(),
             accel: qemu.accel,
-            qemu: qemu.emulator.binary.clone(),
         })
     }
 }
@@ -148,11 +146,6 @@ fn run_peer(peer: &PeerCommand, expect: Option<&regex::Regex>, scratch: &Path) -
         .args(&argv[1..])
         .current_dir(scratch)
         .stdin(Stdio::null());
-    if let Some(modules) = qemu_module_dir(&peer.qemu) {
-        // The pinned QEMU's own modules, not the host's older ones (which
-        // it refuses: "Only modules from the same build can be loaded").
-        command.env("QEMU_MODULE_DIR", modules);
-    }
     if !peer.path_first.is_empty() {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = peer.path_first.clone();
@@ -185,8 +178,6 @@ struct PeerCommand {
     argv: Vec<String>,
     /// Folders put first on PATH (helpers the peer looks up there).
     path_first: Vec<PathBuf>,
-    /// The emulator the peer runs.
-    qemu: PathBuf,
     what: String,
     /// What it took to make it run here.
     notes: Vec<String>,
@@ -209,8 +200,6 @@ fn virtme_ng(work: &Work, root: &Path) -> Result<PeerCommand, String> {
         vng.display().to_string(),
         "--run".into(),
         work.kernel_image.display().to_string(),
-        "--qemu".into(),
-        work.qemu.display().to_string(),
         "--cpus".into(),
         "1".into(),
         "--memory".into(),
@@ -227,12 +216,15 @@ fn virtme_ng(work: &Work, root: &Path) -> Result<PeerCommand, String> {
         "the Debian cloud kernel has no 9p, so the root is shared over virtiofs: virtiofsd from crates.io (Debian's needs glibc 2.39), found on PATH".into(),
         "its initramfs needs busybox (busybox-static) and the kernel's own virtio/virtiofs modules, which vng finds beside the image in kmatrix's cache".into(),
         "the kernel module the cell needs is loaded with insmod from the same cache; --disable-kvm under TCG".into(),
+        format!(
+            "it runs the QEMU a vng user gets, the host's qemu-system-x86_64 ({}): given kmatrix's pinned QEMU 10 (--qemu) the same run took 44 s here, 32 s of it before the kernel's first line (SeaBIOS under QEMU 10; kmatrix boots with qboot)",
+            host_qemu_version()
+        ),
     ];
     Ok(PeerCommand {
         argv,
         // vng runs virtme-run from PATH, and finds virtiofsd there.
         path_first: vec![root.join("virtme-ng/bin"), root.join("virtiofsd/bin")],
-        qemu: work.qemu.clone(),
         what: "virtme-ng (`vng --run`) running the same reproducer, host root over virtiofs".into(),
         notes,
     })
@@ -280,7 +272,6 @@ fn vmtest(work: &Work, root: &Path) -> Result<PeerCommand, String> {
     Ok(PeerCommand {
         argv,
         path_first: Vec::new(),
-        qemu: work.qemu.clone(),
         what: "vmtest (`vmtest --kernel`) running the same reproducer".into(),
         notes: vec!["installed from crates.io (scripts/bench-setup.sh)".into()],
     })
@@ -294,10 +285,8 @@ fn kernel_config(image: &Path) -> Option<String> {
     fs::read_to_string(image.with_file_name(format!("config-{release}"))).ok()
 }
 
-/// The module folder of an emulator unpacked from packages
-/// (`<root>/usr/bin/qemu-system-x86_64` → `<root>/usr/lib/x86_64-linux-gnu/qemu`).
-fn qemu_module_dir(qemu: &Path) -> Option<PathBuf> {
-    let usr = qemu.parent()?.parent()?;
-    let dir = usr.join("lib/x86_64-linux-gnu/qemu");
-    (usr != Path::new("/usr") && dir.is_dir()).then_some(dir)
+/// The first line of the host QEMU's `--version`, for the peers' notes.
+fn host_qemu_version() -> String {
+    crate::provision::version_of(Path::new(crate::provision::HOST_QEMU))
+        .unwrap_or_else(|e| format!("no host QEMU: {e:#}"))
 }

@@ -36,6 +36,10 @@ pub fn write_layout(rootfs: &Path, spec: &ImageSpec, layout: &Path, tag: &str) -
     {
         let mut builder = tar::Builder::new(File::create(&tar_path)?);
         builder.follow_symlinks(false);
+        // Same files, same digest: no mtimes or owners of this machine in
+        // the layer, so an image rebuilt from the same files is the one the
+        // cache already holds.
+        builder.mode(tar::HeaderMode::Deterministic);
         builder
             .append_dir_all(".", rootfs)
             .with_context(|| format!("cannot archive {}", rootfs.display()))?;
