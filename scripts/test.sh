@@ -3,6 +3,12 @@
 # every test, the real QEMU boots and the real Docker engine included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The tests need about 7 GB (target/ 1.8 GB, a cold kmatrix cache 4.6 GB,
+# plus scratch): say so up front rather than fail mid-compile.
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${free_kb:-0}" -lt $((7 * 1024 * 1024)) ]; then
+  echo "test.sh: warning: only $((free_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); the tests need about 7 GB (target/ and the kmatrix cache). Free space (old target/ folders, <cache>/images and <cache>/layers) if the build fails with 'No space left on device'." >&2
+fi
 bash scripts/setup.sh
 # The `docker` environment's tests need an engine: start one if none
 # answers, and stop what was started when the tests end.
