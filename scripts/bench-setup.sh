@@ -28,13 +28,7 @@ command -v udevadm >/dev/null || need+=(udev)
 [ -f /usr/include/seccomp.h ] || need+=(libseccomp-dev)
 [ -f /usr/include/cap-ng.h ] || need+=(libcap-ng-dev)
 command -v qemu-ga >/dev/null || need+=(qemu-guest-agent)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "bench-setup: installing ${need[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash scripts/apt-install.sh bench-setup "${need[@]}"
 
 if [ ! -x "$peers/virtme-ng/bin/vng" ]; then
   echo "bench-setup: virtme-ng $VIRTME_NG from PyPI" >&2

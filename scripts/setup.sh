@@ -35,10 +35,4 @@ if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null || need+=(docker.io)
 fi
 
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${need[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash "$(dirname "$0")/apt-install.sh" setup "${need[@]}"

@@ -9,6 +9,27 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+/// The first `tool` on PATH, as a shell would find it.
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The number of a `Key:   N kB` line of a /proc file (`/proc/meminfo`,
+/// `/proc/self/status`), in KiB.
+pub fn proc_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Writes a file so that readers see the old or the new content, never a
 /// mix. The file gets `0666` less the process umask (0644 typically), as
 /// any file a user's tool writes: CI artifact servers and docs builds
@@ -93,6 +114,18 @@ pub fn all(_: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn proc_kib_reads_the_named_line_only() {
+        let status = "Name:\tkmatrix\nVmHWMx:\t1 kB\nVmHWM:\t   56504 kB\nVmRSS:\t 3 kB\n";
+        assert_eq!(proc_kib(status, "VmHWM"), Some(56504));
+        assert_eq!(
+            proc_kib("MemTotal:       24684108 kB\n", "MemTotal"),
+            Some(24684108)
+        );
+        assert_eq!(proc_kib(status, "VmSwap"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -493,15 +493,7 @@ fn sweep_dead_scratch(temp: &Path) {
 
 /// This process's peak resident memory (`VmHWM`), children not counted.
 fn peak_rss_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    crate::files::proc_kib(&fs::read_to_string("/proc/self/status").ok()?, "VmHWM")
 }
 
 /// Room a run's results need beside its boots' logs.

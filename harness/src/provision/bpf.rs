@@ -53,10 +53,7 @@ impl Provisioner<'_> {
 /// the file system, not by running `clang --version`: clang's 70 MB
 /// start-up would double a warm run's peak memory for a key.
 fn clang_version() -> Option<String> {
-    let path = std::env::var_os("PATH")?;
-    let clang = std::env::split_paths(&path)
-        .map(|dir| dir.join("clang"))
-        .find(|candidate| candidate.is_file())?;
+    let clang = crate::files::which("clang")?;
     let resolved = std::fs::canonicalize(&clang).ok()?;
     let meta = std::fs::metadata(&resolved).ok()?;
     let modified = meta

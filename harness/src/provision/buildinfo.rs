@@ -19,12 +19,7 @@ pub struct BuildInfo {
     pub default_multipathtcp: Option<String>,
 }
 
-/// Runs `GOROOT/bin/go version -m BINARY`.
-pub fn read(goroot: &Path, binary: &Path) -> Result<BuildInfo> {
-    parse(&version_m(goroot, binary)?)
-}
-
-/// What `GOROOT/bin/go version -m BINARY` prints.
+/// What `GOROOT/bin/go version -m BINARY` prints (for [`parse`]).
 pub fn version_m(goroot: &Path, binary: &Path) -> Result<String> {
     let output = Command::new(goroot.join("bin/go"))
         .args(["version", "-m"])

@@ -34,6 +34,16 @@ pub enum EmulatorChoice {
     Host,
 }
 
+impl EmulatorChoice {
+    /// What `--emulator` asked for: `host`, a catalog id, or nothing.
+    pub fn from_arg(emulator: Option<&str>) -> EmulatorChoice {
+        match emulator {
+            Some("host") => EmulatorChoice::Host,
+            other => EmulatorChoice::Pinned(other.map(str::to_string)),
+        }
+    }
+}
+
 impl Emulator {
     /// The host's QEMU, or why there is none.
     pub fn host(why: &str) -> Result<Emulator> {

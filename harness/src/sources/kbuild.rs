@@ -92,7 +92,7 @@ const BUILD_TOOLS: &[(&str, &str)] = &[
 pub fn check_build_tools() -> Result<()> {
     let missing: Vec<String> = BUILD_TOOLS
         .iter()
-        .filter(|(tool, _)| which(tool).is_none())
+        .filter(|(tool, _)| crate::files::which(tool).is_none())
         .map(|(tool, package)| format!("{tool} (apt-get install {package})"))
         .collect();
     let mut missing = missing;
@@ -106,14 +106,6 @@ pub fn check_build_tools() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Identifies the host compiler, part of a built kernel's cache key.

@@ -88,12 +88,9 @@ fn bench(project: &Project, cache_root: &Path, args: BenchArgs) -> Result<ExitCo
             return exit(ExitStatus::BAD_INPUT);
         }
     }
-    let out = args.out.unwrap_or_else(|| {
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace(':', "");
-        project.root.join("results").join(format!("bench-{stamp}"))
-    });
+    let out = args
+        .out
+        .unwrap_or_else(|| stamped_dir(&project.root.join("results"), "bench-"));
     let options = ops::bench::BenchOptions {
         kernel: args.kernel,
         scenario: args.scenario,
@@ -193,13 +190,15 @@ fn cells_of(path: &Path) -> Result<Vec<kmatrix_metadata::CellRecord>> {
 
 /// `results/runs/<prefix><UTC timestamp>`: where a run goes without --out.
 fn default_run_dir(project: &Project, prefix: &str) -> PathBuf {
+    stamped_dir(&project.root.join("results/runs"), prefix)
+}
+
+/// `<parent>/<prefix><UTC timestamp>`.
+fn stamped_dir(parent: &Path, prefix: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
-    project
-        .root
-        .join("results/runs")
-        .join(format!("{prefix}{stamp}"))
+    parent.join(format!("{prefix}{stamp}"))
 }
 
 /// Ctrl-C stops the VMs and keeps finished cells; a second one quits at once.
@@ -221,13 +220,6 @@ fn accel_choice(accel: Accel) -> AccelChoice {
         Accel::Auto => AccelChoice::Auto,
         Accel::Tcg => AccelChoice::Tcg,
         Accel::Kvm => AccelChoice::Kvm,
-    }
-}
-
-fn emulator_choice(emulator: Option<&str>) -> EmulatorChoice {
-    match emulator {
-        Some("host") => EmulatorChoice::Host,
-        other => EmulatorChoice::Pinned(other.map(str::to_string)),
     }
 }
 
@@ -264,7 +256,7 @@ fn bisect(project: &Project, cache_root: &Path, mut args: BisectArgs) -> Result<
             accel: accel_choice(args.accel),
             locked: args.locked,
             retries: Some(0),
-            emulator: emulator_choice(args.emulator.as_deref()),
+            emulator: EmulatorChoice::from_arg(args.emulator.as_deref()),
             keep_initramfs: false,
             only: None,
         },
@@ -322,7 +314,7 @@ fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<ExitCo
         accel: accel_choice(args.accel),
         locked: args.locked,
         retries: args.retries,
-        emulator: emulator_choice(args.emulator.as_deref()),
+        emulator: EmulatorChoice::from_arg(args.emulator.as_deref()),
         keep_initramfs: false,
         only: None,
     };

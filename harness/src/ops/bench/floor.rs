@@ -4,7 +4,6 @@
 //! the agent, the cell's own work) is the ratio.
 
 use crate::backend::initramfs::Cpio;
-use crate::backend::qemu::QemuBackend;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::BufWriter;
@@ -43,11 +42,6 @@ pub fn trivial_initramfs(dir: &Path) -> Result<PathBuf> {
     cpio.file("init", 0o755, &fs::read(&init)?)?;
     cpio.finish()?;
     Ok(image)
-}
-
-/// The floor's command: kmatrix's own QEMU flags and kernel command line.
-pub fn command(qemu: &QemuBackend, kernel: &Path, initramfs: &Path, console: &Path) -> Vec<String> {
-    qemu.command(kernel, initramfs, console, &[])
 }
 
 /// Runs one floor boot; an error when the guest did not power off cleanly

@@ -59,12 +59,12 @@ const BOOT_PER_CELL: &str = "kmatrix-boot-per-cell";
 const BARE_BZIMAGE: &str = "bare-qemu-bzimage";
 
 /// Runs a figure's work once, given a scratch folder of its own.
-type Work = Box<dyn Fn(&Path) -> Result<()>>;
+type RunOnce = Box<dyn Fn(&Path) -> Result<()>>;
 
 /// One thing the rounds time.
 struct Timed {
     figure: BenchFigure,
-    run: Work,
+    run: RunOnce,
 }
 
 pub fn bench(
@@ -120,11 +120,7 @@ pub fn bench(
 
     let cache = Cache::open(cache_root)?;
     let provisioner = Provisioner::new(&cache, &planned.catalog, false, Events::none())?;
-    let emulator = provisioner.emulator(&match &options.emulator {
-        Some(id) if id == "host" => EmulatorChoice::Host,
-        Some(id) => EmulatorChoice::Pinned(Some(id.clone())),
-        None => EmulatorChoice::Pinned(None),
-    })?;
+    let emulator = provisioner.emulator(&EmulatorChoice::from_arg(options.emulator.as_deref()))?;
     let kernel = provisioner.kernel(&KernelId::new(&options.kernel))?;
     let boot = provisioner.boot_image(&kernel.image);
     let accel = crate::backend::accel::AccelDecision {
@@ -157,7 +153,8 @@ pub fn bench(
         ),
     ] {
         let console = floor_dir.join(format!("{id}.console.log"));
-        let argv = floor::command(&qemu, image, &initramfs, &console);
+        // kmatrix's own QEMU flags and kernel command line.
+        let argv = qemu.command(image, &initramfs, &console, &[]);
         timed.push(Timed {
             figure: figure(id, &what, crate::backend::qemu::shell_words(&argv)),
             run: Box::new(move |_| floor::boot(&argv, &console)),
@@ -178,16 +175,18 @@ pub fn bench(
     ));
     timed.push(kmatrix.boot_per_cell(&ids));
 
-    let peer_work = peers::Work::of(
-        &provisioner,
-        &planned,
-        &cells[0],
-        &kernel,
-        &qemu,
-        &floor_dir,
-    )?;
-    for peer in &options.peers {
-        timed.push(peers::prepare(peer, &peer_work, cache_root));
+    if !options.peers.is_empty() {
+        let peer_work = peers::Work::of(
+            &provisioner,
+            &planned,
+            &cells[0],
+            &kernel,
+            &qemu,
+            &floor_dir,
+        )?;
+        for peer in &options.peers {
+            timed.push(peers::prepare(peer, &peer_work, cache_root));
+        }
     }
 
     for round in 0..options.rounds {
@@ -291,11 +290,7 @@ fn machine() -> BenchMachine {
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
     BenchMachine {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        memory_mb: meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb / 1024),
+        memory_mb: crate::files::proc_kib(&meminfo, "MemTotal").map_or(0, |kib| kib / 1024),
         cpu_model: cpuinfo
             .lines()
             .find_map(|l| l.strip_prefix("model name"))
