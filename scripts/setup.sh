@@ -29,6 +29,11 @@ command -v mke2fs >/dev/null || need+=(e2fsprogs)          # image root filesyst
 command -v docker-registry >/dev/null || need+=(docker-registry) # the tests' real registry
 command -v skopeo >/dev/null || need+=(skopeo)             # the tests fill it, and make archives
 command -v openssl >/dev/null || need+=(openssl)           # the tests' token service signs with it
+# The local Kubernetes cluster (k8s-local): its build runs rsync; kube-proxy
+# and the sweep of a killed cluster use the host's iptables and ip.
+command -v rsync >/dev/null || need+=(rsync)
+command -v iptables >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
 # The `docker` environment: Debian's engine, when no engine answers already
 # (scripts/dockerd.sh starts it for the tests and stops it after).
 if ! docker info >/dev/null 2>&1; then

@@ -10,6 +10,11 @@ if [ "${free_kb:-0}" -lt $((7 * 1024 * 1024)) ]; then
   echo "test.sh: warning: only $((free_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); the tests need about 7 GB (target/ and the kmatrix cache). Free space (old target/ folders, <cache>/images and <cache>/layers) if the build fails with 'No space left on device'." >&2
 fi
 bash scripts/setup.sh
+# The local Kubernetes cluster's binaries are built once from Debian's
+# source package (about 7 minutes cold on 2 cores) and then reused from the
+# cache; build them here rather than inside a test's deadline.
+cargo build --quiet --bin kmatrix
+target/debug/kmatrix kernels build k8s-local
 # The `docker` environment's tests need an engine: start one if none
 # answers, and stop what was started when the tests end.
 bash scripts/dockerd.sh start

@@ -18,6 +18,10 @@ pub struct Expectation {
     #[serde(serialize_with = "serialize_regex")]
     pub pass_stdout: Option<Regex>,
     pub unavailable_exit_code: Option<i32>,
+    /// A Kubernetes rollout: the workload's container kept restarting, so
+    /// a failure is a crash (CrashLoopBackOff), whatever its output says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restart_is_crash: bool,
 }
 
 fn serialize_regex<S: serde::Serializer>(re: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -43,6 +47,24 @@ impl Classified {
 /// then the probe's pass condition, then the scenario's own signatures,
 /// then generic Go panics, and last the plain failure.
 pub fn classify_probe(
+    probe: &Expectation,
+    signatures: &[Signature],
+    end: &ProcessEnd,
+    stdout: &str,
+    stderr: &str,
+) -> Classified {
+    let classified = classify_ended(probe, signatures, end, stdout, stderr);
+    if probe.restart_is_crash && classified.verdict == Verdict::Fail {
+        if let ProcessEnd::Exited { code } = end {
+            if *code != probe.pass_exit_code {
+                return Classified::new(Verdict::Crash, classified.signature);
+            }
+        }
+    }
+    classified
+}
+
+fn classify_ended(
     probe: &Expectation,
     signatures: &[Signature],
     end: &ProcessEnd,
@@ -237,6 +259,7 @@ mod tests {
             pass_exit_code: 0,
             pass_stdout: Some(Regex::new("ready").unwrap()),
             unavailable_exit_code: Some(77),
+            restart_is_crash: false,
         }
     }
 

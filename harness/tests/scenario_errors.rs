@@ -131,3 +131,34 @@ fn the_repository_scenarios_are_valid() {
     assert!(output.status.success(), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("kube-ovn-tproxy"));
 }
+
+/// A scenario's Kubernetes manifests are handlebars templates: one that does
+/// not render names its file; one that does is rendered per version and
+/// variant into the plan (the variant's env in the container).
+#[test]
+fn kubernetes_templates_render_per_variant_or_name_the_file() {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&common::repo_root().join("scenarios/ollama-mptcp"));
+    let output = project.kmatrix(&["plan", "--kernel", "k8s-local", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(plan.contains("k8s-local"), "{plan}");
+
+    let template = folder.join("kubernetes/ollama.yaml");
+    let text_before = fs::read_to_string(&template).unwrap();
+    fs::write(&template, text_before.replace("{{image}}", "{{imag}}")).unwrap();
+    let output = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(all.contains("kubernetes/ollama.yaml"), "{all}");
+    assert!(all.contains("imag"), "{all}");
+
+    fs::write(&template, text_before.replace("{{image}}", "{{#if}")).unwrap();
+    let output = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("ollama.yaml") && all.contains("handlebars"),
+        "{all}"
+    );
+}

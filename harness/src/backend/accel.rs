@@ -113,6 +113,7 @@ pub fn probe_kvm(
             cells: Vec::new(),
         },
         log_dir: log_dir.to_path_buf(),
+        workloads: Vec::new(),
     };
     let outcome = backend.boot(&request, &mut |_| {});
     let said_done = outcome.events.iter().any(|e| matches!(e, GuestEvent::Done));

@@ -7,6 +7,7 @@
 pub mod accel;
 pub mod docker;
 pub mod initramfs;
+pub mod kubernetes;
 pub mod qemu;
 
 use crate::provision::Environment;
@@ -48,6 +49,19 @@ pub struct BootRequest {
     pub job: Job,
     /// Where the backend keeps this boot's console and logs.
     pub log_dir: PathBuf,
+    /// On a Kubernetes environment: each cell's workload, in job order.
+    pub workloads: Vec<Workload>,
+}
+
+/// One cell as a Kubernetes backend deploys it.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub cell_id: String,
+    pub kube: crate::plan::KubeWork,
+    /// The cell's probes (the rollout first): their deadlines.
+    pub probes: Vec<crate::plan::CellProbe>,
+    /// The version's reproducer on the host: the workload image's program.
+    pub reproducer: Option<PathBuf>,
 }
 
 /// Why a boot ended.
@@ -106,12 +120,15 @@ pub struct BootOutcome {
 pub struct Backends<'a> {
     pub vm: &'a dyn Backend,
     pub container: &'a dyn Backend,
+    pub cluster: &'a dyn Backend,
 }
 
 impl<'a> Backends<'a> {
     pub fn for_environment(&self, environment: &Environment) -> &'a dyn Backend {
         if environment.is_container() {
             self.container
+        } else if environment.is_cluster() {
+            self.cluster
         } else {
             self.vm
         }

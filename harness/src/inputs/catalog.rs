@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub const KERNELS_FILE: &str = "kernels.toml";
 pub const TOOLCHAINS_FILE: &str = "toolchains.toml";
 pub const EMULATORS_FILE: &str = "emulators.toml";
+pub const KUBERNETES_FILE: &str = "kubernetes.toml";
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +74,21 @@ pub enum KernelSource {
     /// No kernel of kmatrix's own: containers on the kernel of the Docker
     /// engine's host (`DOCKER_HOST`, else the default socket).
     DockerEngine {},
+    /// A single-node Kubernetes cluster kmatrix assembles on the host's
+    /// kernel (`kubernetes.toml`'s `[local]`).
+    LocalKubernetes {},
+    /// A kind cluster on the user's Docker engine (`kubernetes.toml`'s `[kind]`).
+    Kind {},
+}
+
+impl KernelSource {
+    /// Whether cells here run as Kubernetes workloads.
+    pub fn is_kubernetes(&self) -> bool {
+        matches!(
+            self,
+            KernelSource::LocalKubernetes {} | KernelSource::Kind {}
+        )
+    }
 }
 
 /// Where a kernel source tarball comes from.
@@ -118,6 +134,10 @@ impl KernelSource {
                 "containers on the Docker engine's host kernel ({})",
                 crate::sources::engine::endpoint()
             ),
+            KernelSource::LocalKubernetes {} => {
+                "a local Kubernetes cluster on the host's kernel, built from Debian's source".into()
+            }
+            KernelSource::Kind {} => "a kind cluster on the Docker engine".into(),
         }
     }
 }
@@ -178,6 +198,40 @@ struct ToolchainsFile {
     toolchain: Vec<ToolchainEntry>,
 }
 
+/// `kubernetes.toml`: how the Kubernetes environments are made.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesCatalog {
+    pub local: LocalKubernetesEntry,
+    pub kind: KindEntry,
+}
+
+/// The local cluster: server binaries built from a source tarball, the
+/// node's other parts from Debian packages.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalKubernetesEntry {
+    /// Stamped into the binaries, e.g. "v1.20.2".
+    pub version: String,
+    pub source_url: String,
+    pub source_sha256: String,
+    /// A Go toolchain of `toolchains.toml`.
+    pub toolchain: String,
+    /// `make WHAT=cmd/<name>` for each.
+    pub binaries: Vec<String>,
+    pub node_suite: String,
+    pub node_packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KindEntry {
+    pub node_image: String,
+    /// Where a `kind` binary comes from when none is on PATH.
+    pub suite: String,
+    pub package: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub dir: PathBuf,
@@ -185,6 +239,8 @@ pub struct Catalog {
     pub toolchains: BTreeMap<String, ToolchainEntry>,
     /// Empty when the project has no `emulators.toml` (the host's QEMU is used).
     pub emulators: BTreeMap<String, EmulatorEntry>,
+    /// `None` when the project has no `kubernetes.toml` (no Kubernetes environments).
+    pub kubernetes: Option<KubernetesCatalog>,
 }
 
 impl Catalog {
@@ -232,9 +288,19 @@ impl Catalog {
             }
             Err(_) => BTreeMap::new(),
         };
+        let kubernetes_path = dir.join(KUBERNETES_FILE);
+        let kubernetes = match fs::read_to_string(&kubernetes_path) {
+            Ok(text) => Some(parse_toml::<KubernetesCatalog>(
+                &kubernetes_path,
+                &text,
+                "kubernetes.toml needs [local] (version, source_url, source_sha256, toolchain, binaries, node_suite, node_packages) and [kind] (node_image, suite, package)",
+            )?),
+            Err(_) => None,
+        };
         Ok(Catalog {
             dir: dir.to_path_buf(),
             emulators,
+            kubernetes,
             kernels: unique_by_id(&kernels_path, kernels.kernel, |k| k.id.clone())?,
             toolchains: unique_by_id(&toolchains_path, toolchains.toolchain, |t| t.id.clone())?,
         })

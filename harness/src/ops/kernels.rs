@@ -4,7 +4,7 @@
 use crate::events::Events;
 use crate::ids::KernelId;
 use crate::inputs::KernelEntry;
-use crate::provision::{KernelArtifact, Provisioner};
+use crate::provision::{Environment, Provisioner};
 use crate::sources::cache::Cache;
 use crate::Project;
 use anyhow::Result;
@@ -39,8 +39,8 @@ pub fn list(project: &Project, cache_root: &Path) -> Result<Vec<KernelRow>> {
     Ok(rows)
 }
 
-/// One kernel made ready, and how long it took (or why it could not be).
-pub type Fetched = (KernelId, Result<(KernelArtifact, Duration)>);
+/// One kernel (or cluster) made ready, and how long it took (or why it could not be).
+pub type Fetched = (KernelId, Result<(Environment, Duration)>);
 
 /// Fetches (or builds) each kernel; one result per id, in order.
 pub fn fetch(
@@ -58,7 +58,9 @@ pub fn fetch(
         .map(|id| {
             let started = std::time::Instant::now();
             let made = events
-                .step(&format!("kernel {id}"), || provisioner.kernel(&id))
+                .step(&format!("environment {id}"), || {
+                    provisioner.environment(&id)
+                })
                 .map(|kernel| (kernel, started.elapsed()));
             (id, made)
         })

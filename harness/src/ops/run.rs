@@ -5,6 +5,7 @@
 
 use crate::backend::accel::{self, AccelChoice, AccelDecision};
 use crate::backend::docker::DockerBackend;
+use crate::backend::kubernetes::KubernetesBackend;
 use crate::backend::qemu::{stop_stale_boots, QemuBackend};
 use crate::backend::Backends;
 use crate::diagnostic::FileError;
@@ -407,10 +408,12 @@ fn work(
     qemu.scratch = scratch.path().to_path_buf();
     qemu.keep_initramfs = options.keep_initramfs;
     let docker = DockerBackend::new(interrupted.clone(), &options.out, scratch.path());
+    let kubernetes = KubernetesBackend::new(interrupted.clone(), scratch.path());
     let context = RunContext {
         backends: Backends {
             vm: &qemu,
             container: &docker,
+            cluster: &kubernetes,
         },
         provisioned: &provisioned,
         signatures: planned
@@ -454,7 +457,7 @@ fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<Conta
     pending.iter().find_map(|cell| {
         match provisioned.environments.get(&cell.kernel)?.as_ref().ok()? {
             Environment::Engine { facts, .. } => Some(facts.clone()),
-            Environment::Kernel(_) => None,
+            Environment::Kernel(_) | Environment::Cluster { .. } => None,
         }
     })
 }

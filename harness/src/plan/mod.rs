@@ -8,7 +8,8 @@ use crate::diagnostic::FileError;
 use crate::hashing::{sha256_bytes, sha256_file, sha256_tree};
 use crate::ids::{ArtifactKey, CellId, KernelId, ScenarioId};
 use crate::inputs::scenario::{
-    Artifact, Scenario, BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER, SERVICE_PLACEHOLDER,
+    Artifact, KubernetesSpec, Scenario, Variant, BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER,
+    SERVICE_PLACEHOLDER,
 };
 use crate::inputs::{Catalog, Lock};
 use crate::verdict::Expectation;
@@ -37,7 +38,31 @@ pub struct Cell {
     pub probes: Vec<CellProbe>,
     /// The version's real artifact, when it is one.
     pub artifact: Option<CellArtifact>,
+    /// On a Kubernetes environment: the workload to deploy. `None` there
+    /// when the scenario has no `[kubernetes]` (the cell is unavailable).
+    pub kubernetes: Option<KubeWork>,
 }
+
+/// A cell as a Kubernetes workload: its manifests rendered for the
+/// version and variant, applied in a namespace of its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeWork {
+    pub namespace: String,
+    /// The scenario's templates rendered, as one multi-document YAML.
+    pub manifests: String,
+    /// The image the manifests run: the version's reproducer, loaded into
+    /// the node from kmatrix's cache (never pulled).
+    pub image: String,
+    /// What must become ready, e.g. `daemonset/kube-ovn-cni`.
+    pub rollout: Vec<String>,
+    /// Run in probe pods after the rollout (the cell's probes after `rollout`).
+    pub probes: Vec<CellProbe>,
+}
+
+/// The first probe of every Kubernetes cell: apply, then wait for the rollout.
+pub const ROLLOUT_PROBE: &str = "rollout";
+/// Where the reproducer sits in a workload image.
+pub const IMAGE_REPRODUCER: &str = "/usr/local/bin/reproducer";
 
 impl Cell {
     /// Whether the cell loads a BPF object of its own into the kernel.
@@ -239,6 +264,7 @@ pub fn plan(
                             pass_exit_code: probe.pass_exit_code,
                             pass_stdout: probe.pass_stdout.clone(),
                             unavailable_exit_code: probe.unavailable_exit_code,
+                            restart_is_crash: false,
                         },
                     })
                     .collect();
@@ -249,7 +275,17 @@ pub fn plan(
                     bundle: bundle.clone(),
                     env: variant.env.clone(),
                 });
+                let kube = match &scenario.kubernetes {
+                    Some(spec) => Some(kube_work(scenario, spec, &version.id, variant)?),
+                    None => None,
+                };
                 for kernel in wanted {
+                    let on_cluster = catalog.kernel(kernel).source.is_kubernetes();
+                    let (probes, kubernetes) = match (&kube, on_cluster) {
+                        (Some(kube), true) => (kube_probes(scenario, kube), Some(kube.clone())),
+                        (None, true) => (Vec::new(), None),
+                        (_, false) => (probes.clone(), None),
+                    };
                     let mut inputs = serde_json::json!({
                         "scenario": scenario.id,
                         "scenario_file": scenario_hash,
@@ -270,6 +306,9 @@ pub fn plan(
                         "kernel_lock": lock.get(&ArtifactKey::Kernel(kernel.clone())),
                         "agent_protocol": env!("CARGO_PKG_VERSION"),
                     });
+                    if on_cluster {
+                        inputs["kubernetes"] = serde_json::json!(kubernetes);
+                    }
                     // Only artifact versions carry these keys: adding a key to
                     // every cell's inputs would change every cell id.
                     if let Some(artifact) = &artifact {
@@ -295,14 +334,108 @@ pub fn plan(
                         artifacts: artifacts.clone(),
                         modules: scenario.modules.clone(),
                         kernel_args: variant.kernel_args.clone(),
-                        probes: probes.clone(),
+                        probes,
                         artifact: artifact.clone(),
+                        kubernetes,
                     });
                 }
             }
         }
     }
     Ok(cells)
+}
+
+/// Renders the scenario's manifest templates for one version and variant.
+fn kube_work(
+    scenario: &Scenario,
+    spec: &KubernetesSpec,
+    version: &str,
+    variant: &Variant,
+) -> Result<KubeWork, FileError> {
+    let namespace = format!(
+        "km-{}",
+        &sha256_bytes(format!("{}\0{version}\0{}", scenario.id, variant.id).as_bytes())[..12]
+    );
+    let image = format!("kmatrix.local/{}:{version}", scenario.id);
+    let mut renderer = handlebars::Handlebars::new();
+    renderer.set_strict_mode(true);
+    renderer.register_escape_fn(handlebars::no_escape);
+    let context = serde_json::json!({
+        "scenario": scenario.id,
+        "component": scenario.component,
+        "version": version,
+        "variant": variant.id,
+        "namespace": namespace,
+        "image": image,
+        "reproducer": IMAGE_REPRODUCER,
+        "env": variant.env,
+    });
+    let mut manifests = String::new();
+    for (name, template) in &spec.templates {
+        let rendered = renderer.render_template(template, &context).map_err(|e| {
+            FileError::whole_file(
+                &scenario.dir.join("kubernetes").join(name),
+                format!("cannot render for {version} × {}: {e}", variant.id),
+                "use only image, namespace, reproducer, scenario, component, version, variant and env (a map)",
+            )
+        })?;
+        manifests.push_str("---\n");
+        manifests.push_str(&rendered);
+        if !rendered.ends_with('\n') {
+            manifests.push('\n');
+        }
+    }
+    let probes = spec
+        .probes
+        .iter()
+        .map(|probe| CellProbe {
+            probe_id: probe.id.clone(),
+            argv: probe
+                .run
+                .iter()
+                .map(|a| a.replace(REPRODUCER_PLACEHOLDER, IMAGE_REPRODUCER))
+                .collect(),
+            env: probe.env.clone(),
+            expect: Expectation {
+                timeout_ms: probe.timeout_secs * 1000,
+                pass_exit_code: probe.pass_exit_code,
+                pass_stdout: probe.pass_stdout.clone(),
+                unavailable_exit_code: probe.unavailable_exit_code,
+                restart_is_crash: false,
+            },
+        })
+        .collect();
+    Ok(KubeWork {
+        namespace,
+        manifests,
+        image,
+        rollout: spec.rollout.clone(),
+        probes,
+    })
+}
+
+/// A Kubernetes cell's probes: the rollout (a container that keeps
+/// restarting there is a crash), then the probe pods.
+fn kube_probes(scenario: &Scenario, kube: &KubeWork) -> Vec<CellProbe> {
+    let spec = scenario
+        .kubernetes
+        .as_ref()
+        .expect("kube work comes from it");
+    let rollout = CellProbe {
+        probe_id: ROLLOUT_PROBE.into(),
+        argv: kube.rollout.clone(),
+        env: BTreeMap::new(),
+        expect: Expectation {
+            timeout_ms: spec.timeout_secs * 1000,
+            pass_exit_code: 0,
+            pass_stdout: spec.ready_log.clone(),
+            unavailable_exit_code: None,
+            restart_is_crash: true,
+        },
+    };
+    std::iter::once(rollout)
+        .chain(kube.probes.iter().cloned())
+        .collect()
 }
 
 fn hash_or_error(

@@ -119,9 +119,11 @@ mod tests {
                             pass_exit_code: 0,
                             pass_stdout: None,
                             unavailable_exit_code: None,
+                            restart_is_crash: false,
                         },
                     }],
                     artifact: None,
+                    kubernetes: None,
                 });
             }
         }

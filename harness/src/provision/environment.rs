@@ -1,13 +1,16 @@
-//! What a cell's kernel axis names: a kernel kmatrix boots in QEMU, or the
-//! host's kernel under a Docker engine (`docker`). Backends are chosen by
-//! this, so the rest of the run treats both as one more column.
+//! What a cell's kernel axis names: a kernel kmatrix boots in QEMU, the
+//! host's kernel under a Docker engine (`docker`), or a Kubernetes cluster
+//! (`k8s-local`, `kind`). Backends are chosen by this, so the rest of the
+//! run treats each as one more column.
 
+use super::cluster::ClusterParts;
 use super::{KernelArtifact, Provisioner};
 use crate::ids::KernelId;
 use crate::inputs::catalog::KernelSource;
 use crate::sources::engine;
 use anyhow::Result;
 use kmatrix_metadata::ContainerEngine;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
 pub enum Environment {
@@ -18,6 +21,16 @@ pub enum Environment {
         id: KernelId,
         facts: ContainerEngine,
     },
+    /// Workloads on a Kubernetes cluster.
+    Cluster { id: KernelId, cluster: ClusterKind },
+}
+
+#[derive(Debug, Clone)]
+pub enum ClusterKind {
+    /// The single-node cluster kmatrix assembles on this host.
+    Local(ClusterParts),
+    /// kind on the user's Docker engine, with this node image.
+    Kind { node_image: String, kind: PathBuf },
 }
 
 impl Environment {
@@ -25,6 +38,7 @@ impl Environment {
         match self {
             Environment::Kernel(kernel) => &kernel.id,
             Environment::Engine { id, .. } => id,
+            Environment::Cluster { id, .. } => id,
         }
     }
 
@@ -32,7 +46,7 @@ impl Environment {
     pub fn kernel(&self) -> Option<&KernelArtifact> {
         match self {
             Environment::Kernel(kernel) => Some(kernel),
-            Environment::Engine { .. } => None,
+            Environment::Engine { .. } | Environment::Cluster { .. } => None,
         }
     }
 
@@ -40,11 +54,26 @@ impl Environment {
         matches!(self, Environment::Engine { .. })
     }
 
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Environment::Cluster { .. })
+    }
+
     /// Where it came from, in words.
     pub fn origin(&self) -> String {
         match self {
             Environment::Kernel(kernel) => kernel.origin.clone(),
             Environment::Engine { facts, .. } => engine::describe(facts),
+            Environment::Cluster {
+                cluster: ClusterKind::Local(parts),
+                ..
+            } => format!(
+                "a single-node Kubernetes {} cluster on this host, built from Debian's source package",
+                parts.version
+            ),
+            Environment::Cluster {
+                cluster: ClusterKind::Kind { node_image, .. },
+                ..
+            } => format!("a kind cluster of {node_image}"),
         }
     }
 }
@@ -62,6 +91,22 @@ impl Provisioner<'_> {
                     .facts
                     .clone(),
             }),
+            KernelSource::LocalKubernetes {} => Ok(Environment::Cluster {
+                id: id.clone(),
+                cluster: ClusterKind::Local(self.cluster_parts()?),
+            }),
+            KernelSource::Kind {} => {
+                let entry = self.catalog.kubernetes.as_ref().map(|k| &k.kind);
+                let kind = crate::backend::kubernetes::kind::available(entry)
+                    .map_err(|why| anyhow::anyhow!("{why}"))?;
+                Ok(Environment::Cluster {
+                    id: id.clone(),
+                    cluster: ClusterKind::Kind {
+                        node_image: entry.expect("available checked it").node_image.clone(),
+                        kind,
+                    },
+                })
+            }
             _ => Ok(Environment::Kernel(self.kernel(id)?)),
         }
     }

@@ -9,7 +9,7 @@ use crate::hashing::{sha256_bytes, sha256_file};
 use crate::ids::{ArtifactKey, KernelId};
 use crate::inputs::catalog::{KernelEntry, KernelSource, KernelTree};
 use crate::inputs::LockedPackage;
-use crate::sources::{apt, fetch, kbuild};
+use crate::sources::{apt, fetch, k8sbuild, kbuild};
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -151,6 +151,9 @@ impl Provisioner<'_> {
             KernelSource::DockerEngine {} => {
                 anyhow::bail!("{id} is the Docker engine's host kernel: nothing to fetch or build")
             }
+            KernelSource::LocalKubernetes {} | KernelSource::Kind {} => {
+                anyhow::bail!("{id} is a Kubernetes cluster on the host's kernel: no kernel to fetch or build")
+            }
         }
     }
 
@@ -230,7 +233,8 @@ impl Provisioner<'_> {
                     .and_then(|key| self.cache.lookup(PACKAGED, &key))
                     .is_some()
             }
-            KernelSource::DockerEngine {} => false,
+            KernelSource::DockerEngine {} | KernelSource::Kind {} => false,
+            KernelSource::LocalKubernetes {} => self.kubernetes_binaries_cached(),
             KernelSource::SourceBuild { source, .. } => {
                 let tarball = match source {
                     KernelTree::DebianPackage { .. } => locked_slot(&source_key(source))
@@ -269,6 +273,15 @@ impl Provisioner<'_> {
                 .and_then(|_| self.apt.ensure_lists())
                 .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
                 .map_err(|e| format!("{e:#}")),
+            KernelSource::LocalKubernetes {} => k8sbuild::check_build_tools()
+                .map(|_| {
+                    "to be built from Debian's kubernetes source (about 7 minutes on 2 cores), then started on this host".to_string()
+                })
+                .map_err(|e| format!("{e:#}")),
+            KernelSource::Kind {} => crate::backend::kubernetes::kind::available(
+                self.catalog.kubernetes.as_ref().map(|k| &k.kind),
+            )
+            .map(|kind| format!("kind at {}", kind.display())),
             KernelSource::DockerEngine {} => self
                 .engine()
                 .map(|engine| {

@@ -9,6 +9,7 @@ mod agent;
 mod artifact;
 mod bpf;
 pub mod buildinfo;
+pub mod cluster;
 mod emulator;
 mod environment;
 mod go;
@@ -18,7 +19,7 @@ mod pinning;
 mod rootfs;
 
 pub use emulator::{version_of, Emulator, EmulatorChoice, HOST_QEMU};
-pub use environment::Environment;
+pub use environment::{ClusterKind, Environment};
 pub use go::GoToolchain;
 pub use image::{make_ext4, ImageArtifact, HOSTS};
 pub use kernel::{BootImage, KernelArtifact};
@@ -75,6 +76,11 @@ impl Provisioned {
                 return Some(why);
             }
         }
+        if let Some(Ok(Environment::Cluster { .. })) = environment {
+            if let Some(why) = beyond_a_cluster(cell) {
+                return Some(why);
+            }
+        }
         let kernel = environment.and_then(|k| k.as_ref().err());
         let file = || {
             cell.artifacts
@@ -96,6 +102,23 @@ impl Provisioned {
             .or_else(artifact)
             .cloned()
     }
+}
+
+/// What a cell needs that a Kubernetes workload here cannot have.
+fn beyond_a_cluster(cell: &Cell) -> Option<Classified> {
+    if cell.kubernetes.is_none() {
+        return Some(Classified::new(
+            Verdict::Unavailable,
+            "the scenario has no [kubernetes] workload (manifests under kubernetes/)",
+        ));
+    }
+    if cell.artifact.is_some() {
+        return Some(Classified::new(
+            Verdict::Unavailable,
+            "a real artifact version: on Kubernetes only the version's reproducer image runs so far",
+        ));
+    }
+    beyond_a_container(cell)
 }
 
 /// What a cell needs that a container on the host's kernel cannot have.

@@ -320,6 +320,7 @@ impl Session<'_> {
                 .context
                 .boots_dir
                 .join(format!("{}-{}", self.boot_name, self.boot_number)),
+            workloads: self.context.workloads_for(cells),
         };
         let console_path = request.log_dir.join("console.log");
         let context = self.context;

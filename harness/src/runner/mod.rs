@@ -190,6 +190,24 @@ impl RunContext<'_> {
     }
 
     /// The root filesystems of the cells' scenarios, each once.
+    /// The cells' Kubernetes workloads (none off a cluster).
+    fn workloads_for(&self, cells: &[Cell]) -> Vec<crate::backend::Workload> {
+        cells
+            .iter()
+            .filter_map(|cell| {
+                Some(crate::backend::Workload {
+                    cell_id: cell.id.to_string(),
+                    kube: cell.kubernetes.clone()?,
+                    probes: cell.probes.clone(),
+                    reproducer: cell
+                        .artifacts
+                        .first()
+                        .and_then(|a| self.provisioned.files.get(a)?.as_ref().ok().cloned()),
+                })
+            })
+            .collect()
+    }
+
     fn rootfs_for(&self, cells: &[Cell]) -> Vec<PathBuf> {
         cells
             .iter()

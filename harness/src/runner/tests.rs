@@ -84,9 +84,11 @@ pub(crate) fn cell(id: &str) -> Cell {
                 pass_exit_code: 0,
                 pass_stdout: None,
                 unavailable_exit_code: None,
+                restart_is_crash: false,
             },
         }],
         artifact: None,
+        kubernetes: None,
     }
 }
 
@@ -130,6 +132,7 @@ pub(super) fn run_with_stats(
         backends: Backends {
             vm: backend,
             container: backend,
+            cluster: backend,
         },
         provisioned: &provisioned,
         signatures: BTreeMap::new(),
@@ -440,6 +443,7 @@ fn the_longest_boot_is_taken_first() {
         backends: Backends {
             vm: &backend,
             container: &backend,
+            cluster: &backend,
         },
         provisioned: &provisioned,
         signatures: BTreeMap::new(),

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod engine;
 pub mod fetch;
 pub mod govendor;
+pub mod k8sbuild;
 pub mod kbuild;
 pub mod modules;
 pub mod oci;

@@ -5,6 +5,8 @@
 // (klog.Fatalf in pkg/daemon/tproxy_linux.go). kube-ovn-cni opens that
 // listener only with --enable-tproxy=true (default false); the variant says
 // which through KUBE_OVN_ENABLE_TPROXY, as the DaemonSet's flag would.
+// With -hold it then keeps running, as the daemon does in its DaemonSet
+// (so a pod that starts stays up, and one that fails crash-loops).
 //
 // Nothing here knows which kernel or Go version it runs on: a Go >= 1.24
 // build whose go.mod says `go 1.24` opens the listener as MPTCP, and kernels
@@ -18,11 +20,20 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 )
 
 func main() {
 	addr := flag.String("listen", "127.0.0.1:8102", "TPROXY listen address")
+	hold := flag.Bool("hold", false, "keep running after start-up, as the daemon does")
 	flag.Parse()
+	if *hold {
+		defer func() {
+			for { // a bare select{} would be Go's "all goroutines are asleep"
+				time.Sleep(time.Hour)
+			}
+		}()
+	}
 	log.SetFlags(log.Lmicroseconds)
 	switch os.Getenv("KUBE_OVN_ENABLE_TPROXY") {
 	case "true":
@@ -42,7 +53,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "Encountered error while binding listener: %s\n", err)
 		os.Exit(255) // klog.Fatalf's exit status
 	}
-	defer listener.Close()
 
 	proto := socketProtocol(listener)
 	// Prove the listener works: connect to it and accept the connection.

@@ -9,6 +9,10 @@
 // (kube-vip#1052); netlink then indexes the empty mask while computing the
 // IPv4 broadcast address and panics. v0.8.10 (kube-vip#1072) refuses the
 // mask with an error, logs "failed to set mask" and still panics.
+//
+// In a Kubernetes DaemonSet it runs as kube-vip does: -existing programs
+// the pod's own interface (kube-vip's vip_interface) instead of a dummy,
+// and -hold keeps it running after, so a panic is a crash loop.
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -23,10 +28,15 @@ import (
 func main() {
 	iface := flag.String("interface", "kube-vip0", "dummy interface to create and program")
 	vips := flag.String("vips", "10.155.30.242,fd00:4269:6943::12", "comma-separated VIPs (IPv4 LoadBalancer IP first)")
+	existing := flag.Bool("existing", false, "program an existing interface instead of creating a dummy")
+	hold := flag.Bool("hold", false, "keep running after programming, as the DaemonSet's kube-vip does")
 	flag.Parse()
 	vipCIDR := os.Getenv("vip_cidr") // kube-vip reads its configuration from the environment
 
-	link, err := dummyLink(*iface)
+	link, err := netlink.LinkByName(*iface)
+	if !*existing {
+		link, err = dummyLink(*iface)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "could not create %s: %v\n", *iface, err)
 		os.Exit(1)
@@ -51,6 +61,9 @@ func main() {
 		fmt.Printf("programmed %s on %s\n", addr.IPNet, *iface)
 	}
 	fmt.Printf("all VIPs programmed (vip_cidr=%q)\n", vipCIDR)
+	for *hold {
+		time.Sleep(time.Hour)
+	}
 }
 
 func dummyLink(name string) (netlink.Link, error) {

@@ -10,6 +10,11 @@
 // then answer with "connection refused", EOF or a reset is what the matrix
 // shows. Exit 77 means the kernel lacks something the path needs (netns,
 // veth, nftables NAT): the cell is unavailable there, not failed.
+//
+// On a Kubernetes environment the paths are real: `-mode serve` is the
+// Deployment's container (it serves until killed) and `-mode get -target
+// ADDR` is a probe pod reaching it by pod IP or through its Service's
+// ClusterIP, which kube-proxy programs.
 package main
 
 import (
@@ -46,10 +51,18 @@ type missingFeature struct{ what string }
 func (m *missingFeature) Error() string { return m.what }
 
 func main() {
-	mode := flag.String("mode", "loopback", "loopback | veth | dnat")
+	mode := flag.String("mode", "loopback", "loopback | veth | dnat | serve | get")
+	target := flag.String("target", "", "host:port to GET /api/version from (-mode get)")
 	flag.Parse()
 	var err error
 	switch *mode {
+	case "serve":
+		err = serveForever()
+	case "get":
+		err = get(*target)
+		if err == nil {
+			fmt.Printf("ollama API reachable at %s\n", *target)
+		}
 	case "loopback":
 		err = overLoopback()
 	case "veth":
@@ -83,6 +96,21 @@ func serve(host string) (string, error) {
 	})
 	go (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(ln)
 	return socketProtocol(ln), nil
+}
+
+// serveForever is `ollama serve` in a pod: OLLAMA_HOST (0.0.0.0:11434 in
+// Ollama's container image) until killed.
+func serveForever() error {
+	host := os.Getenv("OLLAMA_HOST")
+	if host == "" {
+		host = fmt.Sprintf("0.0.0.0:%d", apiPort)
+	}
+	proto, err := serve(host)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ollama API listening on %s (listener protocol %s)\n", host, proto)
+	select {}
 }
 
 // get dials on the calling goroutine's OS thread (so the socket is made in

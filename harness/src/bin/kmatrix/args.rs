@@ -233,7 +233,9 @@ pub enum KernelsCommand {
         #[arg(long)]
         write: bool,
     },
-    /// Build source-built kernels ahead of a run (kept in the cache; the log too).
+    /// Build source-built kernels ahead of a run (kept in the cache; the log too);
+    /// `k8s-local` builds the local cluster's Kubernetes binaries from Debian's
+    /// source package (about 7 minutes on 2 cores) and fetches its node packages.
     Build {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,

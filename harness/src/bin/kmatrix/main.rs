@@ -646,11 +646,14 @@ fn kernels(project: &Project, cache_root: &Path, command: KernelsCommand) -> Res
             let mut failed = false;
             for (id, result) in fetched {
                 match result {
-                    Ok((kernel, took)) => println!(
-                        "{id}: ready in {:.1} s: {} ({})",
+                    Ok((environment, took)) => println!(
+                        "{id}: ready in {:.1} s: {}{}",
                         took.as_secs_f64(),
-                        kernel.image.display(),
-                        kernel.origin
+                        environment
+                            .kernel()
+                            .map(|k| format!("{} ", k.image.display()))
+                            .unwrap_or_default(),
+                        environment.origin()
                     ),
                     Err(e) => {
                         failed = true;

@@ -1,0 +1,154 @@
+//! The Kubernetes backend: one cluster per environment per run (a "boot"),
+//! every cell a workload in a namespace of its own, applied and watched with
+//! the cluster's own kubectl. It reports what it saw as the same events a
+//! guest's agent sends, so verdicts are made as for any other cell.
+//!
+//! `local.rs` assembles the single-node cluster on this host and tears it
+//! down (and sweeps what a killed run left); `kind.rs` is the kind path;
+//! `workload.rs` deploys one cell and probes it.
+
+pub mod kind;
+pub mod local;
+pub mod workload;
+
+use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::provision::{ClusterKind, Environment};
+use kmatrix_agent::GuestEvent;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A running cluster, as the workloads need it.
+pub trait Cluster {
+    /// `kubectl` with this cluster's kubeconfig.
+    fn kubectl(&self) -> std::process::Command;
+    /// Makes `archive` (an OCI image archive) runnable on the node without a pull.
+    fn load_image(&self, archive: &Path) -> anyhow::Result<()>;
+    /// What the cells record about it.
+    fn facts(&self) -> BTreeMap<String, String>;
+    /// Copies or writes what the cluster logged so far into the run's log folder.
+    fn keep_logs(&self) {}
+}
+
+pub struct KubernetesBackend {
+    pub interrupted: Arc<AtomicBool>,
+    /// Where image archives are written before they are loaded.
+    pub scratch: PathBuf,
+}
+
+impl KubernetesBackend {
+    pub fn new(interrupted: Arc<AtomicBool>, scratch: &Path) -> Self {
+        KubernetesBackend {
+            interrupted,
+            scratch: scratch.to_path_buf(),
+        }
+    }
+}
+
+impl Backend for KubernetesBackend {
+    fn name(&self) -> String {
+        "kubernetes".into()
+    }
+
+    fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
+        let mut outcome = BootOutcome::starting(request, self.name());
+        let _ = std::fs::create_dir_all(&request.log_dir);
+        let mut record = |event: GuestEvent, outcome: &mut BootOutcome| {
+            on_event(&event);
+            outcome.events.push(event);
+        };
+        let Environment::Cluster { cluster, .. } = &request.environment else {
+            outcome.end = BootEnd::BackendFailed {
+                detail: "the Kubernetes backend was given no cluster".into(),
+            };
+            return outcome;
+        };
+        let started: anyhow::Result<Box<dyn Cluster>> = match cluster {
+            ClusterKind::Local(parts) => {
+                local::LocalCluster::start(parts, &request.log_dir, &self.interrupted)
+                    .map(|c| Box::new(c) as Box<dyn Cluster>)
+            }
+            ClusterKind::Kind { node_image, kind } => {
+                kind::KindCluster::start(kind, node_image, &request.log_dir)
+                    .map(|c| Box::new(c) as Box<dyn Cluster>)
+            }
+        };
+        let cluster = match started {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                outcome.console = format!("{e:#}");
+                let _ = std::fs::write(&outcome.console_path, &outcome.console);
+                outcome.end = if self.interrupted.load(Ordering::SeqCst) {
+                    BootEnd::Interrupted
+                } else {
+                    BootEnd::BackendFailed {
+                        detail: format!("the cluster did not come up: {e:#}"),
+                    }
+                };
+                return outcome;
+            }
+        };
+        record(
+            GuestEvent::Hello {
+                kernel_release: host_release(),
+                facts: cluster.facts(),
+            },
+            &mut outcome,
+        );
+        let scratch = self.scratch.join(format!(
+            "kubernetes-{}",
+            request
+                .log_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        ));
+        for work in &request.workloads {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            record(
+                GuestEvent::CellStart {
+                    cell_id: work.cell_id.clone(),
+                },
+                &mut outcome,
+            );
+            let deployed = workload::Deployment {
+                cluster: cluster.as_ref(),
+                work,
+                scratch: &scratch,
+                interrupted: &self.interrupted,
+                log_dir: &request.log_dir,
+            };
+            for event in deployed.run() {
+                record(event, &mut outcome);
+            }
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            record(
+                GuestEvent::CellDone {
+                    cell_id: work.cell_id.clone(),
+                },
+                &mut outcome,
+            );
+        }
+        cluster.keep_logs();
+        drop(cluster); // tears it down
+        let _ = std::fs::remove_dir_all(&scratch);
+        if self.interrupted.load(Ordering::SeqCst) {
+            outcome.end = BootEnd::Interrupted;
+        } else {
+            record(GuestEvent::Done, &mut outcome);
+        }
+        outcome
+    }
+}
+
+/// The host kernel's release: what the cluster's pods run on.
+pub fn host_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

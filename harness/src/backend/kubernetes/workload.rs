@@ -1,0 +1,566 @@
+//! One cell on a cluster: its image loaded into the node, its manifests
+//! applied in its own namespace, the rollout watched (ready, or a container
+//! that keeps restarting), then each probe run as a pod of its own; the
+//! namespace deleted after. Everything seen becomes agent-style events.
+
+use super::Cluster;
+use crate::backend::Workload;
+use crate::plan::{CellProbe, IMAGE_REPRODUCER, ROLLOUT_PROBE};
+use crate::sources::oci::build::{write_layout, ImageSpec};
+use anyhow::{bail, Context, Result};
+use kmatrix_agent::{GuestEvent, ProcessEnd};
+use serde_json::Value;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Restarts after which a container that never became ready is crash-looping.
+const RESTARTS_TO_CRASH: i64 = 2;
+/// Log lines kept from a crashed container.
+const LOG_LINES: usize = 20;
+
+pub struct Deployment<'a> {
+    pub cluster: &'a dyn Cluster,
+    pub work: &'a Workload,
+    pub scratch: &'a Path,
+    pub interrupted: &'a AtomicBool,
+    pub log_dir: &'a Path,
+}
+
+/// What the rollout came to.
+enum Rollout {
+    Ready {
+        logs: String,
+    },
+    CrashLoop {
+        exit_code: i32,
+        logs: String,
+        detail: String,
+    },
+    /// Never started, for a reason of the cluster's (image, sandbox, CNI).
+    NotStarted(String),
+    /// Started but never ready, without restarting.
+    TimedOut,
+}
+
+impl Deployment<'_> {
+    pub fn run(&self) -> Vec<GuestEvent> {
+        let cell_id = &self.work.cell_id;
+        let kube = &self.work.kube;
+        let mut events = Vec::new();
+        let started = Instant::now();
+        let rollout_probe = self
+            .work
+            .probes
+            .iter()
+            .find(|p| p.probe_id == ROLLOUT_PROBE);
+        let timeout = Duration::from_millis(rollout_probe.map_or(120_000, |p| p.expect.timeout_ms));
+        let rollout = self
+            .deploy()
+            .and_then(|()| self.watch(timeout))
+            .unwrap_or_else(|e| Rollout::NotStarted(format!("{e:#}")));
+        let (end, stdout, stderr) = match &rollout {
+            Rollout::Ready { logs } => {
+                (ProcessEnd::Exited { code: 0 }, logs.clone(), String::new())
+            }
+            Rollout::CrashLoop {
+                exit_code,
+                logs,
+                detail,
+            } => (
+                ProcessEnd::Exited { code: *exit_code },
+                String::new(),
+                format!("{logs}\n{detail}"),
+            ),
+            Rollout::NotStarted(why) => (
+                ProcessEnd::SpawnFailed {
+                    error: format!("the workload never started: {why}"),
+                },
+                String::new(),
+                String::new(),
+            ),
+            Rollout::TimedOut => (ProcessEnd::TimedOut, String::new(), self.describe_pods()),
+        };
+        events.push(GuestEvent::ProbeDone {
+            cell_id: cell_id.clone(),
+            probe_id: ROLLOUT_PROBE.into(),
+            end,
+            stdout,
+            stderr,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        if matches!(rollout, Rollout::Ready { .. }) {
+            for probe in &kube.probes {
+                if self.interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                events.push(self.probe_pod(probe));
+            }
+        }
+        self.keep_state();
+        self.delete_namespace();
+        events
+    }
+
+    fn kubectl(&self) -> std::process::Command {
+        let mut command = self.cluster.kubectl();
+        command.args(["--namespace", &self.work.kube.namespace]);
+        command
+    }
+
+    fn kubectl_output(&self, args: &[&str]) -> Result<String> {
+        let output = self
+            .kubectl()
+            .args(args)
+            .output()
+            .context("cannot run kubectl")?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn apply(&self, manifest: &str) -> Result<()> {
+        let mut child = self
+            .cluster
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run kubectl")?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(manifest.as_bytes())?;
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!(
+                "kubectl apply: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Loads the version's image and applies its namespace and manifests.
+    fn deploy(&self) -> Result<()> {
+        let kube = &self.work.kube;
+        let binary = self
+            .work
+            .reproducer
+            .as_ref()
+            .context("this version has no reproducer binary to make its image from")?;
+        fs::create_dir_all(self.scratch)?;
+        let archive = self.scratch.join(format!("{}.tar", kube.namespace));
+        one_binary_image(binary, IMAGE_REPRODUCER, &kube.image, &archive)?;
+        self.cluster.load_image(&archive)?;
+        let _ = fs::remove_file(&archive);
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {{app.kubernetes.io/managed-by: kmatrix}}\n",
+            kube.namespace
+        ))?;
+        // Pods wait for their namespace's service account.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .kubectl_output(&["get", "serviceaccount", "default"])
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("the namespace's default service account never appeared");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.apply_in_namespace(&kube.manifests)
+    }
+
+    fn apply_in_namespace(&self, manifests: &str) -> Result<()> {
+        let mut child = self
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run kubectl")?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(manifests.as_bytes())?;
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!(
+                "kubectl apply of the scenario's manifests: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// The workload's pods, as JSON.
+    fn pods(&self, selector: Option<&str>) -> Result<Vec<Value>> {
+        let mut args = vec!["get", "pods", "-o", "json"];
+        if let Some(selector) = selector {
+            args.extend(["-l", selector]);
+        }
+        let text = self.kubectl_output(&args)?;
+        let list: Value = serde_json::from_str(&text)?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until every rollout target is ready, or one of its containers
+    /// keeps restarting, or the deadline.
+    fn watch(&self, timeout: Duration) -> Result<Rollout> {
+        let deadline = Instant::now() + timeout;
+        let targets = &self.work.kube.rollout;
+        loop {
+            if self.interrupted.load(Ordering::SeqCst) {
+                bail!("interrupted");
+            }
+            let pods: Vec<Value> = self
+                .pods(None)?
+                .into_iter()
+                .filter(|p| {
+                    !p["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("kmatrix-probe-")
+                })
+                .collect();
+            for pod in &pods {
+                for status in pod["status"]["containerStatuses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let restarts = status["restartCount"].as_i64().unwrap_or(0);
+                    let waiting = status["state"]["waiting"]["reason"].as_str().unwrap_or("");
+                    if restarts >= RESTARTS_TO_CRASH
+                        || (restarts >= 1 && waiting == "CrashLoopBackOff")
+                    {
+                        return Ok(self.crash_loop(pod, status, restarts));
+                    }
+                }
+            }
+            if targets
+                .iter()
+                .all(|t| self.target_ready(t).unwrap_or(false))
+            {
+                let logs = pods
+                    .iter()
+                    .map(|p| self.logs(p["metadata"]["name"].as_str().unwrap_or(""), false))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return Ok(Rollout::Ready { logs });
+            }
+            if Instant::now() > deadline {
+                let running = pods.iter().any(|p| {
+                    p["status"]["containerStatuses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|s| {
+                            s["state"]["running"].is_object()
+                                || s["state"]["terminated"].is_object()
+                        })
+                });
+                if running {
+                    return Ok(Rollout::TimedOut);
+                }
+                bail!(
+                    "no container of the workload started within {} s: {}",
+                    timeout.as_secs(),
+                    self.describe_pods()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn target_ready(&self, target: &str) -> Result<bool> {
+        let object: Value =
+            serde_json::from_str(&self.kubectl_output(&["get", target, "-o", "json"])?)?;
+        let status = &object["status"];
+        let kind = target.split('/').next().unwrap_or("");
+        Ok(match kind {
+            "daemonset" => {
+                let wanted = status["desiredNumberScheduled"].as_i64().unwrap_or(0);
+                wanted > 0 && status["numberReady"].as_i64() == Some(wanted)
+            }
+            _ => {
+                let wanted = object["spec"]["replicas"].as_i64().unwrap_or(1);
+                status["readyReplicas"].as_i64() == Some(wanted)
+            }
+        })
+    }
+
+    fn crash_loop(&self, pod: &Value, status: &Value, restarts: i64) -> Rollout {
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let container = status["name"].as_str().unwrap_or("");
+        let terminated = if status["lastState"]["terminated"].is_object() {
+            &status["lastState"]["terminated"]
+        } else {
+            &status["state"]["terminated"]
+        };
+        let exit_code = terminated["exitCode"].as_i64().unwrap_or(1) as i32;
+        let reason = terminated["reason"].as_str().unwrap_or("Error");
+        let waiting = status["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or("restarting");
+        let logs = self.logs(pod_name, true);
+        Rollout::CrashLoop {
+            exit_code,
+            logs,
+            detail: format!(
+                "container {container} of pod {pod_name}: restarted {restarts} times ({waiting}); last exit {exit_code} ({reason})"
+            ),
+        }
+    }
+
+    /// A pod's log (its previous container's with `previous`), last lines.
+    fn logs(&self, pod: &str, previous: bool) -> String {
+        let tail = LOG_LINES.to_string();
+        let mut args = vec!["logs", pod, "--all-containers", "--tail", &tail];
+        if previous {
+            args.push("--previous");
+        }
+        match self.kubectl_output(&args) {
+            Ok(text) => text,
+            // The restarted container may not have logged yet: the current one.
+            Err(_) if previous => self.logs(pod, false),
+            Err(e) => format!("(no logs: {e:#})"),
+        }
+    }
+
+    fn describe_pods(&self) -> String {
+        self.pods(None)
+            .map(|pods| {
+                pods.iter()
+                    .map(|p| {
+                        let name = p["metadata"]["name"].as_str().unwrap_or("?");
+                        let phase = p["status"]["phase"].as_str().unwrap_or("?");
+                        let why: Vec<String> = p["status"]["containerStatuses"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| {
+                                let w = &s["state"]["waiting"];
+                                w["reason"].as_str().map(|r| {
+                                    format!("{r}: {}", w["message"].as_str().unwrap_or(""))
+                                })
+                            })
+                            .collect();
+                        let conditions: Vec<String> = p["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c["message"].as_str().map(str::to_string))
+                            .collect();
+                        format!(
+                            "{name} {phase} {} {}",
+                            why.join("; "),
+                            conditions.join("; ")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_else(|e| format!("(cannot list pods: {e:#})"))
+    }
+
+    /// Fills `{service:NAME}` (ClusterIP:port) and `{endpoint:NAME}` (the
+    /// first ready pod IP:port behind it).
+    fn resolve(&self, arg: &str) -> Result<String> {
+        let mut out = arg.to_string();
+        for (placeholder, endpoint) in [("{service:", false), ("{endpoint:", true)] {
+            while let Some(start) = out.find(placeholder) {
+                let rest = &out[start + placeholder.len()..];
+                let end = rest.find('}').context("unclosed placeholder")?;
+                let name = &rest[..end];
+                let value = if endpoint {
+                    let e: Value = serde_json::from_str(&self.kubectl_output(&[
+                        "get",
+                        "endpoints",
+                        name,
+                        "-o",
+                        "json",
+                    ])?)?;
+                    let subset = &e["subsets"][0];
+                    format!(
+                        "{}:{}",
+                        subset["addresses"][0]["ip"]
+                            .as_str()
+                            .context("no ready endpoint")?,
+                        subset["ports"][0]["port"]
+                            .as_i64()
+                            .context("no endpoint port")?
+                    )
+                } else {
+                    let s: Value = serde_json::from_str(
+                        &self.kubectl_output(&["get", "service", name, "-o", "json"])?,
+                    )?;
+                    format!(
+                        "{}:{}",
+                        s["spec"]["clusterIP"].as_str().context("no ClusterIP")?,
+                        s["spec"]["ports"][0]["port"].as_i64().context("no port")?
+                    )
+                };
+                out = format!("{}{value}{}", &out[..start], &rest[end + 1..]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one probe as a pod of the workload's image; its log is stdout.
+    fn probe_pod(&self, probe: &CellProbe) -> GuestEvent {
+        let started = Instant::now();
+        let done = |end, stdout: String, stderr: String| GuestEvent::ProbeDone {
+            cell_id: self.work.cell_id.clone(),
+            probe_id: probe.probe_id.clone(),
+            end,
+            stdout,
+            stderr,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        let argv: Result<Vec<String>> = probe.argv.iter().map(|a| self.resolve(a)).collect();
+        let argv = match argv {
+            Ok(argv) => argv,
+            Err(e) => {
+                return done(
+                    ProcessEnd::SpawnFailed {
+                        error: format!("cannot fill the probe's command: {e:#}"),
+                    },
+                    String::new(),
+                    String::new(),
+                )
+            }
+        };
+        let name = format!(
+            "kmatrix-probe-{}",
+            probe.probe_id.to_lowercase().replace('_', "-")
+        );
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kmatrix"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": false,
+                "containers": [{
+                    "name": "probe",
+                    "image": self.work.kube.image,
+                    "imagePullPolicy": "Never",
+                    "command": argv,
+                    "env": probe.env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>(),
+                }]
+            }
+        });
+        if let Err(e) = self.apply_in_namespace(&pod.to_string()) {
+            return done(
+                ProcessEnd::SpawnFailed {
+                    error: format!("{e:#}"),
+                },
+                String::new(),
+                String::new(),
+            );
+        }
+        // The pod's own start-up (sandbox, network) is not the probe's time.
+        let deadline = Instant::now()
+            + Duration::from_millis(probe.expect.timeout_ms)
+            + Duration::from_secs(30);
+        loop {
+            let pod: Option<Value> = self
+                .kubectl_output(&["get", "pod", &name, "-o", "json"])
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            let phase = pod
+                .as_ref()
+                .and_then(|p| p["status"]["phase"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            if phase == "Succeeded" || phase == "Failed" {
+                let pod = pod.expect("phase read from it");
+                let code = pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+                    .as_i64()
+                    .unwrap_or(1) as i32;
+                let logs = self.logs(&name, false);
+                return done(ProcessEnd::Exited { code }, logs, String::new());
+            }
+            if Instant::now() > deadline || self.interrupted.load(Ordering::SeqCst) {
+                let logs = self.logs(&name, false);
+                return done(ProcessEnd::TimedOut, logs, self.describe_pods());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// What the namespace held, kept beside the cluster's logs.
+    fn keep_state(&self) {
+        if let Ok(text) = self.kubectl_output(&["get", "all,events", "-o", "wide"]) {
+            let _ = fs::write(
+                self.log_dir
+                    .join(format!("{}.txt", self.work.kube.namespace)),
+                text,
+            );
+        }
+    }
+
+    fn delete_namespace(&self) {
+        let _ = self
+            .cluster
+            .kubectl()
+            .args([
+                "delete",
+                "namespace",
+                &self.work.kube.namespace,
+                // Its pods go in the background; the next cell has its own
+                // namespace, and the cluster's end removes what is left.
+                "--wait=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// An OCI image archive of one static binary at `path_in_image` (and an
+/// empty /tmp), tagged `reference`: what a node imports without a registry.
+pub fn one_binary_image(
+    binary: &Path,
+    path_in_image: &str,
+    reference: &str,
+    archive: &Path,
+) -> Result<()> {
+    let work = tempfile::tempdir_in(archive.parent().unwrap_or(Path::new(".")))?;
+    let root = work.path().join("root");
+    let target = root.join(path_in_image.trim_start_matches('/'));
+    fs::create_dir_all(target.parent().expect("a path with a folder"))?;
+    fs::create_dir_all(root.join("tmp"))?;
+    fs::copy(binary, &target)
+        .with_context(|| format!("cannot copy {} into the image", binary.display()))?;
+    let layout = work.path().join("layout");
+    write_layout(
+        &root,
+        &ImageSpec {
+            entrypoint: vec![path_in_image.to_string()],
+            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+            ..Default::default()
+        },
+        &layout,
+        reference,
+    )?;
+    let mut builder = tar::Builder::new(File::create(archive)?);
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder.append_dir_all(".", &layout)?;
+    builder.into_inner()?.flush()?;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! Kubernetes environments with a real cluster: `k8s-local` is a
+//! single-node Kubernetes 1.20.2 kmatrix assembles on this host from the
+//! binaries it built from Debian's source package (scripts/test.sh builds
+//! them before the tests; a test run reuses them) and Debian's etcd,
+//! containerd, runc and CNI plugins. Workloads are the scenarios'
+//! manifests; verdicts come from the rollout (ready, or a container that
+//! keeps restarting) and from probe pods reaching a Service's ClusterIP
+//! through kube-proxy's rules. `kind` cannot run here (no node image, no
+//! registry) and must say so within seconds.
+
+mod common;
+
+use common::{read_cells, repo_root, text, TempProject};
+use kmatrix_metadata::{CellRecord, RunInfo, Verdict};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+const CLUSTER_DIR: &str = "/var/lib/kmatrix/k8s-local";
+
+fn project_with(scenarios: &[&str]) -> TempProject {
+    let project = TempProject::new();
+    for scenario in scenarios {
+        project.add_scenario(&repo_root().join("scenarios").join(scenario));
+    }
+    project
+}
+
+fn cell<'a>(
+    cells: &'a [CellRecord],
+    scenario: &str,
+    version: &str,
+    variant: &str,
+) -> &'a CellRecord {
+    cells
+        .iter()
+        .find(|c| c.scenario == scenario && c.version == version && c.variant == variant)
+        .unwrap_or_else(|| panic!("no cell {scenario} {version} {variant} in {cells:#?}"))
+}
+
+fn probe<'a>(cell: &'a CellRecord, id: &str) -> &'a kmatrix_metadata::ProbeRecord {
+    cell.probes
+        .iter()
+        .find(|p| p.probe_id == id)
+        .unwrap_or_else(|| panic!("no probe {id} in {cell:#?}"))
+}
+
+/// Processes a cluster of ours left (marked in their environment or
+/// command line), and whether its bridge is still there.
+fn cluster_leftovers() -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
+        let marked = |bytes: &[u8]| {
+            bytes
+                .windows(CLUSTER_DIR.len())
+                .any(|w| w == CLUSTER_DIR.as_bytes())
+        };
+        if marked(&cmdline) || marked(&environ) {
+            found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    let bridge = Command::new("ip")
+        .args(["link", "show", "kmatrix0"])
+        .output()
+        .unwrap();
+    if bridge.status.success() {
+        found.push("the kmatrix0 bridge".into());
+    }
+    if Path::new(CLUSTER_DIR).exists() {
+        found.push(CLUSTER_DIR.into());
+    }
+    found
+}
+
+fn kube_chains() -> usize {
+    let saved = Command::new("iptables-save").output().unwrap();
+    String::from_utf8_lossy(&saved.stdout)
+        .lines()
+        .filter(|l| l.starts_with(":KUBE-"))
+        .count()
+}
+
+/// One cluster for three scenarios' workloads: ollama reached by pod IP and
+/// through its Service's ClusterIP, kube-vip v0.8.5 crash-looping on the
+/// half-given vip_cidr (and running with the workaround), kube-ovn-cni's
+/// DaemonSet on this host's kernel. Then the cluster is gone, and a second
+/// run reuses the built binaries.
+#[test]
+fn local_cluster_deploys_probes_and_classifies_crash_loops() {
+    let project = project_with(&["ollama-mptcp", "kube-vip-cidr", "kube-ovn-tproxy"]);
+    let out = project.root().join("out");
+    let output = project.kmatrix(&[
+        "run",
+        "--scenario",
+        "ollama-mptcp",
+        "--scenario",
+        "kube-vip-cidr",
+        "--scenario",
+        "kube-ovn-tproxy",
+        "--kernel",
+        "k8s-local",
+        "--version",
+        "v0.5.13",
+        "--version",
+        "v0.8.5",
+        "--version",
+        "v1.14.0",
+        "--variant",
+        "baseline",
+        "--variant",
+        "vip-cidr-32-128",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 4, "{cells:#?}");
+
+    // ollama v0.5.13 (go 1.24: an MPTCP listener) on this host's kernel:
+    // the Deployment rolls out and a probe pod reaches it both ways.
+    let ollama = cell(&cells, "ollama-mptcp", "v0.5.13", "baseline");
+    assert_eq!(ollama.verdict, Verdict::Pass, "{ollama:#?}");
+    assert!(
+        probe(ollama, "rollout")
+            .stdout
+            .contains("listener protocol mptcp"),
+        "{ollama:#?}"
+    );
+    let service = probe(ollama, "service-clusterip");
+    assert!(
+        service.stdout.contains("ollama API reachable at 10.97."),
+        "{service:#?}"
+    );
+    let pod_ip = probe(ollama, "pod-ip");
+    assert!(
+        pod_ip.stdout.contains("ollama API reachable at 10.244.0."),
+        "{pod_ip:#?}"
+    );
+    assert_eq!(
+        ollama.facts.get("kubernetes").map(String::as_str),
+        Some("v1.20.2")
+    );
+    assert_eq!(ollama.backend.as_deref(), Some("kubernetes"));
+
+    // kube-vip v0.8.5 with vip_cidr "128": the DaemonSet's container panics
+    // and restarts: a crash, with its log and restart count.
+    let vip = cell(&cells, "kube-vip-cidr", "v0.8.5", "baseline");
+    assert_eq!(vip.verdict, Verdict::Crash, "{vip:#?}");
+    let rollout = probe(vip, "rollout");
+    assert!(rollout.stderr.contains("panic"), "{rollout:#?}");
+    assert!(rollout.stderr.contains("restarted"), "{rollout:#?}");
+    let fixed = cell(&cells, "kube-vip-cidr", "v0.8.5", "vip-cidr-32-128");
+    assert_eq!(fixed.verdict, Verdict::Pass, "{fixed:#?}");
+
+    // kube-ovn-cni v1.14.0 with TPROXY on this host's kernel (6.x accepts
+    // IP_TRANSPARENT on MPTCP): the DaemonSet runs.
+    let tproxy = cell(&cells, "kube-ovn-tproxy", "v1.14.0", "baseline");
+    assert_eq!(tproxy.verdict, Verdict::Pass, "{tproxy:#?}");
+
+    // The cluster's logs are kept with the run; the cluster itself is gone.
+    let boots = out.join("boots");
+    let boot = fs::read_dir(&boots)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for log in [
+        "kube-apiserver.log",
+        "kubelet.log",
+        "containerd.log",
+        "kube-proxy.log",
+        "ready.txt",
+    ] {
+        assert!(
+            boot.join("cluster").join(log).is_file(),
+            "no {log} in {}",
+            boot.display()
+        );
+    }
+    assert_eq!(cluster_leftovers(), Vec::<String>::new());
+    assert_eq!(kube_chains(), 0, "kube-proxy's chains were left behind");
+
+    // A second run: the binaries come from the cache (nothing built).
+    let again = project.root().join("again");
+    let output = project.kmatrix(&[
+        "run",
+        "--scenario",
+        "kube-vip-cidr",
+        "--kernel",
+        "k8s-local",
+        "--version",
+        "v0.8.4",
+        "--variant",
+        "baseline",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let info: RunInfo = serde_json::from_slice(&fs::read(again.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info.cache.made, 0, "{:#?}", info.cache);
+    let cells = read_cells(&again);
+    assert_eq!(cells[0].verdict, Verdict::Pass, "{cells:#?}");
+}
+
+/// kill -9 while the cluster runs: the next run sweeps what was left
+/// (processes, containers, rules, the bridge) and resume finishes the run.
+#[test]
+fn a_killed_runs_cluster_is_swept_and_the_run_resumes() {
+    let project = project_with(&["kube-vip-cidr"]);
+    let out = project.root().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .arg("--root")
+        .arg(project.root())
+        .args([
+            "run",
+            "--scenario",
+            "kube-vip-cidr",
+            "--kernel",
+            "k8s-local",
+            "--version",
+            "v0.8.4",
+            "--version",
+            "v0.8.5",
+            "--variant",
+            "baseline",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the node runs (the kubelet is up), then kill.
+    let started = Instant::now();
+    loop {
+        let up = fs::read_dir(out.join("boots"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .is_some_and(|e| e.path().join("cluster/kube-proxy.log").exists());
+        if up {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 600,
+            "the cluster never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kmatrix ended before its cluster ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !cluster_leftovers().is_empty(),
+        "a killed run leaves its cluster running"
+    );
+
+    let output = project.kmatrix(&["run", "--resume", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    let verdicts: Vec<(&str, Verdict)> = cells
+        .iter()
+        .map(|c| (c.version.as_str(), c.verdict))
+        .collect();
+    assert!(
+        verdicts.contains(&("v0.8.4", Verdict::Pass)),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("v0.8.5", Verdict::Crash)),
+        "{verdicts:?}"
+    );
+    assert_eq!(cluster_leftovers(), Vec::<String>::new());
+    assert_eq!(kube_chains(), 0);
+}
+
+/// kind needs a Docker engine, a `kind` binary and its node image from a
+/// registry: none of that can be had here, and the cells say which.
+#[test]
+fn kind_cells_are_unavailable_with_the_reason() {
+    let project = project_with(&["ollama-mptcp"]);
+    let out = project.root().join("out");
+    let started = Instant::now();
+    let output = project.kmatrix(&[
+        "run",
+        "--scenario",
+        "ollama-mptcp",
+        "--kernel",
+        "kind",
+        "--version",
+        "v0.5.13",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 2);
+    for cell in &cells {
+        assert_eq!(cell.verdict, Verdict::Unavailable, "{cell:#?}");
+        assert!(
+            cell.signature.contains("Docker engine")
+                || cell.signature.contains("node image kindest/node"),
+            "{}",
+            cell.signature
+        );
+    }
+    eprintln!(
+        "kind cells unavailable after {:.1} s: {}",
+        took.as_secs_f64(),
+        cells[0].signature
+    );
+}
