@@ -223,6 +223,12 @@ impl Deployment<'_> {
     fn watch(&self, timeout: Duration) -> Result<Rollout> {
         let deadline = Instant::now() + timeout;
         let targets = &self.work.kube.rollout;
+        let ready_log = self
+            .work
+            .probes
+            .iter()
+            .find(|p| p.probe_id == ROLLOUT_PROBE)
+            .and_then(|p| p.expect.pass_stdout.as_ref());
         loop {
             if self.interrupted.load(Ordering::SeqCst) {
                 bail!("interrupted");
@@ -261,7 +267,13 @@ impl Deployment<'_> {
                     .map(|p| self.logs(p["metadata"]["name"].as_str().unwrap_or(""), false))
                     .collect::<Vec<_>>()
                     .join("\n");
-                return Ok(Rollout::Ready { logs });
+                // A container is "ready" the moment it starts (no readiness
+                // probe): only its log saying so, or the deadline, ends the
+                // wait, so one about to crash is seen crashing.
+                let said_ready = ready_log.is_none_or(|pattern| pattern.is_match(&logs));
+                if said_ready || Instant::now() > deadline {
+                    return Ok(Rollout::Ready { logs });
+                }
             }
             if Instant::now() > deadline {
                 let running = pods.iter().any(|p| {
