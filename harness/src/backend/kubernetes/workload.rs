@@ -127,31 +127,6 @@ impl Deployment<'_> {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    fn apply(&self, manifest: &str) -> Result<()> {
-        let mut child = self
-            .cluster
-            .kubectl()
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run kubectl")?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(manifest.as_bytes())?;
-        let output = child.wait_with_output()?;
-        if !output.status.success() {
-            bail!(
-                "kubectl apply: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-
     /// Loads the version's image and applies its namespace and manifests.
     fn deploy(&self) -> Result<()> {
         let kube = &self.work.kube;
@@ -165,10 +140,13 @@ impl Deployment<'_> {
         one_binary_image(binary, IMAGE_REPRODUCER, &kube.image, &archive)?;
         self.cluster.load_image(&archive)?;
         let _ = fs::remove_file(&archive);
-        self.apply(&format!(
+        self.apply_in(
+            &format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {{app.kubernetes.io/managed-by: kmatrix}}\n",
-            kube.namespace
-        ))?;
+                kube.namespace
+            ),
+            false,
+        )?;
         // Pods wait for their namespace's service account.
         let deadline = Instant::now() + Duration::from_secs(60);
         while self
@@ -183,9 +161,15 @@ impl Deployment<'_> {
         self.apply_in_namespace(&kube.manifests)
     }
 
-    fn apply_in_namespace(&self, manifests: &str) -> Result<()> {
-        let mut child = self
-            .kubectl()
+    /// `kubectl apply` of `manifests` in the cell's namespace, or (for
+    /// the namespace itself) cluster-wide.
+    fn apply_in(&self, manifests: &str, namespaced: bool) -> Result<()> {
+        let mut command = if namespaced {
+            self.kubectl()
+        } else {
+            self.cluster.kubectl()
+        };
+        let mut child = command
             .args(["apply", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -200,11 +184,15 @@ impl Deployment<'_> {
         let output = child.wait_with_output()?;
         if !output.status.success() {
             bail!(
-                "kubectl apply of the scenario's manifests: {}",
+                "kubectl apply: {}",
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
         Ok(())
+    }
+
+    fn apply_in_namespace(&self, manifests: &str) -> Result<()> {
+        self.apply_in(manifests, true)
     }
 
     /// The workload's pods, as JSON.
