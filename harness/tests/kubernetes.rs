@@ -78,6 +78,43 @@ fn cluster_leftovers() -> Vec<String> {
     found
 }
 
+/// (process, local address) of every TCP listener the cluster's processes hold.
+fn listeners_of_the_cluster() -> Vec<(String, String)> {
+    let mut ours = std::collections::BTreeSet::new();
+    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
+        let marked = |bytes: &[u8]| {
+            bytes
+                .windows(CLUSTER_DIR.len())
+                .any(|w| w == CLUSTER_DIR.as_bytes())
+        };
+        if marked(&cmdline) || marked(&environ) {
+            ours.insert(pid);
+        }
+    }
+    let ss = Command::new("ss").args(["-ltnpH"]).output().unwrap();
+    String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let users = words.last()?;
+            let pid: u32 = users
+                .split("pid=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            let address = words.get(3)?.to_string();
+            ours.contains(&pid).then(|| (users.to_string(), address))
+        })
+        .collect()
+}
+
 fn kube_chains() -> usize {
     let saved = Command::new("iptables-save").output().unwrap();
     String::from_utf8_lossy(&saved.stdout)
@@ -258,7 +295,26 @@ fn a_killed_runs_cluster_is_swept_and_the_run_resumes() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Once the node is Ready, every port the cluster listens on is on 127.0.0.1.
+    let ready = out.join("boots/k8s-local-1/cluster/ready.txt");
+    while !ready.exists() {
+        assert!(
+            started.elapsed().as_secs() < 600,
+            "the node never became Ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let listening = listeners_of_the_cluster();
+    assert!(
+        listening.iter().any(|(_, a)| a == "127.0.0.1:16443"),
+        "{listening:?}"
+    );
+    for (process, address) in &listening {
+        assert!(
+            address.starts_with("127.0.0.1:"),
+            "{process} listens on {address}"
+        );
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(

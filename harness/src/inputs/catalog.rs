@@ -82,6 +82,16 @@ pub enum KernelSource {
 }
 
 impl KernelSource {
+    /// Whether cells here run in a QEMU guest (not on the host's kernel).
+    pub fn boots_a_guest(&self) -> bool {
+        !matches!(
+            self,
+            KernelSource::DockerEngine {}
+                | KernelSource::LocalKubernetes {}
+                | KernelSource::Kind {}
+        )
+    }
+
     /// Whether cells here run as Kubernetes workloads.
     pub fn is_kubernetes(&self) -> bool {
         matches!(

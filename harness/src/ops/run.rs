@@ -12,7 +12,7 @@ use crate::diagnostic::FileError;
 use crate::events::{Events, RunEvent};
 use crate::plan::Cell;
 use crate::project::{Planned, Request};
-use crate::provision::{EmulatorChoice, Environment, Provisioned, Provisioner};
+use crate::provision::{Emulator, EmulatorChoice, Environment, Provisioned, Provisioner};
 use crate::reporter::{Display, Recorder, Reporter};
 use crate::results::{ResultsStore, RUN_FILE};
 use crate::runner::{self, RunContext};
@@ -281,11 +281,20 @@ fn work(
     } = start;
     let cache = Cache::open(cache_root)?.watched_by(events.clone());
     let provisioner = Provisioner::new(&cache, &planned.catalog, options.locked, events.clone())?;
-    let emulator = events.step("emulator", || provisioner.emulator(&options.emulator))?;
-    events.note(format!(
-        "emulator: {} ({})",
-        emulator.version, emulator.origin
-    ));
+    let boots_guests = planned
+        .cells
+        .iter()
+        .any(|c| planned.catalog.kernel(&c.kernel).source.boots_a_guest());
+    let emulator = if boots_guests {
+        let emulator = events.step("emulator", || provisioner.emulator(&options.emulator))?;
+        events.note(format!(
+            "emulator: {} ({})",
+            emulator.version, emulator.origin
+        ));
+        emulator
+    } else {
+        Emulator::unused()
+    };
     let mut provisioned = provisioner.prepare(&planned.scenarios, &planned.cells)?;
     // Planned again: provisioning may pin new checksums in the lock file,
     // and cell ids hash the lock, so the ids that count come after it.
@@ -396,8 +405,11 @@ fn work(
     };
     info.harness_version = env!("CARGO_PKG_VERSION").into();
     info.finished = None;
-    info.emulator = Some(emulator.version.clone());
-    info.emulator_origin = Some(emulator.origin.clone());
+    // A resume that boots no guest keeps the emulator the run used.
+    if boots_guests || info.emulator.is_none() {
+        info.emulator = Some(emulator.version.clone());
+        info.emulator_origin = Some(emulator.origin.clone());
+    }
     info.cache = cache.stats();
     if let Some(engine) = container_engine(&provisioned, &pending) {
         info.container_engine = Some(engine);

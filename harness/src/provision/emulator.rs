@@ -45,6 +45,17 @@ impl EmulatorChoice {
 }
 
 impl Emulator {
+    /// For a run none of whose cells boots a guest (containers, clusters):
+    /// no emulator is fetched or asked for.
+    pub fn unused() -> Emulator {
+        Emulator {
+            binary: PathBuf::from(HOST_QEMU),
+            firmware: None,
+            version: "none".into(),
+            origin: "no cell of this run boots a guest".into(),
+        }
+    }
+
     /// The host's QEMU, or why there is none.
     pub fn host(why: &str) -> Result<Emulator> {
         let version = version_of(Path::new(HOST_QEMU)).with_context(|| {

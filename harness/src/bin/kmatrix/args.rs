@@ -247,7 +247,7 @@ pub struct SelectArgs {
     /// Scenario id (repeatable) [default: every scenario]
     #[arg(long = "scenario", value_name = "ID")]
     pub scenarios: Vec<String>,
-    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]; `docker` = containers on the Docker engine's host kernel (DOCKER_HOST or the default socket); `latest:ubuntu-jammy` (GA), `latest:ubuntu-jammy-hwe`, `latest:debian-trixie` = the newest build the archive publishes now (the catalog entry is bumped to it)
+    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]; `docker` = containers on the Docker engine's host kernel (DOCKER_HOST or the default socket); `k8s-local` = workloads on a single-node Kubernetes kmatrix assembles on this host (the scenario's kubernetes/ manifests), `kind` = on a kind cluster; `latest:ubuntu-jammy` (GA), `latest:ubuntu-jammy-hwe`, `latest:debian-trixie` = the newest build the archive publishes now (the catalog entry is bumped to it)
     #[arg(long = "kernel", value_name = "ID")]
     pub kernels: Vec<String>,
     /// Variant id (repeatable), e.g. only `baseline` [default: every variant]
