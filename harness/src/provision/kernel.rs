@@ -274,6 +274,7 @@ impl Provisioner<'_> {
                 .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
                 .map_err(|e| format!("{e:#}")),
             KernelSource::LocalKubernetes {} => k8sbuild::check_build_tools()
+                .and_then(|_| crate::backend::kubernetes::local::check_host_tools())
                 .map(|_| {
                     "to be built from Debian's kubernetes source (about 7 minutes on 2 cores), then started on this host".to_string()
                 })

@@ -88,6 +88,7 @@ impl LocalCluster {
         interrupted: &AtomicBool,
     ) -> Result<LocalCluster> {
         let started = Instant::now();
+        check_host_tools()?;
         let lock = FileLock::acquire(&lock_path())
             .context("cannot take the local cluster's lock (another run's cluster?)")?;
         sweep();
@@ -865,7 +866,7 @@ fn last_error(path: &Path) -> String {
 }
 
 /// The last `n` lines of a log file.
-pub fn tail(path: &Path, n: usize) -> String {
+fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
