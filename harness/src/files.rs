@@ -18,6 +18,23 @@ pub fn which(tool: &str) -> Option<std::path::PathBuf> {
     })
 }
 
+/// `Ok` when every tool is on PATH; else an error naming the missing ones
+/// after `who_needs` ("building Kubernetes needs").
+pub fn require_tools(tools: &[&str], who_needs: &str) -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| which(tool).is_none())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{who_needs}: {} — scripts/setup.sh installs them",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The number of a `Key:   N kB` line of a /proc file (`/proc/meminfo`,
 /// `/proc/self/status`), in KiB.
 pub fn proc_kib(text: &str, key: &str) -> Option<u64> {

@@ -2,7 +2,7 @@
 //! short signature normalised so the same failure reads the same on every
 //! machine (addresses, ports, timestamps and pointers taken out).
 
-use crate::inputs::scenario::{Signature, SignatureVerdict};
+use crate::inputs::scenario::{Probe, Signature, SignatureVerdict};
 use kmatrix_agent::ProcessEnd;
 pub use kmatrix_metadata::Verdict;
 use regex::Regex;
@@ -22,6 +22,19 @@ pub struct Expectation {
     /// a failure is a crash (CrashLoopBackOff), whatever its output says.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub restart_is_crash: bool,
+}
+
+impl Expectation {
+    /// What a scenario's probe asks of its run.
+    pub fn of(probe: &Probe) -> Expectation {
+        Expectation {
+            timeout_ms: probe.timeout_secs * 1000,
+            pass_exit_code: probe.pass_exit_code,
+            pass_stdout: probe.pass_stdout.clone(),
+            unavailable_exit_code: probe.unavailable_exit_code,
+            restart_is_crash: false,
+        }
+    }
 }
 
 fn serialize_regex<S: serde::Serializer>(re: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {

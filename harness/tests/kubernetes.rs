@@ -46,25 +46,30 @@ fn probe<'a>(cell: &'a CellRecord, id: &str) -> &'a kmatrix_metadata::ProbeRecor
         .unwrap_or_else(|| panic!("no probe {id} in {cell:#?}"))
 }
 
-/// Processes a cluster of ours left (marked in their environment or
-/// command line), and whether its bridge is still there.
+/// The processes of a cluster of ours (marked in their environment or
+/// command line): pid and command line.
+fn cluster_processes() -> Vec<(u32, String)> {
+    let marked = |bytes: &[u8]| {
+        bytes
+            .windows(CLUSTER_DIR.len())
+            .any(|w| w == CLUSTER_DIR.as_bytes())
+    };
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
+            (marked(&cmdline) || marked(&environ))
+                .then(|| (pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// What a cluster of ours left: its processes, its bridge, its folder.
 fn cluster_leftovers() -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
-        let marked = |bytes: &[u8]| {
-            bytes
-                .windows(CLUSTER_DIR.len())
-                .any(|w| w == CLUSTER_DIR.as_bytes())
-        };
-        if marked(&cmdline) || marked(&environ) {
-            found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
-        }
-    }
+    let mut found: Vec<String> = cluster_processes().into_iter().map(|(_, c)| c).collect();
     let bridge = Command::new("ip")
         .args(["link", "show", "kmatrix0"])
         .output()
@@ -80,22 +85,10 @@ fn cluster_leftovers() -> Vec<String> {
 
 /// (process, local address) of every TCP listener the cluster's processes hold.
 fn listeners_of_the_cluster() -> Vec<(String, String)> {
-    let mut ours = std::collections::BTreeSet::new();
-    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
-        let marked = |bytes: &[u8]| {
-            bytes
-                .windows(CLUSTER_DIR.len())
-                .any(|w| w == CLUSTER_DIR.as_bytes())
-        };
-        if marked(&cmdline) || marked(&environ) {
-            ours.insert(pid);
-        }
-    }
+    let ours: std::collections::BTreeSet<u32> = cluster_processes()
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect();
     let ss = Command::new("ss").args(["-ltnpH"]).output().unwrap();
     String::from_utf8_lossy(&ss.stdout)
         .lines()

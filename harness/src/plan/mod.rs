@@ -259,13 +259,7 @@ pub fn plan(
                             .chain(&probe.env)
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect(),
-                        expect: Expectation {
-                            timeout_ms: probe.timeout_secs * 1000,
-                            pass_exit_code: probe.pass_exit_code,
-                            pass_stdout: probe.pass_stdout.clone(),
-                            unavailable_exit_code: probe.unavailable_exit_code,
-                            restart_is_crash: false,
-                        },
+                        expect: Expectation::of(probe),
                     })
                     .collect();
                 let artifact = version.artifact.as_ref().map(|artifact| CellArtifact {
@@ -275,14 +269,18 @@ pub fn plan(
                     bundle: bundle.clone(),
                     env: variant.env.clone(),
                 });
+                // The workload and its probes, the same on every cluster.
                 let kube = match &scenario.kubernetes {
-                    Some(spec) => Some(kube_work(scenario, spec, &version.id, variant)?),
+                    Some(spec) => {
+                        let work = kube_work(scenario, spec, &version.id, variant)?;
+                        Some((kube_probes(spec, &work), work))
+                    }
                     None => None,
                 };
                 for kernel in wanted {
                     let on_cluster = catalog.kernel(kernel).source.is_kubernetes();
                     let (probes, kubernetes) = match (&kube, on_cluster) {
-                        (Some(kube), true) => (kube_probes(scenario, kube), Some(kube.clone())),
+                        (Some((probes, kube)), true) => (probes.clone(), Some(kube.clone())),
                         (None, true) => (Vec::new(), None),
                         (_, false) => (probes.clone(), None),
                     };
@@ -396,13 +394,7 @@ fn kube_work(
                 .map(|a| a.replace(REPRODUCER_PLACEHOLDER, IMAGE_REPRODUCER))
                 .collect(),
             env: probe.env.clone(),
-            expect: Expectation {
-                timeout_ms: probe.timeout_secs * 1000,
-                pass_exit_code: probe.pass_exit_code,
-                pass_stdout: probe.pass_stdout.clone(),
-                unavailable_exit_code: probe.unavailable_exit_code,
-                restart_is_crash: false,
-            },
+            expect: Expectation::of(probe),
         })
         .collect();
     Ok(KubeWork {
@@ -416,11 +408,7 @@ fn kube_work(
 
 /// A Kubernetes cell's probes: the rollout (a container that keeps
 /// restarting there is a crash), then the probe pods.
-fn kube_probes(scenario: &Scenario, kube: &KubeWork) -> Vec<CellProbe> {
-    let spec = scenario
-        .kubernetes
-        .as_ref()
-        .expect("kube work comes from it");
+fn kube_probes(spec: &KubernetesSpec, kube: &KubeWork) -> Vec<CellProbe> {
     let rollout = CellProbe {
         probe_id: ROLLOUT_PROBE.into(),
         argv: kube.rollout.clone(),

@@ -3,12 +3,12 @@
 //! the tree's own `make WHAT=…`, and the pause program its pod sandboxes
 //! run. Only the binaries are kept: the build tree is ~3 GB.
 
+use super::kbuild::logged_step;
 use crate::events::Events;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// What to build.
 pub struct K8sBuild<'a> {
@@ -26,17 +26,10 @@ pub const PAUSE_VERSION: &str = "v3.4-kmatrix";
 /// What a build tree needs besides Go: `make`, and `rsync`, which the tree's
 /// build scripts copy generated code with.
 pub fn check_build_tools() -> Result<()> {
-    let missing: Vec<&str> = ["make", "rsync", "gcc", "tar"]
-        .into_iter()
-        .filter(|tool| crate::files::which(tool).is_none())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "building Kubernetes needs: {} — scripts/setup.sh installs them",
-            missing.join(", ")
-        );
-    }
-    Ok(())
+    crate::files::require_tools(
+        &["make", "rsync", "gcc", "tar"],
+        "building Kubernetes needs",
+    )
 }
 
 /// Builds into `dir/bin` (the binaries and `pause`), keeps `dir/build.log`;
@@ -49,7 +42,7 @@ pub fn build(spec: &K8sBuild, dir: &Path, events: &Events) -> Result<PathBuf> {
     let src = dir.join("src");
     fs::create_dir_all(&src)?;
     events.progress(&label, 0, None, "unpacking the source tree");
-    run(
+    logged_step(
         Command::new("tar")
             .arg("xzf")
             .arg(spec.tarball)
@@ -72,7 +65,7 @@ pub fn build(spec: &K8sBuild, dir: &Path, events: &Events) -> Result<PathBuf> {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut steps = 0u64;
-    run(
+    logged_step(
         Command::new("make")
             .arg(format!("WHAT={what}"))
             .current_dir(&src)
@@ -106,7 +99,7 @@ pub fn build(spec: &K8sBuild, dir: &Path, events: &Events) -> Result<PathBuf> {
             .with_context(|| format!("the build made no {name} (see {})", log_path.display()))?;
     }
     events.progress(&label, steps + 1, None, "compiling pause (static)");
-    run(
+    logged_step(
         Command::new("gcc")
             .args(["-Os", "-Wall", "-Werror", "-static"])
             .arg(format!("-DVERSION={PAUSE_VERSION}"))
@@ -130,53 +123,4 @@ pub fn build(spec: &K8sBuild, dir: &Path, events: &Events) -> Result<PathBuf> {
         .with_context(|| format!("cannot remove the build tree {}", src.display()))?;
     fs::write(dir.join("binaries.json"), serde_json::to_vec_pretty(&sums)?)?;
     Ok(PathBuf::from("binaries.json"))
-}
-
-/// Runs one step, its output into the log, each stdout line to `on_line`.
-fn run(
-    command: &mut Command,
-    log: &mut File,
-    log_path: &Path,
-    on_line: &mut dyn FnMut(&str),
-) -> Result<()> {
-    let described = format!("{:?}", command.get_program());
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {described}"))?;
-    let stderr = child.stderr.take().expect("piped");
-    let stderr_lines = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    for line in BufReader::new(child.stdout.take().expect("piped"))
-        .lines()
-        .map_while(Result::ok)
-    {
-        writeln!(log, "{line}")?;
-        on_line(&line);
-    }
-    let status = child.wait()?;
-    let errors = stderr_lines.join().unwrap_or_default();
-    for line in &errors {
-        writeln!(log, "{line}")?;
-    }
-    if !status.success() {
-        let tail: Vec<&str> = errors
-            .iter()
-            .rev()
-            .take(15)
-            .rev()
-            .map(String::as_str)
-            .collect();
-        bail!(
-            "{described} failed (full log: {}):\n{}",
-            log_path.display(),
-            tail.join("\n")
-        );
-    }
-    Ok(())
 }

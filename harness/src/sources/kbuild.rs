@@ -232,6 +232,24 @@ impl Step<'_> {
 
 /// Runs one build step, streaming its output to the log and its headway to events.
 fn step(command: &mut Command, log: &mut File, bar: &Step, log_path: &Path) -> Result<()> {
+    let mut objects = 0u64;
+    logged_step(command, log, log_path, &mut |line| {
+        if line.trim_start().starts_with("CC") {
+            objects += 1;
+            bar.compiled(objects, line.trim());
+        }
+    })
+}
+
+/// Runs one step of a build: stdout and stderr into `log`, each stdout line
+/// to `on_line` as it comes; on failure, stderr's last lines in the error.
+/// (Kernel and Kubernetes builds both run their steps through it.)
+pub(crate) fn logged_step(
+    command: &mut Command,
+    log: &mut File,
+    log_path: &Path,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<()> {
     let described = format!("{command:?}");
     let mut child = command
         .stdout(Stdio::piped())
@@ -245,16 +263,12 @@ fn step(command: &mut Command, log: &mut File, bar: &Step, log_path: &Path) -> R
             .map_while(Result::ok)
             .collect::<Vec<_>>()
     });
-    let mut objects = 0u64;
     for line in BufReader::new(child.stdout.take().expect("piped"))
         .lines()
         .map_while(Result::ok)
     {
         writeln!(log, "{line}")?;
-        if line.trim_start().starts_with("CC") {
-            objects += 1;
-            bar.compiled(objects, line.trim());
-        }
+        on_line(&line);
     }
     let status = child.wait()?;
     let errors = stderr_lines.join().unwrap_or_default();

@@ -22,6 +22,7 @@ use super::Cluster;
 use crate::files;
 use crate::files::FileLock;
 use crate::provision::cluster::ClusterParts;
+use crate::sources::kbuild::logged_step;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -169,6 +170,8 @@ networking:
         );
         fs::write(d.join("kubeadm.yaml"), kubeadm)?;
         let cfg = d.join("kubeadm.yaml");
+        let log_path = self.log_dir.join("kubeadm.log");
+        let mut log = File::create(&log_path)?;
         for phase in [&["certs", "all"][..], &["kubeconfig", "all"][..]] {
             let mut command = Command::new(self.bin("kubeadm"));
             command
@@ -179,7 +182,7 @@ networking:
             if phase[0] == "kubeconfig" {
                 command.arg("--kubeconfig-dir").arg(d.join("kubeconfig"));
             }
-            run_quiet(&mut command, &self.log_dir.join("kubeadm.log"))?;
+            logged_step(&mut command, &mut log, &log_path, &mut |_| {})?;
         }
         // kubeadm points some kubeconfigs at the advertise address; every
         // component talks to the API server where it listens.
@@ -480,15 +483,7 @@ conntrack: {{maxPerCore: 0}}
     }
 
     fn kubectl_output(&self, args: &[&str]) -> Result<String> {
-        let output = self
-            .kubectl()
-            .args(args)
-            .output()
-            .context("cannot run kubectl")?;
-        if !output.status.success() {
-            bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        super::kubectl_output(self.kubectl(), args)
     }
 
     /// Polls `ready` until it says yes; a component that exits meanwhile,
@@ -834,25 +829,6 @@ fn wait_or_kill(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-fn run_quiet(command: &mut Command, log: &Path) -> Result<()> {
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
-    let mut text = fs::read(log).unwrap_or_default();
-    text.extend_from_slice(&output.stdout);
-    text.extend_from_slice(&output.stderr);
-    fs::write(log, text)?;
-    if !output.status.success() {
-        bail!(
-            "{:?} {:?} failed: {}",
-            command.get_program(),
-            command.get_args().collect::<Vec<_>>(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// A component's fatal line (klog's `F…`), else its log's last lines.
 fn last_error(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -874,17 +850,10 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// Whether the tools a local cluster needs on the host are there.
 pub fn check_host_tools() -> Result<()> {
-    let missing: Vec<&str> = ["iptables", "iptables-save", "ip", "umount"]
-        .into_iter()
-        .filter(|t| files::which(t).is_none())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "a local cluster needs {} on the host — scripts/setup.sh installs them",
-            missing.join(", ")
-        );
-    }
-    Ok(())
+    files::require_tools(
+        &["iptables", "iptables-save", "ip", "umount"],
+        "a local cluster needs on the host",
+    )
 }
 
 #[cfg(test)]

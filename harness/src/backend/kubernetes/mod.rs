@@ -146,6 +146,21 @@ impl Backend for KubernetesBackend {
     }
 }
 
+/// Runs `kubectl` (a command from [`Cluster::kubectl`]) with `args`: its
+/// stdout, or an error with its stderr.
+pub fn kubectl_output(mut kubectl: std::process::Command, args: &[&str]) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let output = kubectl.args(args).output().context("cannot run kubectl")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// The host kernel's release: what the cluster's pods run on.
 pub fn host_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

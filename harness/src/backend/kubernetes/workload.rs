@@ -112,19 +112,7 @@ impl Deployment<'_> {
     }
 
     fn kubectl_output(&self, args: &[&str]) -> Result<String> {
-        let output = self
-            .kubectl()
-            .args(args)
-            .output()
-            .context("cannot run kubectl")?;
-        if !output.status.success() {
-            bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        super::kubectl_output(self.kubectl(), args)
     }
 
     /// Loads the version's image and applies its namespace and manifests.
