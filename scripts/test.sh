@@ -13,9 +13,10 @@ fi
 bash scripts/setup.sh
 # The local Kubernetes cluster's binaries are built once from Debian's
 # source package (about 7 minutes cold on 2 cores) and then reused from the
-# cache; build them here rather than inside a test's deadline.
+# cache; build them here rather than inside a test's deadline, with the
+# disk the cluster inside ubuntu-22.04's guest runs from (ubuntu-22.04+k8s).
 cargo build --quiet --bin kmatrix
-target/debug/kmatrix kernels build k8s-local
+target/debug/kmatrix kernels build k8s-local ubuntu-22.04+k8s
 # The `docker` environment's tests need an engine: start one if none
 # answers, and stop what was started when the tests end.
 bash scripts/dockerd.sh start

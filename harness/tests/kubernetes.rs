@@ -371,3 +371,96 @@ fn kind_cells_are_unavailable_with_the_reason() {
         cells[0].signature
     );
 }
+
+/// The seed's situation exactly: kube-ovn-cni's DaemonSet on Ubuntu
+/// 22.04's kernel (5.15.0-25), on the local cluster kmatrix starts inside
+/// that kernel's QEMU guest (`ubuntu-22.04+k8s`). v1.14.0 (Go 1.24: its
+/// TPROXY listener is MPTCP) crash-loops on the `IP_TRANSPARENT` line; the
+/// `GODEBUG=multipathtcp=0` workaround and v1.13.14 (Go 1.23) run. A
+/// scenario that does not opt in (`guest = true`) is unavailable there.
+#[test]
+fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
+    let project = project_with(&["kube-ovn-tproxy", "ollama-mptcp"]);
+    let out = project.root().join("out");
+    let output = project.kmatrix(&[
+        "run",
+        "--scenario",
+        "kube-ovn-tproxy",
+        "--scenario",
+        "ollama-mptcp",
+        "--kernel",
+        "ubuntu-22.04+k8s",
+        "--version",
+        "v1.14.0",
+        "--version",
+        "v1.13.14",
+        "--version",
+        "v0.5.13",
+        "--variant",
+        "baseline",
+        "--variant",
+        "godebug-multipathtcp-0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 6, "{cells:#?}");
+
+    let crashed = cell(&cells, "kube-ovn-tproxy", "v1.14.0", "baseline");
+    assert_eq!(crashed.verdict, Verdict::Crash, "{crashed:#?}");
+    assert!(
+        crashed
+            .kernel_release
+            .as_deref()
+            .is_some_and(|r| r.starts_with("5.15.0-25")),
+        "the pods ran on {:?}",
+        crashed.kernel_release
+    );
+    let rollout = probe(crashed, "rollout");
+    assert!(
+        rollout
+            .stderr
+            .contains("set socket option: IP_TRANSPARENT: operation not supported"),
+        "{rollout:#?}"
+    );
+    assert!(rollout.stderr.contains("restarted"), "{rollout:#?}");
+    assert!(
+        crashed
+            .facts
+            .get("cluster")
+            .is_some_and(|c| c.contains("guest")),
+        "{:#?}",
+        crashed.facts
+    );
+    for (version, variant) in [
+        ("v1.14.0", "godebug-multipathtcp-0"),
+        ("v1.13.14", "baseline"),
+        ("v1.13.14", "godebug-multipathtcp-0"),
+    ] {
+        let ran = cell(&cells, "kube-ovn-tproxy", version, variant);
+        assert_eq!(ran.verdict, Verdict::Pass, "{ran:#?}");
+        assert!(
+            probe(ran, "rollout").stdout.contains("tproxy listener ready"),
+            "{ran:#?}"
+        );
+    }
+    for ollama in cells.iter().filter(|c| c.scenario == "ollama-mptcp") {
+        assert_eq!(ollama.verdict, Verdict::Unavailable, "{ollama:#?}");
+        assert!(ollama.signature.contains("guest = true"), "{ollama:#?}");
+    }
+
+    // One boot for the four cells; its logs kept; no guest left running.
+    let boot = out.join("boots").join("ubuntu-22.04+k8s-1");
+    for log in ["console.log", "cluster/node.log", "cluster/ready.txt"] {
+        assert!(boot.join(log).is_file(), "no {log} in {}", boot.display());
+    }
+    assert!(!out.join("boots").join("ubuntu-22.04+k8s-2").exists());
+    let node_log = fs::read_to_string(boot.join("cluster/node.log")).unwrap();
+    assert!(node_log.contains("[kubelet]"), "{node_log}");
+    assert!(!boot.join("qemu.pid").exists());
+    eprintln!(
+        "{}",
+        fs::read_to_string(boot.join("cluster/ready.txt")).unwrap()
+    );
+}

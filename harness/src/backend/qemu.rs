@@ -57,6 +57,8 @@ pub struct QemuBackend {
     pub emulator: Emulator,
     pub accel: Accel,
     pub memory_mb: u32,
+    /// Virtual CPUs (`-smp`).
+    pub cpus: u32,
     pub deadlines: Deadlines,
     pub interrupted: Arc<AtomicBool>,
     /// Where each boot's initramfs is written and removed after the boot:
@@ -78,6 +80,7 @@ impl QemuBackend {
             accel,
             // Unused guest memory costs nothing under TCG; a Debian rootfs needs room.
             memory_mb: 1024,
+            cpus: 1,
             deadlines: Deadlines::default(),
             interrupted,
             scratch: std::env::temp_dir(),
@@ -145,7 +148,7 @@ impl QemuBackend {
             "-m".into(),
             self.memory_mb.to_string(),
             "-smp".into(),
-            "1".into(),
+            self.cpus.to_string(),
             "-device".into(),
             "virtio-rng-pci".into(),
             "-kernel".into(),
@@ -415,7 +418,8 @@ impl QemuBackend {
     }
 }
 
-fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
+/// QEMU's stdout (the agent's results port), line by line, from a thread.
+pub fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {

@@ -79,7 +79,13 @@ pub enum KernelSource {
     LocalKubernetes {},
     /// A kind cluster on the user's Docker engine (`kubernetes.toml`'s `[kind]`).
     Kind {},
+    /// The local cluster inside a QEMU guest of `kernel`: id `<kernel>+k8s`,
+    /// derived for every bootable kernel when `kubernetes.toml` exists.
+    GuestKubernetes { kernel: KernelId },
 }
+
+/// Appended to a kernel's id for the local cluster inside its guest.
+pub const GUEST_CLUSTER_SUFFIX: &str = "+k8s";
 
 impl KernelSource {
     /// Whether cells here run in a QEMU guest (not on the host's kernel).
@@ -96,7 +102,9 @@ impl KernelSource {
     pub fn is_kubernetes(&self) -> bool {
         matches!(
             self,
-            KernelSource::LocalKubernetes {} | KernelSource::Kind {}
+            KernelSource::LocalKubernetes {}
+                | KernelSource::Kind {}
+                | KernelSource::GuestKubernetes { .. }
         )
     }
 }
@@ -148,6 +156,9 @@ impl KernelSource {
                 "a local Kubernetes cluster on the host's kernel, built from Debian's source".into()
             }
             KernelSource::Kind {} => "a kind cluster on the Docker engine".into(),
+            KernelSource::GuestKubernetes { kernel } => {
+                format!("the local Kubernetes cluster inside a QEMU guest of {kernel}")
+            }
         }
     }
 }
@@ -231,6 +242,17 @@ pub struct LocalKubernetesEntry {
     pub binaries: Vec<String>,
     pub node_suite: String,
     pub node_packages: Vec<String>,
+    /// What the node needs besides, inside a guest (`<kernel>+k8s`), where
+    /// the host's tools are not there: a shell, iptables, mount.
+    #[serde(default)]
+    pub guest_packages: Vec<String>,
+    /// The guest's memory for `<kernel>+k8s` (the control plane and the pods).
+    #[serde(default = "default_guest_memory_mb")]
+    pub guest_memory_mb: u32,
+}
+
+fn default_guest_memory_mb() -> u32 {
+    3072
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -307,17 +329,27 @@ impl Catalog {
             )?),
             Err(_) => None,
         };
+        let mut kernels = unique_by_id(&kernels_path, kernels.kernel, |k| k.id.clone())?;
+        if kubernetes.is_some() {
+            add_guest_clusters(&mut kernels);
+        }
         Ok(Catalog {
             dir: dir.to_path_buf(),
             emulators,
             kubernetes,
-            kernels: unique_by_id(&kernels_path, kernels.kernel, |k| k.id.clone())?,
+            kernels,
             toolchains: unique_by_id(&toolchains_path, toolchains.toolchain, |t| t.id.clone())?,
         })
     }
 
+    /// The catalog's own kernel ids: the derived `<kernel>+k8s` ones are
+    /// left out (one per bootable kernel, they would double every list).
     pub fn kernel_ids(&self) -> Vec<&str> {
-        self.kernels.keys().map(KernelId::as_str).collect()
+        self.kernels
+            .values()
+            .filter(|k| !matches!(k.source, KernelSource::GuestKubernetes { .. }))
+            .map(|k| k.id.as_str())
+            .collect()
     }
 
     /// Kernel ids given on the command line (`--kernel`), checked once here:
@@ -334,7 +366,7 @@ impl Catalog {
                             &self.dir.join(KERNELS_FILE),
                             format!("unknown kernel id `{id}` (from --kernel)"),
                             format!(
-                                "use one of: {} (`kmatrix list` shows them)",
+                                "use one of: {} (`kmatrix list` shows them), or a bootable kernel's id + `{GUEST_CLUSTER_SUFFIX}` for the local cluster inside its guest",
                                 self.kernel_ids().join(", ")
                             ),
                         )
@@ -373,6 +405,30 @@ impl Catalog {
         self.kernels
             .get(id)
             .expect("kernel ids come from the catalog")
+    }
+}
+
+/// Adds `<kernel>+k8s` for every kernel QEMU boots: the local cluster
+/// inside that kernel's guest, selected with `--kernel` like any other.
+fn add_guest_clusters(kernels: &mut BTreeMap<KernelId, KernelEntry>) {
+    let derived: Vec<KernelEntry> = kernels
+        .values()
+        .filter(|k| k.source.boots_a_guest() && !k.source.is_kubernetes())
+        .map(|k| KernelEntry {
+            id: KernelId::new(format!("{}{GUEST_CLUSTER_SUFFIX}", k.id)),
+            version: k.version.clone(),
+            description: format!(
+                "the local Kubernetes cluster inside {}'s QEMU guest (opt-in per scenario: [kubernetes] guest = true)",
+                k.id
+            ),
+            stands_in_for: None,
+            source: KernelSource::GuestKubernetes {
+                kernel: k.id.clone(),
+            },
+        })
+        .collect();
+    for entry in derived {
+        kernels.entry(entry.id.clone()).or_insert(entry);
     }
 }
 

@@ -58,6 +58,11 @@ struct KubernetesFileSpec {
     /// Probes run in probe pods after the rollout.
     #[serde(default)]
     probe: Vec<ProbeSpec>,
+    /// Whether the workload may also run on the local cluster inside a
+    /// kernel's guest (`<kernel>+k8s`): minutes per boot under TCG, so
+    /// only where the kernel is the point.
+    #[serde(default)]
+    guest: bool,
 }
 
 fn default_manifests() -> Spanned<String> {
@@ -77,6 +82,8 @@ pub struct KubernetesSpec {
     /// image), `{service:NAME}` (the Service's ClusterIP:port) and
     /// `{endpoint:NAME}` (its first pod IP:port).
     pub probes: Vec<Probe>,
+    /// Opted into `<kernel>+k8s` environments (`guest = true`).
+    pub guest: bool,
 }
 
 /// A guest root filesystem made of Debian packages (and everything they
@@ -499,6 +506,7 @@ impl Validator<'_> {
             templates,
             rollout: spec.rollout.into_inner(),
             timeout_secs: spec.timeout_secs,
+            guest: spec.guest,
             ready_log,
             probes: self.probes(spec.probe, has_reproducer)?,
         })

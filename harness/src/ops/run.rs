@@ -5,7 +5,7 @@
 
 use crate::backend::accel::{self, AccelChoice, AccelDecision};
 use crate::backend::docker::DockerBackend;
-use crate::backend::kubernetes::KubernetesBackend;
+use crate::backend::kubernetes::{guest::GuestVm, KubernetesBackend};
 use crate::backend::qemu::{stop_stale_boots, QemuBackend};
 use crate::backend::Backends;
 use crate::diagnostic::FileError;
@@ -420,7 +420,11 @@ fn work(
     qemu.scratch = scratch.path().to_path_buf();
     qemu.keep_initramfs = options.keep_initramfs;
     let docker = DockerBackend::new(interrupted.clone(), &options.out, scratch.path());
-    let kubernetes = KubernetesBackend::new(interrupted.clone(), scratch.path());
+    let mut kubernetes = KubernetesBackend::new(interrupted.clone(), scratch.path());
+    kubernetes.vm = Some(GuestVm {
+        emulator: qemu.emulator.clone(),
+        accel: qemu.accel,
+    });
     let context = RunContext {
         backends: Backends {
             vm: &qemu,

@@ -57,6 +57,10 @@ pub struct KubeWork {
     pub rollout: Vec<String>,
     /// Run in probe pods after the rollout (the cell's probes after `rollout`).
     pub probes: Vec<CellProbe>,
+    /// The scenario lets it run on a cluster inside a guest (`<kernel>+k8s`).
+    /// A permission, not an input: it changes no cell's id.
+    #[serde(skip)]
+    pub guest: bool,
 }
 
 /// The first probe of every Kubernetes cell: apply, then wait for the rollout.
@@ -403,6 +407,7 @@ fn kube_work(
         image,
         rollout: spec.rollout.clone(),
         probes,
+        guest: spec.guest,
     })
 }
 

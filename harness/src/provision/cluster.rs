@@ -3,16 +3,65 @@
 //! about 7 minutes cold on 2 cores, then reused), and the node's Debian
 //! parts (etcd, containerd, runc, CNI plugins) unpacked from their packages.
 
+use super::make_ext4;
 use super::Provisioner;
 use crate::hashing::sha256_bytes;
 use crate::inputs::catalog::LocalKubernetesEntry;
 use crate::inputs::scenario::GuestSpec;
 use crate::sources::{fetch, k8sbuild};
 use anyhow::{Context, Result};
+use std::fs;
 use std::path::PathBuf;
 
 /// Bumped when the build recipe changes, so cached binaries are rebuilt.
 const BUILD_RECIPE: &str = "1";
+/// Bumped when the guest node disk's layout changes.
+const GUEST_DISK_RECIPE: &str = "1";
+/// Where the Kubernetes binaries are on the guest node disk.
+pub const GUEST_BIN_DIR: &str = "opt/kmatrix/bin";
+
+/// What the node needs of a guest kernel: the disk and network drivers,
+/// overlayfs for containerd, the pod bridge and veths, and everything
+/// kube-proxy's iptables rules use (legacy iptables, whose `xt_*` matches
+/// every kernel of the catalog has). Missing ones become facts; the
+/// cluster says what failed if one mattered.
+pub const GUEST_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "ext4",
+    "overlay",
+    "bridge",
+    "br_netfilter",
+    "veth",
+    "nf_conntrack",
+    "nf_nat",
+    "ip_tables",
+    "iptable_filter",
+    "iptable_nat",
+    "iptable_mangle",
+    "ipt_REJECT",
+    "xt_conntrack",
+    "xt_MASQUERADE",
+    "xt_comment",
+    "xt_mark",
+    "xt_addrtype",
+    "xt_multiport",
+    "xt_statistic",
+    "xt_nat",
+    "xt_tcpudp",
+    "xt_physdev",
+    "nf_conntrack_netlink",
+];
+
+/// The local cluster's parts as a guest runs them: one read-only ext4
+/// disk holding the node's Debian tree and the Kubernetes binaries.
+#[derive(Debug, Clone)]
+pub struct GuestNodeDisk {
+    pub image: PathBuf,
+    /// Guest memory for this cluster.
+    pub memory_mb: u32,
+}
 
 /// Everything on disk a local cluster runs from.
 #[derive(Debug, Clone)]
@@ -52,6 +101,49 @@ impl Provisioner<'_> {
             version: entry.version,
             bin,
             node,
+        })
+    }
+
+    /// The disk a guest runs the local cluster from (`<kernel>+k8s`):
+    /// the node's packages, `guest_packages`, and the binaries under
+    /// [`GUEST_BIN_DIR`], made once and cached.
+    pub fn guest_node_disk(&self, parts: &ClusterParts) -> Result<GuestNodeDisk> {
+        let entry = self.local_kubernetes_entry()?.clone();
+        let mut packages = entry.node_packages.clone();
+        packages.extend(entry.guest_packages.iter().cloned());
+        let tree = self.rootfs(&GuestSpec {
+            suite: entry.node_suite.clone(),
+            packages,
+            exclude: vec![
+                "usr/share/doc*".into(),
+                "usr/share/man*".into(),
+                "usr/share/locale*".into(),
+            ],
+        })?;
+        let key = sha256_bytes(
+            format!(
+                "{}\0{}\0{GUEST_DISK_RECIPE}",
+                tree.display(),
+                binaries_key(&entry)
+            )
+            .as_bytes(),
+        );
+        let image = self.events.step("guest node disk", || {
+            self.cache
+                .get_or_make("kubernetes-guest-disk", &key, |dir| {
+                    let root = dir.join("root");
+                    // `cp -a`: the tree's symlinks (ld.so, alternatives) stay links.
+                    fs::create_dir_all(root.join(GUEST_BIN_DIR))?;
+                    copy_preserving(&tree, &root)?;
+                    copy_preserving(&parts.bin, &root.join(GUEST_BIN_DIR))?;
+                    make_ext4(&root, &dir.join("node.ext4"))?;
+                    fs::remove_dir_all(&root)?;
+                    Ok(PathBuf::from("node.ext4"))
+                })
+        })?;
+        Ok(GuestNodeDisk {
+            image,
+            memory_mb: entry.guest_memory_mb,
         })
     }
 
@@ -106,6 +198,23 @@ impl Provisioner<'_> {
         })?;
         Ok(manifest.with_file_name("bin"))
     }
+}
+
+/// `cp -a from/. to`: symlinks, modes and owners as they are.
+fn copy_preserving(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from.join("."))
+        .arg(to)
+        .status()
+        .context("cannot run cp")?;
+    anyhow::ensure!(
+        status.success(),
+        "cp -a {} {} failed",
+        from.display(),
+        to.display()
+    );
+    Ok(())
 }
 
 fn binaries_key(entry: &LocalKubernetesEntry) -> String {

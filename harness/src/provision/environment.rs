@@ -1,9 +1,9 @@
 //! What a cell's kernel axis names: a kernel kmatrix boots in QEMU, the
 //! host's kernel under a Docker engine (`docker`), or a Kubernetes cluster
-//! (`k8s-local`, `kind`). Backends are chosen by this, so the rest of the
+//! (`k8s-local`, `kind`, or `<kernel>+k8s` inside a kernel's guest). Backends are chosen by this, so the rest of the
 //! run treats each as one more column.
 
-use super::cluster::ClusterParts;
+use super::cluster::{ClusterParts, GuestNodeDisk};
 use super::{KernelArtifact, Provisioner};
 use crate::ids::KernelId;
 use crate::inputs::catalog::KernelSource;
@@ -31,6 +31,15 @@ pub enum ClusterKind {
     Local(ClusterParts),
     /// kind on the user's Docker engine, with this node image.
     Kind { node_image: String, kind: PathBuf },
+    /// The local cluster inside a QEMU guest of a kernel (`<kernel>+k8s`).
+    Guest(Box<GuestCluster>),
+}
+
+#[derive(Debug, Clone)]
+pub struct GuestCluster {
+    pub kernel: KernelArtifact,
+    pub parts: ClusterParts,
+    pub disk: GuestNodeDisk,
 }
 
 impl Environment {
@@ -42,10 +51,15 @@ impl Environment {
         }
     }
 
-    /// The kernel to boot; `None` for a container engine.
+    /// The kernel to boot (a cluster inside a guest boots one too); `None`
+    /// on the host's kernel.
     pub fn kernel(&self) -> Option<&KernelArtifact> {
         match self {
             Environment::Kernel(kernel) => Some(kernel),
+            Environment::Cluster {
+                cluster: ClusterKind::Guest(guest),
+                ..
+            } => Some(&guest.kernel),
             Environment::Engine { .. } | Environment::Cluster { .. } => None,
         }
     }
@@ -74,6 +88,13 @@ impl Environment {
                 cluster: ClusterKind::Kind { node_image, .. },
                 ..
             } => format!("a kind cluster of {node_image}"),
+            Environment::Cluster {
+                cluster: ClusterKind::Guest(guest),
+                ..
+            } => format!(
+                "a single-node Kubernetes {} cluster inside a QEMU guest of {} ({})",
+                guest.parts.version, guest.kernel.id, guest.kernel.origin
+            ),
         }
     }
 }
@@ -105,6 +126,19 @@ impl Provisioner<'_> {
                         node_image: entry.expect("available checked it").node_image.clone(),
                         kind,
                     },
+                })
+            }
+            KernelSource::GuestKubernetes { kernel } => {
+                let kernel = self.kernel(kernel)?;
+                let parts = self.cluster_parts()?;
+                let disk = self.guest_node_disk(&parts)?;
+                Ok(Environment::Cluster {
+                    id: id.clone(),
+                    cluster: ClusterKind::Guest(Box::new(GuestCluster {
+                        kernel,
+                        parts,
+                        disk,
+                    })),
                 })
             }
             _ => Ok(Environment::Kernel(self.kernel(id)?)),

@@ -154,6 +154,7 @@ impl Provisioner<'_> {
             KernelSource::LocalKubernetes {} | KernelSource::Kind {} => {
                 anyhow::bail!("{id} is a Kubernetes cluster on the host's kernel: no kernel to fetch or build")
             }
+            KernelSource::GuestKubernetes { kernel } => self.kernel(kernel),
         }
     }
 
@@ -235,6 +236,9 @@ impl Provisioner<'_> {
             }
             KernelSource::DockerEngine {} | KernelSource::Kind {} => false,
             KernelSource::LocalKubernetes {} => self.kubernetes_binaries_cached(),
+            KernelSource::GuestKubernetes { kernel } => {
+                self.kubernetes_binaries_cached() && self.kernel_is_cached(kernel)?
+            }
             KernelSource::SourceBuild { source, .. } => {
                 let tarball = match source {
                     KernelTree::DebianPackage { .. } => locked_slot(&source_key(source))
@@ -279,6 +283,12 @@ impl Provisioner<'_> {
                     "to be built from Debian's kubernetes source (about 7 minutes on 2 cores), then started on this host".to_string()
                 })
                 .map_err(|e| format!("{e:#}")),
+            KernelSource::GuestKubernetes { kernel } => {
+                let kernel = self.kernel_availability(kernel)?;
+                k8sbuild::check_build_tools()
+                    .map(|_| format!("its kernel {kernel}; the cluster's binaries cached or built from Debian's kubernetes source"))
+                    .map_err(|e| format!("{e:#}"))
+            }
             KernelSource::Kind {} => crate::backend::kubernetes::kind::available(
                 self.catalog.kubernetes.as_ref().map(|k| &k.kind),
             )

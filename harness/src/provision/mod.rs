@@ -19,7 +19,7 @@ mod pinning;
 mod rootfs;
 
 pub use emulator::{version_of, Emulator, EmulatorChoice, HOST_QEMU};
-pub use environment::{ClusterKind, Environment};
+pub use environment::{ClusterKind, Environment, GuestCluster};
 pub use go::GoToolchain;
 pub use image::{make_ext4, ImageArtifact, HOSTS};
 pub use kernel::{BootImage, KernelArtifact};
@@ -76,8 +76,8 @@ impl Provisioned {
                 return Some(why);
             }
         }
-        if let Some(Ok(Environment::Cluster { .. })) = environment {
-            if let Some(why) = beyond_a_cluster(cell) {
+        if let Some(Ok(Environment::Cluster { cluster, .. })) = environment {
+            if let Some(why) = beyond_a_cluster(cell, matches!(cluster, ClusterKind::Guest(_))) {
                 return Some(why);
             }
         }
@@ -105,11 +105,17 @@ impl Provisioned {
 }
 
 /// What a cell needs that a Kubernetes workload here cannot have.
-fn beyond_a_cluster(cell: &Cell) -> Option<Classified> {
-    if cell.kubernetes.is_none() {
+fn beyond_a_cluster(cell: &Cell, in_a_guest: bool) -> Option<Classified> {
+    let Some(work) = &cell.kubernetes else {
         return Some(Classified::new(
             Verdict::Unavailable,
             "the scenario has no [kubernetes] workload (manifests under kubernetes/)",
+        ));
+    };
+    if in_a_guest && !work.guest {
+        return Some(Classified::new(
+            Verdict::Unavailable,
+            "the scenario does not opt into a cluster inside a guest (its node takes minutes to become Ready under TCG): set `guest = true` in its [kubernetes]",
         ));
     }
     if cell.artifact.is_some() {
@@ -117,6 +123,11 @@ fn beyond_a_cluster(cell: &Cell) -> Option<Classified> {
             Verdict::Unavailable,
             "a real artifact version: on Kubernetes only the version's reproducer image runs so far",
         ));
+    }
+    if in_a_guest {
+        // The guest boots with the cell's command line and loads what it
+        // asks of its own kernel, as a QEMU cell does.
+        return None;
     }
     beyond_a_container(cell)
 }

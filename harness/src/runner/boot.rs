@@ -15,6 +15,7 @@ use super::{job_for, FleetMessage, KernelWork, RunContext};
 use crate::backend::{Backend, BootEnd, BootOutcome, BootRequest, GuestDisk, GuestFile};
 use crate::events::RunEvent;
 use crate::plan::Cell;
+use crate::provision::cluster::GUEST_MODULES;
 use crate::provision::Environment;
 use crate::sources::modules;
 use crate::verdict::{kernel_crash, Classified};
@@ -70,6 +71,10 @@ pub(super) fn run_kernel(
                 if !disks.is_empty() {
                     // Artifact disks: the virtio block driver and their file system.
                     wanted_modules.extend(["virtio_pci", "virtio_blk", "ext4"].map(String::from));
+                }
+                if environment.is_cluster() {
+                    // A cluster inside this kernel's guest: what its node needs.
+                    wanted_modules.extend(GUEST_MODULES.iter().map(|m| m.to_string()));
                 }
                 let wanted_modules: Vec<String> = wanted_modules.into_iter().collect();
                 match modules::plan(

@@ -5,7 +5,7 @@
 //! log in the run's folder:
 //!
 //! * etcd, kube-apiserver, the controller manager and the scheduler listen on
-//!   127.0.0.1 only (ports [`PORTS`]); the kubelet too: its node is named
+//!   127.0.0.1 only (ports [`super::node::PORTS`]); the kubelet too: its node is named
 //!   `localhost`, so the API server reaches it there;
 //! * containerd has its own root, state and socket under the cluster folder
 //!   (a Docker engine's containerd is left alone), `restrict_oom_score_adj`
@@ -22,7 +22,6 @@ use super::Cluster;
 use crate::files;
 use crate::files::FileLock;
 use crate::provision::cluster::ClusterParts;
-use crate::sources::kbuild::logged_step;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -32,29 +31,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The ports the control plane listens on, all on 127.0.0.1.
-pub const PORTS: Ports = Ports {
-    apiserver: 16443,
-    etcd_client: 12379,
-    etcd_peer: 12380,
-};
-
-pub struct Ports {
-    pub apiserver: u16,
-    pub etcd_client: u16,
-    pub etcd_peer: u16,
-}
-
-const NODE_NAME: &str = "localhost";
-/// The pod bridge's own address. kubeadm wants a non-loopback advertise
-/// address for the certificates; the API server still listens on 127.0.0.1.
-const GATEWAY: &str = "10.244.0.1";
-pub const BRIDGE: &str = "kmatrix0";
-pub const POD_SUBNET: &str = "10.244.0.0/24";
-const SERVICE_SUBNET: &str = "10.97.0.0/16";
-pub const PAUSE_IMAGE: &str = "kmatrix.local/pause:3.4";
-/// The cgroup every pod lives under, so a sweep finds all their processes.
-const CGROUP_ROOT: &str = "/kmatrix-k8s";
+use super::node::{write_credentials, Component, NodeLayout, CGROUP_ROOT, NODE_NAME, PAUSE_IMAGE};
+pub use super::node::{BRIDGE, POD_SUBNET};
 /// How long the control plane and the node get to become ready.
 const READY_DEADLINE: Duration = Duration::from_secs(240);
 
@@ -71,7 +49,7 @@ fn lock_path() -> PathBuf {
 
 pub struct LocalCluster {
     dir: PathBuf,
-    parts: ClusterParts,
+    layout: NodeLayout,
     log_dir: PathBuf,
     /// In start order; stopped in reverse.
     processes: Vec<(String, Child)>,
@@ -99,8 +77,14 @@ impl LocalCluster {
         fs::create_dir_all(&log_dir)?;
         fs::write(dir.join("owner.pid"), std::process::id().to_string())?;
         let mut cluster = LocalCluster {
+            layout: NodeLayout {
+                dir: dir.clone(),
+                bin: parts.bin.clone(),
+                node: parts.node.clone(),
+                apiserver_bind: "127.0.0.1",
+                version: parts.version.clone(),
+            },
             dir,
-            parts: parts.clone(),
             log_dir,
             processes: Vec::new(),
             _lock: lock,
@@ -119,185 +103,33 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    fn bin(&self, name: &str) -> PathBuf {
-        self.parts.bin.join(name)
-    }
-
     fn node(&self, path: &str) -> PathBuf {
-        self.parts.node.join(path)
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig/admin.conf")
+        self.layout.node(path)
     }
 
     fn write_configs(&self) -> Result<()> {
-        let d = &self.dir;
-        for sub in [
-            "pki",
-            "kubeconfig",
-            "etcd",
-            "kubelet",
-            "containerd",
-            "cni/net.d",
-            "cni/ipam",
-        ] {
-            fs::create_dir_all(d.join(sub))?;
+        for folder in self.layout.folders() {
+            fs::create_dir_all(folder)?;
         }
-        let kubeadm = format!(
-            "apiVersion: kubeadm.k8s.io/v1beta2
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: {GATEWAY}
-  bindPort: {port}
-nodeRegistration:
-  name: {NODE_NAME}
----
-apiVersion: kubeadm.k8s.io/v1beta2
-kind: ClusterConfiguration
-kubernetesVersion: {version}
-certificatesDir: {pki}
-controlPlaneEndpoint: 127.0.0.1:{port}
-apiServer:
-  certSANs: [127.0.0.1, localhost, {GATEWAY}]
-networking:
-  serviceSubnet: {SERVICE_SUBNET}
-  podSubnet: {POD_SUBNET}
-",
-            port = PORTS.apiserver,
-            version = self.parts.version,
-            pki = d.join("pki").display(),
-        );
-        fs::write(d.join("kubeadm.yaml"), kubeadm)?;
-        let cfg = d.join("kubeadm.yaml");
-        let log_path = self.log_dir.join("kubeadm.log");
-        let mut log = File::create(&log_path)?;
-        for phase in [&["certs", "all"][..], &["kubeconfig", "all"][..]] {
-            let mut command = Command::new(self.bin("kubeadm"));
-            command
-                .args(["init", "phase"])
-                .args(phase)
-                .arg("--config")
-                .arg(&cfg);
-            if phase[0] == "kubeconfig" {
-                command.arg("--kubeconfig-dir").arg(d.join("kubeconfig"));
-            }
-            logged_step(&mut command, &mut log, &log_path, &mut |_| {})?;
-        }
-        // kubeadm points some kubeconfigs at the advertise address; every
-        // component talks to the API server where it listens.
-        for entry in fs::read_dir(d.join("kubeconfig"))? {
-            let path = entry?.path();
-            let text = fs::read_to_string(&path)?;
-            fs::write(
-                &path,
-                text.replace(
-                    &format!("https://{GATEWAY}:{}", PORTS.apiserver),
-                    &format!("https://127.0.0.1:{}", PORTS.apiserver),
-                ),
-            )?;
-        }
-        let containerd = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "{runc}"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{cni_bin}"
-    conf_dir = "{cni_conf}"
-"#,
-            root = d.join("containerd/root").display(),
-            state = d.join("containerd/state").display(),
-            sock = self.containerd_socket().display(),
-            opt = d.join("containerd/opt").display(),
-            runc = self.node("usr/sbin/runc").display(),
-            cni_bin = self.node("usr/lib/cni").display(),
-            cni_conf = d.join("cni/net.d").display(),
-        );
-        fs::write(d.join("containerd/config.toml"), containerd)?;
-        let cni = serde_json::json!({
-            "cniVersion": "0.4.0",
-            "name": "kmatrix",
-            "plugins": [{
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": POD_SUBNET}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": d.join("cni/ipam"),
-                }
-            }, {"type": "loopback"}]
-        });
-        fs::write(
-            d.join("cni/net.d/10-kmatrix.conflist"),
-            serde_json::to_vec_pretty(&cni)?,
+        write_credentials(
+            &self.layout.bin("kubeadm"),
+            &self.dir,
+            &self.layout.version,
+            &[],
+            &self.log_dir.join("kubeadm.log"),
         )?;
-        let kubelet = format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: 127.0.0.1
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-authentication:
-  anonymous: {{enabled: false}}
-  webhook: {{enabled: true}}
-  x509: {{clientCAFile: {ca}}}
-authorization: {{mode: Webhook}}
-cgroupDriver: cgroupfs
-cgroupRoot: {CGROUP_ROOT}
-failSwapOn: false
-resolvConf: /etc/resolv.conf
-imageGCHighThresholdPercent: 100
-evictionHard: {{memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%}}
-",
-            ca = d.join("pki/ca.crt").display()
-        );
-        fs::write(d.join("kubelet/config.yaml"), kubelet)?;
-        let proxy = format!(
-            "apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection: {{kubeconfig: {kubeconfig}}}
-mode: iptables
-bindAddress: 127.0.0.1
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-hostnameOverride: {NODE_NAME}
-clusterCIDR: {POD_SUBNET}
-iptables: {{masqueradeAll: true}}
-conntrack: {{maxPerCore: 0}}
-",
-            kubeconfig = self.kubeconfig().display()
-        );
-        fs::write(d.join("kube-proxy.yaml"), proxy)?;
+        for (path, text) in self.layout.config_files()? {
+            fs::write(self.dir.join(path), text)?;
+        }
         Ok(())
     }
 
-    fn containerd_socket(&self) -> PathBuf {
-        self.dir.join("containerd/containerd.sock")
-    }
-
-    fn spawn(&mut self, name: &str, program: PathBuf, args: Vec<String>) -> Result<()> {
+    fn spawn(&mut self, component: Component) -> Result<()> {
+        let Component {
+            name,
+            program,
+            args,
+        } = component;
         let log = File::create(self.log_dir.join(format!("{name}.log")))?;
         let mut command = Command::new(&program);
         command
@@ -326,142 +158,22 @@ conntrack: {{maxPerCore: 0}}
     }
 
     fn launch(&mut self, interrupted: &AtomicBool) -> Result<()> {
-        let d = self.dir.clone();
-        let p = |rel: &str| d.join(rel).display().to_string();
-        let local = "127.0.0.1";
-        self.spawn(
-            "etcd",
-            self.node("usr/bin/etcd"),
-            vec![
-                format!("--data-dir={}", p("etcd")),
-                format!("--listen-client-urls=http://{local}:{}", PORTS.etcd_client),
-                format!(
-                    "--advertise-client-urls=http://{local}:{}",
-                    PORTS.etcd_client
-                ),
-                format!("--listen-peer-urls=http://{local}:{}", PORTS.etcd_peer),
-                format!(
-                    "--initial-advertise-peer-urls=http://{local}:{}",
-                    PORTS.etcd_peer
-                ),
-                format!(
-                    "--initial-cluster=default=http://{local}:{}",
-                    PORTS.etcd_peer
-                ),
-                "--unsafe-no-fsync".into(),
-            ],
-        )?;
-        self.spawn(
-            "containerd",
-            self.node("usr/bin/containerd"),
-            vec![format!("--config={}", p("containerd/config.toml"))],
-        )?;
-        self.spawn(
-            "kube-apiserver",
-            self.bin("kube-apiserver"),
-            vec![
-                format!("--advertise-address={GATEWAY}"),
-                format!("--bind-address={local}"),
-                format!("--secure-port={}", PORTS.apiserver),
-                "--insecure-port=0".into(),
-                format!("--etcd-servers=http://{local}:{}", PORTS.etcd_client),
-                format!("--service-cluster-ip-range={SERVICE_SUBNET}"),
-                format!("--client-ca-file={}", p("pki/ca.crt")),
-                format!("--tls-cert-file={}", p("pki/apiserver.crt")),
-                format!("--tls-private-key-file={}", p("pki/apiserver.key")),
-                format!(
-                    "--kubelet-client-certificate={}",
-                    p("pki/apiserver-kubelet-client.crt")
-                ),
-                format!(
-                    "--kubelet-client-key={}",
-                    p("pki/apiserver-kubelet-client.key")
-                ),
-                "--kubelet-preferred-address-types=Hostname".into(),
-                format!("--service-account-key-file={}", p("pki/sa.pub")),
-                format!("--service-account-signing-key-file={}", p("pki/sa.key")),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                "--authorization-mode=Node,RBAC".into(),
-                "--enable-admission-plugins=NodeRestriction".into(),
-                "--allow-privileged=true".into(),
-                format!(
-                    "--proxy-client-cert-file={}",
-                    p("pki/front-proxy-client.crt")
-                ),
-                format!(
-                    "--proxy-client-key-file={}",
-                    p("pki/front-proxy-client.key")
-                ),
-                format!(
-                    "--requestheader-client-ca-file={}",
-                    p("pki/front-proxy-ca.crt")
-                ),
-                "--requestheader-allowed-names=front-proxy-client".into(),
-                "--requestheader-username-headers=X-Remote-User".into(),
-                "--requestheader-group-headers=X-Remote-Group".into(),
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
-            ],
-        )?;
+        for component in self.layout.control_plane() {
+            self.spawn(component)?;
+        }
         self.wait_for("the API server", interrupted, |c| {
             c.kubectl_output(&["get", "--raw", "/readyz"])
                 .map(|out| out.trim() == "ok")
         })?;
-        let controller = p("kubeconfig/controller-manager.conf");
-        self.spawn(
-            "kube-controller-manager",
-            self.bin("kube-controller-manager"),
-            vec![
-                format!("--kubeconfig={controller}"),
-                format!("--authentication-kubeconfig={controller}"),
-                format!("--authorization-kubeconfig={controller}"),
-                format!("--bind-address={local}"),
-                "--port=0".into(),
-                format!("--cluster-signing-cert-file={}", p("pki/ca.crt")),
-                format!("--cluster-signing-key-file={}", p("pki/ca.key")),
-                format!("--root-ca-file={}", p("pki/ca.crt")),
-                format!("--service-account-private-key-file={}", p("pki/sa.key")),
-                "--use-service-account-credentials=true".into(),
-                "--leader-elect=false".into(),
-            ],
-        )?;
-        let scheduler = p("kubeconfig/scheduler.conf");
-        self.spawn(
-            "kube-scheduler",
-            self.bin("kube-scheduler"),
-            vec![
-                format!("--kubeconfig={scheduler}"),
-                format!("--authentication-kubeconfig={scheduler}"),
-                format!("--authorization-kubeconfig={scheduler}"),
-                format!("--bind-address={local}"),
-                "--port=0".into(),
-                "--leader-elect=false".into(),
-            ],
-        )?;
-        self.load_image_named(&self.bin("pause"), PAUSE_IMAGE, &["/pause"])?;
+        for component in self.layout.controllers() {
+            self.spawn(component)?;
+        }
+        self.load_image_named(&self.layout.bin("pause"), PAUSE_IMAGE, &["/pause"])?;
         make_cgroup_root()?;
         allow_pod_forwarding()?;
-        self.spawn(
-            "kubelet",
-            self.bin("kubelet"),
-            vec![
-                format!("--config={}", p("kubelet/config.yaml")),
-                format!("--kubeconfig={}", p("kubeconfig/kubelet.conf")),
-                "--container-runtime=remote".into(),
-                format!(
-                    "--container-runtime-endpoint=unix://{}",
-                    self.containerd_socket().display()
-                ),
-                format!("--hostname-override={NODE_NAME}"),
-                format!("--root-dir={}", p("kubelet/root")),
-                format!("--cert-dir={}", p("kubelet/pki")),
-                format!("--pod-infra-container-image={PAUSE_IMAGE}"),
-            ],
-        )?;
-        self.spawn(
-            "kube-proxy",
-            self.bin("kube-proxy"),
-            vec![format!("--config={}", p("kube-proxy.yaml"))],
-        )?;
+        for component in self.layout.node_agents() {
+            self.spawn(component)?;
+        }
         self.wait_for("a Ready node", interrupted, |c| {
             let out = c.kubectl_output(&[
                 "get",
@@ -534,7 +246,7 @@ conntrack: {{maxPerCore: 0}}
         let mut command = Command::new(self.node("usr/bin/ctr"));
         command
             .arg("--address")
-            .arg(self.containerd_socket())
+            .arg(self.layout.containerd_socket())
             .args(["--namespace", "k8s.io"]);
         command
     }
@@ -542,8 +254,8 @@ conntrack: {{maxPerCore: 0}}
 
 impl Cluster for LocalCluster {
     fn kubectl(&self) -> Command {
-        let mut command = Command::new(self.bin("kubectl"));
-        command.arg("--kubeconfig").arg(self.kubeconfig());
+        let mut command = Command::new(self.layout.bin("kubectl"));
+        command.arg("--kubeconfig").arg(self.layout.kubeconfig());
         command
     }
 
@@ -566,7 +278,7 @@ impl Cluster for LocalCluster {
 
     fn facts(&self) -> BTreeMap<String, String> {
         let mut facts = BTreeMap::from([
-            ("kubernetes".to_string(), self.parts.version.clone()),
+            ("kubernetes".to_string(), self.layout.version.clone()),
             ("cluster".to_string(), "k8s-local".to_string()),
             ("kube-proxy".to_string(), "iptables".to_string()),
             (

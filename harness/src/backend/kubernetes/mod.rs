@@ -3,12 +3,16 @@
 //! the cluster's own kubectl. It reports what it saw as the same events a
 //! guest's agent sends, so verdicts are made as for any other cell.
 //!
-//! `local.rs` assembles the single-node cluster on this host and tears it
-//! down (and sweeps what a killed run left); `kind.rs` is the kind path;
-//! `workload.rs` deploys one cell and probes it.
+//! `node.rs` says what a single-node cluster is (its files and command
+//! lines); `local.rs` assembles it on this host and tears it down (and
+//! sweeps what a killed run left); `guest.rs` runs it inside a QEMU guest
+//! of the kernel under test; `kind.rs` is the kind path; `workload.rs`
+//! deploys one cell and probes it.
 
+pub mod guest;
 pub mod kind;
 pub mod local;
+pub mod node;
 pub mod workload;
 
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
@@ -25,8 +29,26 @@ pub trait Cluster {
     fn kubectl(&self) -> std::process::Command;
     /// Makes `archive` (an OCI image archive) runnable on the node without a pull.
     fn load_image(&self, archive: &Path) -> anyhow::Result<()>;
+    /// Whether the workloads' images were loaded when the cluster started
+    /// (a guest's node gets them at boot), so none is loaded per cell.
+    fn images_preloaded(&self) -> bool {
+        false
+    }
     /// What the cells record about it.
     fn facts(&self) -> BTreeMap<String, String>;
+    /// The kernel release the pods run on.
+    fn kernel_release(&self) -> String {
+        host_release()
+    }
+    /// How many times longer than on the host pods take to start (an
+    /// emulated guest): the workloads' deadlines are stretched by it.
+    fn slowdown(&self) -> u32 {
+        1
+    }
+    /// Why the cluster is gone (its guest stopped), if it is.
+    fn died(&self) -> Option<String> {
+        None
+    }
     /// Copies or writes what the cluster logged so far into the run's log folder.
     fn keep_logs(&self) {}
 }
@@ -35,6 +57,8 @@ pub struct KubernetesBackend {
     pub interrupted: Arc<AtomicBool>,
     /// Where image archives are written before they are loaded.
     pub scratch: PathBuf,
+    /// The emulator for clusters inside a guest (`<kernel>+k8s`).
+    pub vm: Option<guest::GuestVm>,
 }
 
 impl KubernetesBackend {
@@ -42,6 +66,7 @@ impl KubernetesBackend {
         KubernetesBackend {
             interrupted,
             scratch: scratch.to_path_buf(),
+            vm: None,
         }
     }
 }
@@ -64,7 +89,18 @@ impl Backend for KubernetesBackend {
             };
             return outcome;
         };
+        let scratch = self.scratch.join(format!(
+            "kubernetes-{}",
+            request
+                .log_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        ));
         let started: anyhow::Result<Box<dyn Cluster>> = match cluster {
+            ClusterKind::Guest(parts) => self
+                .start_guest(request, parts, &scratch)
+                .map(|c| Box::new(c) as Box<dyn Cluster>),
             ClusterKind::Local(parts) => {
                 local::LocalCluster::start(parts, &request.log_dir, &self.interrupted)
                     .map(|c| Box::new(c) as Box<dyn Cluster>)
@@ -77,7 +113,10 @@ impl Backend for KubernetesBackend {
         let cluster = match started {
             Ok(cluster) => cluster,
             Err(e) => {
-                outcome.console = format!("{e:#}");
+                let _ = std::fs::remove_dir_all(&scratch);
+                // A guest's console is its kernel's: keep it, and say why after.
+                let console = std::fs::read_to_string(&outcome.console_path).unwrap_or_default();
+                outcome.console = format!("{console}{e:#}\n");
                 let _ = std::fs::write(&outcome.console_path, &outcome.console);
                 outcome.end = if self.interrupted.load(Ordering::SeqCst) {
                     BootEnd::Interrupted
@@ -91,21 +130,18 @@ impl Backend for KubernetesBackend {
         };
         record(
             GuestEvent::Hello {
-                kernel_release: host_release(),
+                kernel_release: cluster.kernel_release(),
                 facts: cluster.facts(),
             },
             &mut outcome,
         );
-        let scratch = self.scratch.join(format!(
-            "kubernetes-{}",
-            request
-                .log_dir
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-        ));
+        let mut died = None;
         for work in &request.workloads {
             if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Some(why) = cluster.died() {
+                died = Some(why);
                 break;
             }
             record(
@@ -121,7 +157,14 @@ impl Backend for KubernetesBackend {
                 interrupted: &self.interrupted,
                 log_dir: &request.log_dir,
             };
-            for event in deployed.run() {
+            let events = deployed.run();
+            if let Some(why) = cluster.died() {
+                // The guest went down during the cell: its events say
+                // nothing of the workload. The runner judges the death.
+                died = Some(why);
+                break;
+            }
+            for event in events {
                 record(event, &mut outcome);
             }
             if self.interrupted.load(Ordering::SeqCst) {
@@ -137,12 +180,43 @@ impl Backend for KubernetesBackend {
         cluster.keep_logs();
         drop(cluster); // tears it down
         let _ = std::fs::remove_dir_all(&scratch);
-        if self.interrupted.load(Ordering::SeqCst) {
+        if let Some(why) = died {
+            outcome.console = std::fs::read_to_string(&outcome.console_path)
+                .map(|s| s.replace('\r', ""))
+                .unwrap_or_default();
+            outcome.end = BootEnd::GuestDied { detail: why };
+        } else if self.interrupted.load(Ordering::SeqCst) {
             outcome.end = BootEnd::Interrupted;
         } else {
             record(GuestEvent::Done, &mut outcome);
         }
         outcome
+    }
+}
+
+impl KubernetesBackend {
+    /// Boots a guest of the cluster's kernel with the workloads' images.
+    fn start_guest(
+        &self,
+        request: &BootRequest,
+        parts: &crate::provision::GuestCluster,
+        scratch: &Path,
+    ) -> anyhow::Result<guest::GuestNode> {
+        use anyhow::Context;
+        let vm = self
+            .vm
+            .as_ref()
+            .context("this run has no emulator for a cluster inside a guest")?;
+        let images = scratch.join("images");
+        std::fs::create_dir_all(&images)?;
+        let mut archives = Vec::new();
+        for work in &request.workloads {
+            // A version without a reproducer fails in its own cell.
+            if let Ok(archive) = workload::workload_image(work, &images) {
+                archives.push(archive);
+            }
+        }
+        guest::GuestNode::start(request, parts, vm, &archives, scratch, &self.interrupted)
     }
 }
 

@@ -57,7 +57,8 @@ impl Deployment<'_> {
             .probes
             .iter()
             .find(|p| p.probe_id == ROLLOUT_PROBE);
-        let timeout = Duration::from_millis(rollout_probe.map_or(120_000, |p| p.expect.timeout_ms));
+        let timeout = Duration::from_millis(rollout_probe.map_or(120_000, |p| p.expect.timeout_ms))
+            * self.cluster.slowdown();
         let rollout = self
             .deploy()
             .and_then(|()| self.watch(timeout))
@@ -118,16 +119,14 @@ impl Deployment<'_> {
     /// Loads the version's image and applies its namespace and manifests.
     fn deploy(&self) -> Result<()> {
         let kube = &self.work.kube;
-        let binary = self
-            .work
-            .reproducer
-            .as_ref()
-            .context("this version has no reproducer binary to make its image from")?;
-        fs::create_dir_all(self.scratch)?;
-        let archive = self.scratch.join(format!("{}.tar", kube.namespace));
-        one_binary_image(binary, IMAGE_REPRODUCER, &kube.image, &archive)?;
-        self.cluster.load_image(&archive)?;
-        let _ = fs::remove_file(&archive);
+        if !self.cluster.images_preloaded() {
+            fs::create_dir_all(self.scratch)?;
+            let archive = workload_image(self.work, self.scratch)?;
+            self.cluster.load_image(&archive)?;
+            let _ = fs::remove_file(&archive);
+        } else if self.work.reproducer.is_none() {
+            bail!("this version has no reproducer binary to make its image from");
+        }
         self.apply_in(
             &format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {{app.kubernetes.io/managed-by: kmatrix}}\n",
@@ -136,7 +135,7 @@ impl Deployment<'_> {
             false,
         )?;
         // Pods wait for their namespace's service account.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(60) * self.cluster.slowdown();
         while self
             .kubectl_output(&["get", "serviceaccount", "default"])
             .is_err()
@@ -464,8 +463,8 @@ impl Deployment<'_> {
         }
         // The pod's own start-up (sandbox, network) is not the probe's time.
         let deadline = Instant::now()
-            + Duration::from_millis(probe.expect.timeout_ms)
-            + Duration::from_secs(30);
+            + (Duration::from_millis(probe.expect.timeout_ms) + Duration::from_secs(30))
+                * self.cluster.slowdown();
         loop {
             let pod: Option<Value> = self
                 .kubectl_output(&["get", "pod", &name, "-o", "json"])
@@ -522,6 +521,18 @@ impl Deployment<'_> {
 
 /// An OCI image archive of one static binary at `path_in_image` (and an
 /// empty /tmp), tagged `reference`: what a node imports without a registry.
+/// The workload's image (its version's reproducer) as an OCI archive in
+/// `dir`, named after its namespace.
+pub fn workload_image(work: &Workload, dir: &Path) -> Result<std::path::PathBuf> {
+    let binary = work
+        .reproducer
+        .as_ref()
+        .context("this version has no reproducer binary to make its image from")?;
+    let archive = dir.join(format!("{}.tar", work.kube.namespace));
+    one_binary_image(binary, IMAGE_REPRODUCER, &work.kube.image, &archive)?;
+    Ok(archive)
+}
+
 pub fn one_binary_image(
     binary: &Path,
     path_in_image: &str,

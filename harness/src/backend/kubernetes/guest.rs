@@ -1,0 +1,727 @@
+//! The local cluster inside a QEMU guest of the kernel under test
+//! (`<kernel>+k8s`): the same node as `local.rs` ([`NodeLayout`]'s files
+//! and command lines), started by a script the guest's agent runs.
+//!
+//! * The node's parts are one read-only ext4 disk (Debian's packages and
+//!   the Kubernetes binaries, `provision::cluster::guest_node_disk`); the
+//!   script overlays a tmpfs on it, mounts cgroup v1, proc, sys and dev
+//!   into it, and `chroot`s there, so every program finds its libraries.
+//! * The credentials are made on the host with kubeadm, as for the host's
+//!   cluster; they and the workloads' images (imported into containerd
+//!   before the kubelet starts: nothing is pulled) travel in the initramfs.
+//! * QEMU's user network forwards one free host port on 127.0.0.1 to the
+//!   API server in the guest, so the workloads are applied and watched with
+//!   the host's kubectl exactly as on the host's cluster. Nothing else of
+//!   the guest is reachable.
+//! * The components' logs stream out on the third serial port into the
+//!   run's `cluster/node.log`; the kernel console is the boot's
+//!   `console.log`, scanned for crashes as for any QEMU boot.
+//!
+//! The guest dies with the run: QEMU gets SIGKILL when its parent dies.
+
+use super::node::{write_credentials, Component, NodeLayout, PAUSE_IMAGE, PORTS};
+use super::Cluster;
+use crate::backend::qemu::{self, Accel, QemuBackend};
+use crate::backend::{BootRequest, GuestDisk, GuestFile};
+use crate::provision::cluster::GUEST_BIN_DIR;
+use crate::provision::{Emulator, GuestCluster as GuestParts};
+use crate::sources::modules::GUEST_MODULE_DIR;
+use anyhow::{bail, Context, Result};
+use kmatrix_agent::{GuestEvent, Job, JobCell, JobDisk, JobProbe, ProcessEnd};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The emulator and accelerator the run chose for its guests.
+#[derive(Debug, Clone)]
+pub struct GuestVm {
+    pub emulator: Emulator,
+    pub accel: Accel,
+}
+
+/// The agent's one job in this guest: start the node and keep it up.
+const NODE_CELL: &str = "kubernetes-node";
+/// Where the node disk is mounted, and the files of this boot put.
+const DISK_MOUNT: &str = "/kmatrix/k8s-node";
+const FILES_DIR: &str = "/kmatrix/k8s";
+/// Inside the chroot: the cluster's folder and where this boot's files are.
+const GUEST_CLUSTER_DIR: &str = "/var/lib/kmatrix/k8s-local";
+const CHROOT_FILES: &str = "/kmatrix";
+/// QEMU's user network: the guest's address and its gateway.
+const GUEST_ADDRESS: &str = "10.0.2.15";
+const GUEST_GATEWAY: &str = "10.0.2.2";
+/// From QEMU's start to the agent's hello (kernel boot, ~30 modules).
+const HELLO_DEADLINE: Duration = Duration::from_secs(240);
+/// From the agent's hello to a Ready node: measured 105 s for the API
+/// server alone under TCG on 2 cores; the whole node takes minutes.
+const READY_DEADLINE: Duration = Duration::from_secs(1200);
+/// How much longer than on the host a pod takes to start under TCG.
+const TCG_SLOWDOWN: u32 = 4;
+/// The cgroup v1 hierarchies the node mounts (the kubelet of 1.20 wants v1).
+const CGROUP_HIERARCHIES: &[&str] = &[
+    "cpuset",
+    "cpu,cpuacct",
+    "blkio",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls,net_prio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+];
+
+pub struct GuestNode {
+    child: Mutex<Child>,
+    lines: Mutex<mpsc::Receiver<String>>,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+    pid_file: PathBuf,
+    console: PathBuf,
+    /// The agent's port, as it came (`cluster/agent.log`).
+    agent_log: PathBuf,
+    kernel_release: String,
+    facts: BTreeMap<String, String>,
+    accel: Accel,
+}
+
+impl GuestNode {
+    /// Boots the guest with the node, `images` (OCI archives) imported
+    /// into its containerd, and waits for a Ready node.
+    pub fn start(
+        request: &BootRequest,
+        parts: &GuestParts,
+        vm: &GuestVm,
+        images: &[PathBuf],
+        scratch: &Path,
+        interrupted: &Arc<AtomicBool>,
+    ) -> Result<GuestNode> {
+        let started = Instant::now();
+        let log_dir = request.log_dir.join("cluster");
+        fs::create_dir_all(&log_dir)?;
+        let files = scratch.join("files");
+        let _ = fs::remove_dir_all(&files);
+        let layout = NodeLayout {
+            dir: PathBuf::from(GUEST_CLUSTER_DIR),
+            bin: Path::new("/").join(GUEST_BIN_DIR),
+            node: PathBuf::from("/"),
+            // QEMU forwards to the guest's address, not its loopback.
+            apiserver_bind: "0.0.0.0",
+            version: parts.parts.version.clone(),
+        };
+        // Credentials: made here, as for the host's cluster.
+        let cluster_files = files.join("cluster");
+        write_credentials(
+            &parts.parts.bin.join("kubeadm"),
+            &cluster_files,
+            &parts.parts.version,
+            &[GUEST_ADDRESS],
+            &log_dir.join("kubeadm.log"),
+        )?;
+        fs::remove_file(cluster_files.join("kubeadm.yaml"))?;
+        for (path, text) in layout.config_files()? {
+            let target = cluster_files.join(path);
+            fs::create_dir_all(target.parent().expect("config files are in folders"))?;
+            fs::write(target, text)?;
+        }
+        let image_dir = files.join("images");
+        fs::create_dir_all(&image_dir)?;
+        super::workload::one_binary_image(
+            &parts.parts.bin.join("pause"),
+            "/pause",
+            PAUSE_IMAGE,
+            &image_dir.join("0-pause.tar"),
+        )?;
+        for image in images {
+            fs::copy(image, image_dir.join(image.file_name().expect("named")))?;
+        }
+        fs::write(files.join("start.sh"), start_script())?;
+        fs::write(files.join("node.sh"), node_script(&layout))?;
+
+        // Host kubeconfig: the admin's, through the forwarded port.
+        let port = free_port()?;
+        let kubeconfig = scratch.join("admin.conf");
+        let admin = fs::read_to_string(cluster_files.join("kubeconfig/admin.conf"))?;
+        fs::write(
+            &kubeconfig,
+            admin.replace(
+                &format!("https://127.0.0.1:{}", PORTS.apiserver),
+                &format!("https://127.0.0.1:{port}"),
+            ),
+        )?;
+
+        let initramfs = scratch.join("initramfs.cpio");
+        let boot = boot_request(request, parts, &files)?;
+        qemu::write_initramfs(&boot, &initramfs)
+            .with_context(|| format!("cannot write {}", initramfs.display()))?;
+        let mut machine = QemuBackend::new(vm.emulator.clone(), vm.accel, interrupted.clone());
+        machine.memory_mb = parts.disk.memory_mb;
+        // Two virtual CPUs: multi-threaded TCG uses both host cores, and
+        // the control plane is several busy processes.
+        machine.cpus = 2;
+        let console = request.log_dir.join("console.log");
+        let mut args = machine.command(
+            &parts.kernel.boot.path,
+            &initramfs,
+            &console,
+            &request.kernel_args,
+        );
+        args.extend([
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                parts.disk.image.display()
+            ),
+            "-netdev".into(),
+            format!(
+                "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-{GUEST_ADDRESS}:{}",
+                PORTS.apiserver
+            ),
+            "-device".into(),
+            "virtio-net-pci,netdev=net0".into(),
+            "-serial".into(),
+            format!("file:{}", log_dir.join("node.log").display()),
+        ]);
+        fs::write(
+            request.log_dir.join("qemu-command.txt"),
+            format!(
+                "# kernel: {} ({}); node disk {}\n{}",
+                parts.kernel.boot.how,
+                parts.kernel.image.display(),
+                parts.disk.image.display(),
+                qemu::shell_words(&args)
+            ),
+        )?;
+        let stderr = fs::File::create(request.log_dir.join("qemu-stderr.log"))?;
+        let mut command = Command::new(&args[0]);
+        command
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // The guest dies with kmatrix, even with a kill -9.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", args[0]))?;
+        let pid_file = request.log_dir.join(qemu::PID_FILE);
+        fs::write(&pid_file, child.id().to_string())?;
+        let lines = qemu::read_lines(&mut child);
+        let mut node = GuestNode {
+            child: Mutex::new(child),
+            lines: Mutex::new(lines),
+            kubectl: parts.parts.bin.join("kubectl"),
+            kubeconfig,
+            pid_file,
+            console,
+            agent_log: log_dir.join("agent.log"),
+            kernel_release: String::new(),
+            facts: BTreeMap::new(),
+            accel: vm.accel,
+        };
+        node.wait_for_hello(interrupted)?;
+        let booted = started.elapsed();
+        node.wait_until("a Ready node", interrupted, |n| {
+            let out = super::kubectl_output(
+                n.kubectl(),
+                &[
+                    "get",
+                    "node",
+                    super::node::NODE_NAME,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+            )?;
+            Ok(out.trim() == "True")
+        })?;
+        node.wait_until("the default service account", interrupted, |n| {
+            Ok(super::kubectl_output(n.kubectl(), &["get", "serviceaccount", "default"]).is_ok())
+        })?;
+        let ready = started.elapsed();
+        node.facts.insert(
+            "cluster".into(),
+            format!("local cluster in a {} guest", vm.accel.as_str()),
+        );
+        node.facts
+            .insert("kubernetes".into(), parts.parts.version.clone());
+        node.facts.insert("kube-proxy".into(), "iptables".into());
+        node.facts.insert(
+            "cluster.ready_s".into(),
+            format!("{:.1}", ready.as_secs_f64()),
+        );
+        fs::write(
+            log_dir.join("ready.txt"),
+            format!(
+                "agent up {:.1} s after QEMU started; node Ready {:.1} s after ({}, {} MB, 2 vCPUs)\n",
+                booted.as_secs_f64(),
+                ready.as_secs_f64(),
+                vm.accel.as_str(),
+                parts.disk.memory_mb
+            ),
+        )?;
+        Ok(node)
+    }
+
+    /// Reads the agent's events until its hello; the node script ending
+    /// or the guest stopping first is an error with what they said.
+    fn wait_for_hello(&mut self, interrupted: &AtomicBool) -> Result<()> {
+        let deadline = Instant::now() + HELLO_DEADLINE;
+        loop {
+            if interrupted.load(Ordering::SeqCst) {
+                bail!("interrupted while the guest booted");
+            }
+            if let Some(GuestEvent::Hello {
+                kernel_release,
+                facts,
+            }) = self.next_event(Duration::from_millis(200))?
+            {
+                self.kernel_release = kernel_release;
+                self.facts = facts;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the guest's agent did not start within {} s (console: {})",
+                    HELLO_DEADLINE.as_secs(),
+                    self.console.display()
+                );
+            }
+        }
+    }
+
+    /// The next agent event, if one arrives within `wait`. The node
+    /// script's end (the agent reports it as its probe's end) and QEMU's
+    /// exit are errors.
+    fn next_event(&self, wait: Duration) -> Result<Option<GuestEvent>> {
+        let received = self.lines.lock().expect("lines").recv_timeout(wait);
+        if let Ok(line) = &received {
+            // The agent's words, kept for whoever debugs the node's start.
+            use std::io::Write;
+            if let Ok(mut log) = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.agent_log)
+            {
+                let _ = log.write_all(line.as_bytes());
+            }
+        }
+        match received {
+            Ok(line) => match GuestEvent::from_line(&line) {
+                Some(GuestEvent::ProbeDone {
+                    end,
+                    stdout,
+                    stderr,
+                    ..
+                }) => bail!(
+                    "the node's start script ended ({}): {}",
+                    describe_end(&end),
+                    last_lines(&format!("{stdout}\n{stderr}"), 30)
+                ),
+                other => Ok(other),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!(
+                    "{}",
+                    self.died()
+                        .unwrap_or_else(|| "QEMU closed its output".into())
+                )
+            }
+        }
+    }
+
+    fn wait_until(
+        &self,
+        what: &str,
+        interrupted: &AtomicBool,
+        ready: impl Fn(&Self) -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if interrupted.load(Ordering::SeqCst) {
+                bail!("interrupted while waiting for {what}");
+            }
+            if let Ok(true) = ready(self) {
+                return Ok(());
+            }
+            // Drains the agent's port first: the script's end says more
+            // than the guest's power-off after it.
+            self.next_event(Duration::from_secs(2))?;
+            if let Some(why) = self.died() {
+                bail!("{why} while waiting for {what}");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no {what} within {} s of the guest's start (the node's logs: cluster/node.log)",
+                    READY_DEADLINE.as_secs()
+                );
+            }
+        }
+    }
+}
+
+impl Cluster for GuestNode {
+    fn kubectl(&self) -> Command {
+        let mut command = Command::new(&self.kubectl);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            // A hung guest must not hang the run.
+            .arg("--request-timeout=120s");
+        command
+    }
+
+    fn load_image(&self, _archive: &Path) -> Result<()> {
+        bail!("images go into a guest's node when it boots, not later")
+    }
+
+    fn images_preloaded(&self) -> bool {
+        true
+    }
+
+    fn facts(&self) -> BTreeMap<String, String> {
+        self.facts.clone()
+    }
+
+    fn kernel_release(&self) -> String {
+        self.kernel_release.clone()
+    }
+
+    fn slowdown(&self) -> u32 {
+        match self.accel {
+            Accel::Tcg => TCG_SLOWDOWN,
+            Accel::Kvm => 1,
+        }
+    }
+
+    fn died(&self) -> Option<String> {
+        let mut child = self.child.lock().expect("child");
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let console = fs::read_to_string(&self.console).unwrap_or_default();
+                Some(format!(
+                    "the guest stopped ({status}); console: {}",
+                    last_lines(&console.replace('\r', ""), 15)
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for GuestNode {
+    fn drop(&mut self) {
+        let mut child = self.child.lock().expect("child");
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = fs::remove_file(&self.pid_file);
+    }
+}
+
+/// The initramfs's contents: the agent, the module files the runner
+/// planned, this boot's files under [`FILES_DIR`], and a job whose one
+/// "probe" is the node's start script.
+fn boot_request(request: &BootRequest, parts: &GuestParts, files: &Path) -> Result<BootRequest> {
+    let mut guest_files: Vec<GuestFile> = request
+        .files
+        .iter()
+        .filter(|f| f.guest_path.starts_with(GUEST_MODULE_DIR))
+        .cloned()
+        .collect();
+    for path in walk(files)? {
+        let relative = path.strip_prefix(files).expect("under files");
+        guest_files.push(GuestFile {
+            guest_path: format!("{FILES_DIR}/{}", relative.display()),
+            host_path: path,
+        });
+    }
+    let job = Job {
+        entropy_seed_hex: request.job.entropy_seed_hex.clone(),
+        modules: request.job.modules.clone(),
+        disks: vec![JobDisk {
+            device: "/dev/vda".into(),
+            mount_point: DISK_MOUNT.into(),
+            fstype: "ext4".into(),
+        }],
+        cells: vec![JobCell {
+            cell_id: NODE_CELL.into(),
+            probes: vec![JobProbe {
+                probe_id: "node".into(),
+                argv: vec![
+                    format!("{DISK_MOUNT}/bin/busybox"),
+                    "sh".into(),
+                    format!("{FILES_DIR}/start.sh"),
+                ],
+                env: BTreeMap::new(),
+                // The host stops the guest when the workloads are done.
+                timeout_ms: 7 * 24 * 3600 * 1000,
+            }],
+        }],
+    };
+    Ok(BootRequest {
+        label: request.label.clone(),
+        environment: request.environment.clone(),
+        agent: request.agent.clone(),
+        files: guest_files,
+        rootfs: Vec::new(),
+        kernel_args: request.kernel_args.clone(),
+        disks: vec![GuestDisk {
+            host_path: parts.disk.image.clone(),
+            tree: PathBuf::new(),
+            mount_point: DISK_MOUNT.into(),
+        }],
+        job,
+        log_dir: request.log_dir.clone(),
+        workloads: Vec::new(),
+    })
+}
+
+/// Runs outside the node, with the disk's static busybox: lays a tmpfs over
+/// the read-only node disk, gives it proc, sys, dev, cgroup v1 and the
+/// network, and enters it.
+fn start_script() -> String {
+    let mut s = String::from(
+        "# The node's start, outside its root (written by kmatrix).\n# Everything it and the node say goes to the third serial port (the run's cluster/node.log).\nexec > /dev/ttyS2 2>&1\nset -ex\n",
+    );
+    // The agent gives every probe a network namespace of its own; the
+    // node is the guest's, on the network card QEMU forwards to.
+    s.push_str(&format!(
+        "if [ -z \"$KMATRIX_NODE_NETNS\" ]; then\n  export KMATRIX_NODE_NETNS=guest\n  exec {DISK_MOUNT}/bin/busybox nsenter -t 1 -n {DISK_MOUNT}/bin/busybox sh \"$0\"\nfi\n"
+    ));
+    s.push_str(&format!(
+        "bb={DISK_MOUNT}/bin/busybox\nnode=/node\nsay() {{ echo \"kmatrix-node: $*\"; }}\n"
+    ));
+    s.push_str(&format!(
+        r#"$bb mkdir -p /rw $node
+$bb mount -t tmpfs -o mode=0755 tmpfs /rw
+$bb mkdir -p /rw/upper /rw/work
+$bb mount -t overlay overlay -o lowerdir={DISK_MOUNT},upperdir=/rw/upper,workdir=/rw/work $node
+for d in proc sys dev run tmp var/lib/kmatrix var/log {chroot_files}; do $bb mkdir -p $node/$d; done
+$bb mount -t proc proc $node/proc
+$bb mount -t sysfs sysfs $node/sys
+$bb mount -t devtmpfs devtmpfs $node/dev
+$bb mkdir -p $node/dev/pts $node/dev/shm
+$bb mount -t devpts devpts $node/dev/pts
+$bb mount -t tmpfs tmpfs $node/dev/shm
+# containerd's overlayfs snapshots need a tmpfs beneath them, not an overlay.
+for d in run tmp var/lib/kmatrix; do $bb mount -t tmpfs tmpfs $node/$d; done
+$bb mount -o bind {FILES_DIR} $node{chroot_files}
+$bb mount -t tmpfs -o mode=0755 cgroup $node/sys/fs/cgroup
+for c in {hierarchies}; do
+  $bb mkdir -p $node/sys/fs/cgroup/$c
+  $bb mount -t cgroup -o $c cgroup $node/sys/fs/cgroup/$c || say "cgroup $c not mounted"
+done
+for pair in cpu:cpu,cpuacct cpuacct:cpu,cpuacct net_cls:net_cls,net_prio net_prio:net_cls,net_prio; do
+  $bb ln -s ${{pair#*:}} $node/sys/fs/cgroup/${{pair%%:*}}
+done
+$bb ls /sys/class/net
+# The one network card: QEMU's user network (its name varies by kernel).
+nic=$($bb ls /sys/class/net | $bb grep -v '^lo$' | $bb head -n 1)
+[ -n "$nic" ] || {{ say "no network card: is virtio_net loaded?"; exit 1; }}
+$bb ip link set lo up
+$bb ip link set "$nic" up
+$bb ip addr add {GUEST_ADDRESS}/24 dev "$nic"
+$bb ip route add default via {GUEST_GATEWAY}
+echo 1 > /proc/sys/net/ipv4/ip_forward
+echo "nameserver 10.0.2.3" > $node/etc/resolv.conf
+say "node root ready"
+exec $bb chroot $node /bin/busybox sh {chroot_files}/node.sh
+"#,
+        chroot_files = CHROOT_FILES,
+        hierarchies = CGROUP_HIERARCHIES.join(" "),
+    ));
+    s
+}
+
+/// Runs inside the node: the same components as the host's cluster, in
+/// the same order, each logging into /var/log/kmatrix (streamed to the
+/// host); then watches them, and ends (failing the boot) if one exits.
+fn node_script(layout: &NodeLayout) -> String {
+    let dir = layout.dir.display();
+    let socket = layout.containerd_socket();
+    let mut s = format!(
+        r#"# The node's start, inside its root (written by kmatrix).
+set -ex
+export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:{bin}:/usr/local/busybox
+/bin/busybox mkdir -p /usr/local/busybox /usr/local/sbin /var/log/kmatrix /run/kmatrix
+/bin/busybox --install -s /usr/local/busybox
+# Debian's iptables has no alternatives links unpacked: kube-proxy gets the
+# legacy backend, whose xt_* modules every kernel here has.
+for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+  ln -sf /usr/sbin/xtables-legacy-multi /usr/local/sbin/$t
+done
+say() {{ echo "kmatrix-node: $*" > /dev/ttyS2; }}
+mkdir -p {folders}
+cp -a {chroot_files}/cluster/. {dir}/
+for c in /sys/fs/cgroup/*/; do [ -L "${{c%/}}" ] || mkdir -p "${{c}}{cgroup_root}"; done
+: > /run/kmatrix/pids
+start() {{
+  name=$1; shift
+  "$@" > /var/log/kmatrix/$name.log 2>&1 &
+  echo "$name $!" >> /run/kmatrix/pids
+  (tail -n +1 -f /var/log/kmatrix/$name.log | sed "s/^/[$name] /" > /dev/ttyS2) &
+  say "started $name"
+}}
+check() {{
+  while read -r name pid; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited:" >&2
+      tail -n 30 /var/log/kmatrix/$name.log >&2
+      exit 1
+    fi
+  done < /run/kmatrix/pids
+}}
+"#,
+        bin = layout.bin.display(),
+        folders = layout
+            .folders()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        chroot_files = CHROOT_FILES,
+        cgroup_root = super::node::CGROUP_ROOT.trim_start_matches('/'),
+    );
+    let start = |s: &mut String, components: Vec<Component>| {
+        for c in components {
+            let mut words = vec![c.name.to_string(), c.program.display().to_string()];
+            words.extend(c.args);
+            s.push_str(&format!("start {}\n", shell_words::join(&words)));
+        }
+    };
+    start(&mut s, layout.control_plane());
+    s.push_str(&format!(
+        "until kubectl --kubeconfig={admin} get --raw /readyz > /dev/null 2>&1; do check; sleep 2; done\nsay \"API server ready\"\n",
+        admin = layout.kubeconfig().display()
+    ));
+    start(&mut s, layout.controllers());
+    s.push_str(&format!(
+        r#"until [ -S {socket} ]; do check; sleep 1; done
+for image in {chroot_files}/images/*.tar; do
+  ctr --address {socket} --namespace k8s.io images import --no-unpack=false "$image" > /dev/null
+  say "imported $image"
+done
+"#,
+        socket = socket.display(),
+        chroot_files = CHROOT_FILES,
+    ));
+    start(&mut s, layout.node_agents());
+    s.push_str(&format!(
+        "say \"node started in {dir}\"\nset +x\nwhile true; do check; sleep 5; done\n"
+    ));
+    s
+}
+
+/// A port on 127.0.0.1 nothing listens on now, for QEMU to forward.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("cannot find a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn describe_end(end: &ProcessEnd) -> String {
+    match end {
+        ProcessEnd::Exited { code } => format!("exit {code}"),
+        ProcessEnd::Signaled { signal } => format!("signal {signal}"),
+        ProcessEnd::TimedOut => "timed out".into(),
+        ProcessEnd::SpawnFailed { error } => format!("could not start: {error}"),
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> NodeLayout {
+        NodeLayout {
+            dir: PathBuf::from(GUEST_CLUSTER_DIR),
+            bin: Path::new("/").join(GUEST_BIN_DIR),
+            node: PathBuf::from("/"),
+            apiserver_bind: "0.0.0.0",
+            version: "v1.20.2".into(),
+        }
+    }
+
+    #[test]
+    fn the_node_script_starts_the_host_clusters_components_in_order() {
+        let script = node_script(&layout());
+        let order: Vec<usize> = [
+            "start etcd /usr/bin/etcd",
+            "start containerd /usr/bin/containerd",
+            "start kube-apiserver /opt/kmatrix/bin/kube-apiserver",
+            "get --raw /readyz",
+            "start kube-controller-manager",
+            "start kube-scheduler",
+            "images import",
+            "start kubelet",
+            "start kube-proxy",
+        ]
+        .iter()
+        .map(|needle| {
+            script
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} not in\n{script}"))
+        })
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{script}");
+        // Inside the guest the API server must take QEMU's forwarded port.
+        assert!(script.contains("--bind-address=0.0.0.0"), "{script}");
+        // The same arguments as on the host, quoted for the shell.
+        assert!(
+            script.contains("--config=/var/lib/kmatrix/k8s-local/containerd/config.toml"),
+            "{script}"
+        );
+        let parsed = shell_words::split(
+            script
+                .lines()
+                .find(|l| l.starts_with("start kube-apiserver"))
+                .expect("an apiserver line"),
+        )
+        .expect("the line parses as shell words");
+        assert!(parsed.contains(&"--requestheader-allowed-names=front-proxy-client".to_string()));
+    }
+
+    #[test]
+    fn the_start_script_mounts_every_cgroup_hierarchy_and_enters_the_node() {
+        let script = start_script();
+        for hierarchy in CGROUP_HIERARCHIES {
+            assert!(script.contains(hierarchy), "{hierarchy}");
+        }
+        assert!(script.contains(&format!("lowerdir={DISK_MOUNT}")));
+        assert!(script
+            .trim_end()
+            .ends_with("exec $bb chroot $node /bin/busybox sh /kmatrix/node.sh"));
+    }
+}
