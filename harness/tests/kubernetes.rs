@@ -378,14 +378,19 @@ fn kind_cells_are_unavailable_with_the_reason() {
 /// TPROXY listener is MPTCP) crash-loops on the `IP_TRANSPARENT` line; the
 /// `GODEBUG=multipathtcp=0` workaround and v1.13.14 (Go 1.23) run. A
 /// scenario that does not opt in (`guest = true`) is unavailable there.
+/// A second cluster of the same kernel runs kube-proxy in IPVS mode (which
+/// this host's kernel lacks) for ollama's `kube-proxy-ipvs` variant: its
+/// Service is reached through IPVS.
 #[test]
 fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
-    let project = project_with(&["kube-ovn-tproxy", "ollama-mptcp"]);
+    let project = project_with(&["kube-ovn-tproxy", "kube-vip-cidr", "ollama-mptcp"]);
     let out = project.root().join("out");
     let output = project.kmatrix(&[
         "run",
         "--scenario",
         "kube-ovn-tproxy",
+        "--scenario",
+        "kube-vip-cidr",
         "--scenario",
         "ollama-mptcp",
         "--kernel",
@@ -395,17 +400,22 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
         "--version",
         "v1.13.14",
         "--version",
+        "v0.8.5",
+        "--version",
         "v0.5.13",
         "--variant",
         "baseline",
         "--variant",
         "godebug-multipathtcp-0",
+        "--variant",
+        "kube-proxy-ipvs",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let cells = read_cells(&out);
-    assert_eq!(cells.len(), 6, "{cells:#?}");
+    // kube-ovn-tproxy 2 × 2, kube-vip-cidr 1, ollama 3.
+    assert_eq!(cells.len(), 8, "{cells:#?}");
 
     let crashed = cell(&cells, "kube-ovn-tproxy", "v1.14.0", "baseline");
     assert_eq!(crashed.verdict, Verdict::Crash, "{crashed:#?}");
@@ -441,21 +451,43 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
         let ran = cell(&cells, "kube-ovn-tproxy", version, variant);
         assert_eq!(ran.verdict, Verdict::Pass, "{ran:#?}");
         assert!(
-            probe(ran, "rollout").stdout.contains("tproxy listener ready"),
+            probe(ran, "rollout")
+                .stdout
+                .contains("tproxy listener ready"),
             "{ran:#?}"
         );
     }
-    for ollama in cells.iter().filter(|c| c.scenario == "ollama-mptcp") {
-        assert_eq!(ollama.verdict, Verdict::Unavailable, "{ollama:#?}");
-        assert!(ollama.signature.contains("guest = true"), "{ollama:#?}");
+    let vip = cell(&cells, "kube-vip-cidr", "v0.8.5", "baseline");
+    assert_eq!(vip.verdict, Verdict::Unavailable, "{vip:#?}");
+    assert!(vip.signature.contains("guest = true"), "{vip:#?}");
+
+    // ollama v0.5.13 (an MPTCP listener) through its Service, with
+    // kube-proxy's iptables rules and, on a cluster of its own, IPVS.
+    for (variant, proxier) in [("baseline", "iptables"), ("kube-proxy-ipvs", "ipvs")] {
+        let ollama = cell(&cells, "ollama-mptcp", "v0.5.13", variant);
+        assert_eq!(
+            ollama.facts.get("kube-proxy").map(String::as_str),
+            Some(proxier),
+            "{ollama:#?}"
+        );
+        let service = probe(ollama, "service-clusterip");
+        assert!(
+            service.stdout.contains("ollama API reachable at 10.97."),
+            "{service:#?}"
+        );
     }
 
-    // One boot for the four cells; its logs kept; no guest left running.
+    // One boot per kube-proxy mode; their logs kept; no guest left running.
     let boot = out.join("boots").join("ubuntu-22.04+k8s-1");
     for log in ["console.log", "cluster/node.log", "cluster/ready.txt"] {
         assert!(boot.join(log).is_file(), "no {log} in {}", boot.display());
     }
     assert!(!out.join("boots").join("ubuntu-22.04+k8s-2").exists());
+    assert!(out
+        .join("boots")
+        .join("ubuntu-22.04+k8s+kube-proxy-ipvs-1")
+        .join("cluster/ready.txt")
+        .is_file());
     let node_log = fs::read_to_string(boot.join("cluster/node.log")).unwrap();
     assert!(node_log.contains("[kubelet]"), "{node_log}");
     assert!(!boot.join("qemu.pid").exists());

@@ -162,3 +162,51 @@ fn kubernetes_templates_render_per_variant_or_name_the_file() {
         "{all}"
     );
 }
+
+/// A variant that sets kube-proxy's mode (ollama-mptcp's `kube-proxy-ipvs`)
+/// is planned only on Kubernetes environments; `<kernel>+k8s` ids are
+/// derived for bootable kernels, and a wrong one names the fix; a bad mode
+/// names its line.
+#[test]
+fn a_kube_proxy_variant_is_planned_only_on_clusters() {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&common::repo_root().join("scenarios/ollama-mptcp"));
+    let output = project.kmatrix(&[
+        "plan",
+        "--kernel",
+        "debian-6.1",
+        "--kernel",
+        "k8s-local",
+        "--kernel",
+        "ubuntu-22.04+k8s",
+        "--version",
+        "v0.5.13",
+    ]);
+    let plan = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{plan}");
+    let ipvs: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.contains("kube-proxy-ipvs"))
+        .collect();
+    assert_eq!(ipvs.len(), 2, "{plan}");
+    assert!(ipvs.iter().all(|l| !l.contains("debian-6.1")), "{plan}");
+    // 3 kernels × 2 variants, and the IPVS variant on the 2 clusters.
+    assert!(plan.contains("8 cells"), "{plan}");
+
+    let output = project.kmatrix(&["plan", "--kernel", "docker+k8s"]);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(all.contains("+k8s"), "{all}");
+
+    let scenario = folder.join("scenario.toml");
+    let before = fs::read_to_string(&scenario).unwrap();
+    fs::write(
+        &scenario,
+        before.replace("kube_proxy = \"ipvs\"", "kube_proxy = \"ebpf\""),
+    )
+    .unwrap();
+    let output = project.kmatrix(&["plan"]);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(all.contains("ebpf") && all.contains("ipvs"), "{all}");
+}

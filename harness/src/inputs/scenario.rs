@@ -215,6 +215,28 @@ struct VariantSpec {
     /// Extra kernel command-line words for this variant (e.g. `ipv6.disable=1`).
     #[serde(default)]
     kernel_args: Vec<String>,
+    /// A Kubernetes-only variant: kube-proxy's mode on the cluster it runs
+    /// on (`ipvs`; `iptables` is every cluster's default). Left out of
+    /// the plan on kernels that are not clusters.
+    #[serde(default)]
+    kube_proxy: Option<KubeProxyMode>,
+}
+
+/// kube-proxy's modes kmatrix can start a cluster with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeProxyMode {
+    Iptables,
+    Ipvs,
+}
+
+impl KubeProxyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubeProxyMode::Iptables => "iptables",
+            KubeProxyMode::Ipvs => "ipvs",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +311,8 @@ pub struct Variant {
     pub description: String,
     pub env: BTreeMap<String, String>,
     pub kernel_args: Vec<String>,
+    /// Only on Kubernetes environments, with kube-proxy in this mode.
+    pub kube_proxy: Option<KubeProxyMode>,
 }
 
 #[derive(Debug, Clone)]
@@ -734,6 +758,7 @@ impl Validator<'_> {
                 description: spec.description,
                 env: spec.env,
                 kernel_args: spec.kernel_args,
+                kube_proxy: spec.kube_proxy,
             })
             .collect())
     }

@@ -8,8 +8,8 @@ use crate::diagnostic::FileError;
 use crate::hashing::{sha256_bytes, sha256_file, sha256_tree};
 use crate::ids::{ArtifactKey, CellId, KernelId, ScenarioId};
 use crate::inputs::scenario::{
-    Artifact, KubernetesSpec, Scenario, Variant, BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER,
-    SERVICE_PLACEHOLDER,
+    Artifact, KubeProxyMode, KubernetesSpec, Scenario, Variant, BPF_OBJECT_PLACEHOLDER,
+    REPRODUCER_PLACEHOLDER, SERVICE_PLACEHOLDER,
 };
 use crate::inputs::{Catalog, Lock};
 use crate::verdict::Expectation;
@@ -57,6 +57,10 @@ pub struct KubeWork {
     pub rollout: Vec<String>,
     /// Run in probe pods after the rollout (the cell's probes after `rollout`).
     pub probes: Vec<CellProbe>,
+    /// kube-proxy's mode the variant asks for (`None`: iptables, the
+    /// default). Cells differing in it never share a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_proxy: Option<KubeProxyMode>,
     /// The scenario lets it run on a cluster inside a guest (`<kernel>+k8s`).
     /// A permission, not an input: it changes no cell's id.
     #[serde(skip)]
@@ -283,6 +287,10 @@ pub fn plan(
                 };
                 for kernel in wanted {
                     let on_cluster = catalog.kernel(kernel).source.is_kubernetes();
+                    if variant.kube_proxy.is_some() && !on_cluster {
+                        // A cluster's setting: nothing to vary off a cluster.
+                        continue;
+                    }
                     let (probes, kubernetes) = match (&kube, on_cluster) {
                         (Some((probes, kube)), true) => (probes.clone(), Some(kube.clone())),
                         (None, true) => (Vec::new(), None),
@@ -407,6 +415,7 @@ fn kube_work(
         image,
         rollout: spec.rollout.clone(),
         probes,
+        kube_proxy: variant.kube_proxy,
         guest: spec.guest,
     })
 }

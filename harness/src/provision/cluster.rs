@@ -52,6 +52,19 @@ pub const GUEST_MODULES: &[&str] = &[
     "xt_tcpudp",
     "xt_physdev",
     "nf_conntrack_netlink",
+    // kube-proxy's IPVS mode (a variant's `kube_proxy = "ipvs"`).
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_sh",
+    "dummy",
+    "xt_set",
+    "ip_set_hash_ip",
+    "ip_set_hash_ipport",
+    "ip_set_hash_ipportip",
+    "ip_set_hash_ipportnet",
+    "ip_set_hash_net",
+    "ip_set_bitmap_port",
 ];
 
 /// The local cluster's parts as a guest runs them: one read-only ext4

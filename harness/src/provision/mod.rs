@@ -26,7 +26,7 @@ pub use kernel::{BootImage, KernelArtifact};
 
 use crate::events::Events;
 use crate::ids::{KernelId, ScenarioId};
-use crate::inputs::scenario::Scenario;
+use crate::inputs::scenario::{KubeProxyMode, Scenario};
 use crate::inputs::{Catalog, Lock};
 use crate::plan::{bpf_object_guest_path, reproducer_guest_path, Cell};
 use crate::sources::apt::Apt;
@@ -35,7 +35,7 @@ use crate::sources::oci::source::ImageError;
 use crate::verdict::{Classified, Verdict};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub struct Provisioner<'a> {
@@ -77,7 +77,7 @@ impl Provisioned {
             }
         }
         if let Some(Ok(Environment::Cluster { cluster, .. })) = environment {
-            if let Some(why) = beyond_a_cluster(cell, matches!(cluster, ClusterKind::Guest(_))) {
+            if let Some(why) = beyond_a_cluster(cell, cluster) {
                 return Some(why);
             }
         }
@@ -105,7 +105,8 @@ impl Provisioned {
 }
 
 /// What a cell needs that a Kubernetes workload here cannot have.
-fn beyond_a_cluster(cell: &Cell, in_a_guest: bool) -> Option<Classified> {
+fn beyond_a_cluster(cell: &Cell, cluster: &ClusterKind) -> Option<Classified> {
+    let in_a_guest = matches!(cluster, ClusterKind::Guest(_));
     let Some(work) = &cell.kubernetes else {
         return Some(Classified::new(
             Verdict::Unavailable,
@@ -128,6 +129,18 @@ fn beyond_a_cluster(cell: &Cell, in_a_guest: bool) -> Option<Classified> {
         // The guest boots with the cell's command line and loads what it
         // asks of its own kernel, as a QEMU cell does.
         return None;
+    }
+    if work.kube_proxy == Some(KubeProxyMode::Ipvs) && matches!(cluster, ClusterKind::Kind { .. }) {
+        return Some(Classified::new(
+            Verdict::Unavailable,
+            "asks for kube-proxy in IPVS mode: kmatrix starts kind clusters with kind's default (iptables)",
+        ));
+    }
+    if work.kube_proxy == Some(KubeProxyMode::Ipvs) && !Path::new("/sys/module/ip_vs").exists() {
+        return Some(Classified::new(
+            Verdict::Unavailable,
+            "asks for kube-proxy in IPVS mode: this host's kernel has no ip_vs loaded, and kmatrix loads nothing into the host's kernel (run it on a <kernel>+k8s cluster)",
+        ));
     }
     beyond_a_container(cell)
 }

@@ -46,10 +46,12 @@ pub(super) fn run_kernel(
     let KernelWork {
         environment,
         kernel_args,
+        kube_proxy,
         cells,
     } = work;
-    // Boots with extra kernel arguments get their own log folders.
-    let boot_name = super::boot_group(environment.id().as_str(), &kernel_args);
+    // Boots with extra kernel arguments (or another kube-proxy mode) get
+    // their own log folders.
+    let boot_name = super::boot_group(environment.id().as_str(), &kernel_args, kube_proxy);
     let (disks, bundle_files) = match context.artifacts_for(&cells, &boot_name) {
         Ok(found) => found,
         Err(e) => {

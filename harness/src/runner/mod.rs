@@ -15,7 +15,7 @@ pub use guest::record_without_guest;
 use crate::backend::{entropy_seed, Backends, GuestDisk, GuestFile};
 use crate::events::{Events, RunEvent};
 use crate::ids::ScenarioId;
-use crate::inputs::scenario::Signature;
+use crate::inputs::scenario::{KubeProxyMode, Signature};
 use crate::plan::Cell;
 use crate::provision::{Environment, Provisioned};
 use kmatrix_agent::{Job, JobCell, JobDisk, JobProbe};
@@ -59,6 +59,8 @@ pub(crate) struct KernelWork {
     pub environment: Environment,
     /// Kernel command-line words every cell of this boot shares.
     pub kernel_args: Vec<String>,
+    /// On a cluster: the kube-proxy mode every cell of this boot asks for.
+    pub kube_proxy: Option<KubeProxyMode>,
     pub cells: Vec<Cell>,
 }
 
@@ -226,19 +228,25 @@ impl RunContext<'_> {
 
     /// Groups cells into boots: one per kernel and kernel command line.
     fn group_into_boots<'c>(&self, cells: impl IntoIterator<Item = &'c Cell>) -> Vec<KernelWork> {
-        let mut work: BTreeMap<(String, Vec<String>), KernelWork> = BTreeMap::new();
+        let mut work: BTreeMap<(String, Vec<String>, Option<&str>), KernelWork> = BTreeMap::new();
         for cell in cells {
             let Some(Ok(environment)) = self.provisioned.environments.get(&cell.kernel) else {
                 continue;
             };
-            work.entry((cell.kernel.to_string(), cell.kernel_args.clone()))
-                .or_insert_with(|| KernelWork {
-                    environment: environment.clone(),
-                    kernel_args: cell.kernel_args.clone(),
-                    cells: Vec::new(),
-                })
-                .cells
-                .push(cell.clone());
+            let kube_proxy = cell.kubernetes.as_ref().and_then(|k| k.kube_proxy);
+            work.entry((
+                cell.kernel.to_string(),
+                cell.kernel_args.clone(),
+                kube_proxy.map(KubeProxyMode::as_str),
+            ))
+            .or_insert_with(|| KernelWork {
+                environment: environment.clone(),
+                kernel_args: cell.kernel_args.clone(),
+                kube_proxy,
+                cells: Vec::new(),
+            })
+            .cells
+            .push(cell.clone());
         }
         work.into_values().collect()
     }
@@ -287,7 +295,11 @@ impl RunContext<'_> {
 
     /// What a kernel's boots are expected to cost, from earlier runs.
     fn expected_cost(&self, work: &KernelWork) -> u64 {
-        let group = boot_group(work.environment.id().as_str(), &work.kernel_args);
+        let group = boot_group(
+            work.environment.id().as_str(),
+            &work.kernel_args,
+            work.kube_proxy,
+        );
         self.durations.expected(&group, &work.cells)
     }
 
@@ -341,15 +353,22 @@ pub(crate) fn job_for(cells: &[Cell], modules: &[String], disks: &[GuestDisk]) -
 }
 
 /// A boot group's name: the kernel, plus its command-line words if any.
-pub fn boot_group(kernel: &str, kernel_args: &[String]) -> String {
-    if kernel_args.is_empty() {
-        kernel.to_string()
-    } else {
-        format!(
-            "{kernel}+{}",
+pub fn boot_group(
+    kernel: &str,
+    kernel_args: &[String],
+    kube_proxy: Option<KubeProxyMode>,
+) -> String {
+    let mut group = kernel.to_string();
+    if !kernel_args.is_empty() {
+        group = format!(
+            "{group}+{}",
             kernel_args.join("+").replace(['=', '/', ' '], "_")
-        )
+        );
     }
+    if let Some(mode) = kube_proxy {
+        group = format!("{group}+kube-proxy-{}", mode.as_str());
+    }
+    group
 }
 
 /// `path` relative to the run directory, as records name console logs.

@@ -467,6 +467,7 @@ fn the_longest_boot_is_taken_first() {
             boot: BootImage::compressed(&dir.path().join("vmlinuz"), "scripted"),
         }),
         kernel_args: Vec::new(),
+        kube_proxy: None,
         cells: vec![cell(kernel)],
     };
     let mut queue = context.schedule(vec![work("slow"), work("unknown"), work("fast")]);

@@ -23,6 +23,7 @@ use super::node::{write_credentials, Component, NodeLayout, PAUSE_IMAGE, PORTS};
 use super::Cluster;
 use crate::backend::qemu::{self, Accel, QemuBackend};
 use crate::backend::{BootRequest, GuestDisk, GuestFile};
+use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::cluster::GUEST_BIN_DIR;
 use crate::provision::{Emulator, GuestCluster as GuestParts};
 use crate::sources::modules::GUEST_MODULE_DIR;
@@ -96,6 +97,7 @@ impl GuestNode {
     pub fn start(
         request: &BootRequest,
         parts: &GuestParts,
+        kube_proxy: KubeProxyMode,
         vm: &GuestVm,
         images: &[PathBuf],
         scratch: &Path,
@@ -113,6 +115,7 @@ impl GuestNode {
             // QEMU forwards to the guest's address, not its loopback.
             apiserver_bind: "0.0.0.0",
             version: parts.parts.version.clone(),
+            kube_proxy,
         };
         // Credentials: made here, as for the host's cluster.
         let cluster_files = files.join("cluster");
@@ -235,8 +238,9 @@ impl GuestNode {
         node.wait_for_hello(interrupted)?;
         let booted = started.elapsed();
         node.wait_until("a Ready node", interrupted, |n| {
+            // Short: Ctrl-C is looked at between two polls.
             let out = super::kubectl_output(
-                n.kubectl(),
+                n.kubectl_within(15),
                 &[
                     "get",
                     "node",
@@ -248,7 +252,10 @@ impl GuestNode {
             Ok(out.trim() == "True")
         })?;
         node.wait_until("the default service account", interrupted, |n| {
-            Ok(super::kubectl_output(n.kubectl(), &["get", "serviceaccount", "default"]).is_ok())
+            Ok(
+                super::kubectl_output(n.kubectl_within(15), &["get", "serviceaccount", "default"])
+                    .is_ok(),
+            )
         })?;
         let ready = started.elapsed();
         node.facts.insert(
@@ -257,7 +264,8 @@ impl GuestNode {
         );
         node.facts
             .insert("kubernetes".into(), parts.parts.version.clone());
-        node.facts.insert("kube-proxy".into(), "iptables".into());
+        node.facts
+            .insert("kube-proxy".into(), node.proxier(&log_dir, kube_proxy)?);
         node.facts.insert(
             "cluster.ready_s".into(),
             format!("{:.1}", ready.as_secs_f64()),
@@ -273,6 +281,37 @@ impl GuestNode {
             ),
         )?;
         Ok(node)
+    }
+
+    /// The proxier kube-proxy says it uses (its log, in `node.log`): it
+    /// falls back to iptables when IPVS is missing, which must not pass
+    /// for an IPVS cell.
+    fn proxier(&self, log_dir: &Path, asked: KubeProxyMode) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = fs::read_to_string(log_dir.join("node.log")).unwrap_or_default();
+            let said = log
+                .lines()
+                .filter(|l| l.starts_with("[kube-proxy]"))
+                .find_map(|l| {
+                    let mode = l.split("Using ").nth(1)?.split(' ').next()?;
+                    l.contains("Proxier").then(|| mode.to_string())
+                });
+            match said {
+                Some(mode) if mode == asked.as_str() => return Ok(mode),
+                Some(mode) => bail!(
+                    "kube-proxy runs in {mode} mode, not {} as asked: {}",
+                    asked.as_str(),
+                    log.lines()
+                        .rfind(|l| l.starts_with("[kube-proxy]") && l.contains("IPVS"))
+                        .unwrap_or("(no IPVS line in its log)")
+                ),
+                None if Instant::now() > deadline => {
+                    bail!("kube-proxy never said which proxier it uses (cluster/node.log)")
+                }
+                None => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
     }
 
     /// Reads the agent's events until its hello; the node script ending
@@ -373,15 +412,21 @@ impl GuestNode {
     }
 }
 
-impl Cluster for GuestNode {
-    fn kubectl(&self) -> Command {
+impl GuestNode {
+    fn kubectl_within(&self, seconds: u32) -> Command {
         let mut command = Command::new(&self.kubectl);
         command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            // A hung guest must not hang the run.
-            .arg("--request-timeout=120s");
+            .arg(format!("--request-timeout={seconds}s"));
         command
+    }
+}
+
+impl Cluster for GuestNode {
+    fn kubectl(&self) -> Command {
+        // A hung guest must not hang the run.
+        self.kubectl_within(120)
     }
 
     fn load_image(&self, _archive: &Path) -> Result<()> {
@@ -529,7 +574,11 @@ for pair in cpu:cpu,cpuacct cpuacct:cpu,cpuacct net_cls:net_cls,net_prio net_pri
 done
 $bb ls /sys/class/net
 # The one network card: QEMU's user network (its name varies by kernel).
-nic=$($bb ls /sys/class/net | $bb grep -v '^lo$' | $bb head -n 1)
+# Only a device has `device`: the `dummy` module (IPVS) adds dummy0.
+nic=
+for n in /sys/class/net/*; do
+  if [ -e "$n/device" ]; then nic=${{n##*/}}; break; fi
+done
 [ -n "$nic" ] || {{ say "no network card: is virtio_net loaded?"; exit 1; }}
 $bb ip link set lo up
 $bb ip link set "$nic" up
@@ -671,6 +720,7 @@ mod tests {
             node: PathBuf::from("/"),
             apiserver_bind: "0.0.0.0",
             version: "v1.20.2".into(),
+            kube_proxy: KubeProxyMode::Iptables,
         }
     }
 

@@ -21,6 +21,7 @@
 use super::Cluster;
 use crate::files;
 use crate::files::FileLock;
+use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::cluster::ClusterParts;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -63,6 +64,7 @@ impl LocalCluster {
     /// another run's cluster on this host to end (one at a time).
     pub fn start(
         parts: &ClusterParts,
+        kube_proxy: KubeProxyMode,
         log_dir: &Path,
         interrupted: &AtomicBool,
     ) -> Result<LocalCluster> {
@@ -83,6 +85,7 @@ impl LocalCluster {
                 node: parts.node.clone(),
                 apiserver_bind: "127.0.0.1",
                 version: parts.version.clone(),
+                kube_proxy,
             },
             dir,
             log_dir,
@@ -280,7 +283,10 @@ impl Cluster for LocalCluster {
         let mut facts = BTreeMap::from([
             ("kubernetes".to_string(), self.layout.version.clone()),
             ("cluster".to_string(), "k8s-local".to_string()),
-            ("kube-proxy".to_string(), "iptables".to_string()),
+            (
+                "kube-proxy".to_string(),
+                self.layout.kube_proxy.as_str().to_string(),
+            ),
             (
                 "cluster.ready_s".to_string(),
                 format!("{:.1}", self.ready_after.as_secs_f64()),

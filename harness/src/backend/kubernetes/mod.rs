@@ -16,6 +16,7 @@ pub mod node;
 pub mod workload;
 
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::{ClusterKind, Environment};
 use kmatrix_agent::GuestEvent;
 use std::collections::BTreeMap;
@@ -59,6 +60,10 @@ pub struct KubernetesBackend {
     pub scratch: PathBuf,
     /// The emulator for clusters inside a guest (`<kernel>+k8s`).
     pub vm: Option<guest::GuestVm>,
+    /// Held while a guest cluster runs: one at a time. Two such guests
+    /// (2 vCPUs each, busy control planes) on a 2-core host took minutes
+    /// longer each than one after the other.
+    guest_slot: std::sync::Mutex<()>,
 }
 
 impl KubernetesBackend {
@@ -67,6 +72,7 @@ impl KubernetesBackend {
             interrupted,
             scratch: scratch.to_path_buf(),
             vm: None,
+            guest_slot: std::sync::Mutex::new(()),
         }
     }
 }
@@ -97,12 +103,25 @@ impl Backend for KubernetesBackend {
                 .unwrap_or_default()
                 .to_string_lossy()
         ));
+        // The runner groups cells by the mode they ask for: one per boot.
+        let kube_proxy = request
+            .workloads
+            .first()
+            .and_then(|w| w.kube.kube_proxy)
+            .unwrap_or(KubeProxyMode::Iptables);
+        let _slot = matches!(cluster, ClusterKind::Guest(_))
+            .then(|| self.guest_slot.lock().unwrap_or_else(|e| e.into_inner()));
+        if self.interrupted.load(Ordering::SeqCst) {
+            // Ctrl-C while this boot waited for the slot: start nothing.
+            outcome.end = BootEnd::Interrupted;
+            return outcome;
+        }
         let started: anyhow::Result<Box<dyn Cluster>> = match cluster {
             ClusterKind::Guest(parts) => self
-                .start_guest(request, parts, &scratch)
+                .start_guest(request, parts, kube_proxy, &scratch)
                 .map(|c| Box::new(c) as Box<dyn Cluster>),
             ClusterKind::Local(parts) => {
-                local::LocalCluster::start(parts, &request.log_dir, &self.interrupted)
+                local::LocalCluster::start(parts, kube_proxy, &request.log_dir, &self.interrupted)
                     .map(|c| Box::new(c) as Box<dyn Cluster>)
             }
             ClusterKind::Kind { node_image, kind } => {
@@ -200,6 +219,7 @@ impl KubernetesBackend {
         &self,
         request: &BootRequest,
         parts: &crate::provision::GuestCluster,
+        kube_proxy: KubeProxyMode,
         scratch: &Path,
     ) -> anyhow::Result<guest::GuestNode> {
         use anyhow::Context;
@@ -216,7 +236,15 @@ impl KubernetesBackend {
                 archives.push(archive);
             }
         }
-        guest::GuestNode::start(request, parts, vm, &archives, scratch, &self.interrupted)
+        guest::GuestNode::start(
+            request,
+            parts,
+            kube_proxy,
+            vm,
+            &archives,
+            scratch,
+            &self.interrupted,
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 //! writes them into the script its guest runs. Only paths and the API
 //! server's bind address differ between the two.
 
+use crate::inputs::scenario::KubeProxyMode;
 use crate::sources::kbuild::logged_step;
 use anyhow::Result;
 use std::fs::{self, File};
@@ -46,6 +47,7 @@ pub struct NodeLayout {
     /// every address inside a guest, where QEMU forwards a host port to it.
     pub apiserver_bind: &'static str,
     pub version: String,
+    pub kube_proxy: KubeProxyMode,
 }
 
 /// One process of the cluster.
@@ -169,7 +171,8 @@ evictionHard: {{memory.available: 50Mi, nodefs.available: 1%, imagefs.available:
             "apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {{kubeconfig: {kubeconfig}}}
-mode: iptables
+mode: {mode}
+ipvs: {{scheduler: rr}}
 bindAddress: 127.0.0.1
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
@@ -178,7 +181,8 @@ clusterCIDR: {POD_SUBNET}
 iptables: {{masqueradeAll: true}}
 conntrack: {{maxPerCore: 0}}
 ",
-            kubeconfig = self.kubeconfig().display()
+            kubeconfig = self.kubeconfig().display(),
+            mode = self.kube_proxy.as_str(),
         );
         Ok(vec![
             ("containerd/config.toml", containerd),

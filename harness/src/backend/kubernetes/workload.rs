@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 const RESTARTS_TO_CRASH: i64 = 2;
 /// Log lines kept from a crashed container.
 const LOG_LINES: usize = 20;
+/// What kubectl prints (successfully) for a container whose log is gone.
+const LOGS_GONE: &str = "unable to retrieve container logs";
 
 pub struct Deployment<'a> {
     pub cluster: &'a dyn Cluster,
@@ -316,17 +318,35 @@ impl Deployment<'_> {
 
     /// A pod's log (its previous container's with `previous`), last lines.
     fn logs(&self, pod: &str, previous: bool) -> String {
+        // The kubelet removes a dead container as it starts the next one:
+        // `--previous` can name one already gone (kubectl then prints
+        // "unable to retrieve container logs" and succeeds), and the new
+        // one may not have logged yet. Ask a few times, each way.
+        if !previous {
+            return self
+                .logs_once(pod, false)
+                .unwrap_or_else(|e| format!("(no logs: {e:#})"));
+        }
+        let mut last = String::new();
+        for attempt in 0..6 {
+            let previous = attempt % 2 == 0;
+            match self.logs_once(pod, previous) {
+                Ok(text) if !text.trim().is_empty() && !text.contains(LOGS_GONE) => return text,
+                Ok(text) => last = text,
+                Err(e) => last = format!("(no logs: {e:#})"),
+            }
+            std::thread::sleep(Duration::from_secs(1) * self.cluster.slowdown());
+        }
+        last
+    }
+
+    fn logs_once(&self, pod: &str, previous: bool) -> Result<String> {
         let tail = LOG_LINES.to_string();
         let mut args = vec!["logs", pod, "--all-containers", "--tail", &tail];
         if previous {
             args.push("--previous");
         }
-        match self.kubectl_output(&args) {
-            Ok(text) => text,
-            // The restarted container may not have logged yet: the current one.
-            Err(_) if previous => self.logs(pod, false),
-            Err(e) => format!("(no logs: {e:#})"),
-        }
+        self.kubectl_output(&args)
     }
 
     fn describe_pods(&self) -> String {
