@@ -700,8 +700,15 @@ fn list(project: &Project) -> Result<ExitCode> {
         );
     }
     println!("\nKernels (images/kernels.toml):");
-    for k in catalog.kernels.values() {
+    for id in catalog.kernel_ids() {
+        let k = &catalog.kernels[id];
         println!("  {:<22} {:<6} {}", k.id.as_str(), k.version, k.description);
+    }
+    if catalog.kubernetes.is_some() {
+        println!(
+            "  {:<22} {:<6} the local Kubernetes cluster inside that kernel's QEMU guest (e.g. ubuntu-22.04+k8s)",
+            "<kernel>+k8s", ""
+        );
     }
     println!("\nToolchains (images/toolchains.toml):");
     for t in catalog.toolchains.values() {
