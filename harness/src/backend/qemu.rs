@@ -281,26 +281,7 @@ impl Backend for QemuBackend {
         }
         let _ = fs::write(request.log_dir.join("qemu-command.txt"), command_text);
         let stderr_path = request.log_dir.join("qemu-stderr.log");
-        let spawned = File::create(&stderr_path).and_then(|stderr| {
-            let mut command = Command::new(&args[0]);
-            command
-                .args(&args[1..])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(stderr);
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
-                    // The VM dies with the thread that started it, so a
-                    // `kill -9` of kmatrix leaves no guest running.
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            command.spawn()
-        });
+        let spawned = File::create(&stderr_path).and_then(|stderr| spawn(&args, stderr));
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -416,6 +397,29 @@ impl QemuBackend {
             }
         }
     }
+}
+
+/// Starts QEMU (`args[0]` and its arguments) with its stdout piped (the
+/// results port) and its stderr into `stderr`.
+pub fn spawn(args: &[String], stderr: File) -> std::io::Result<Child> {
+    let mut command = Command::new(&args[0]);
+    command
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            // The VM dies with the thread that started it, so a `kill -9`
+            // of kmatrix leaves no guest running.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
 }
 
 /// QEMU's stdout (the agent's results port), line by line, from a thread.

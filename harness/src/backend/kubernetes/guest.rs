@@ -31,9 +31,8 @@ use anyhow::{bail, Context, Result};
 use kmatrix_agent::{GuestEvent, Job, JobCell, JobDisk, JobProbe, ProcessEnd};
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -201,25 +200,9 @@ impl GuestNode {
             ),
         )?;
         let stderr = fs::File::create(request.log_dir.join("qemu-stderr.log"))?;
-        let mut command = Command::new(&args[0]);
-        command
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                // The guest dies with kmatrix, even with a kill -9.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", args[0]))?;
+        // The guest dies with kmatrix, even with a kill -9.
+        let mut child =
+            qemu::spawn(&args, stderr).with_context(|| format!("cannot start {}", args[0]))?;
         let pid_file = request.log_dir.join(qemu::PID_FILE);
         fs::write(&pid_file, child.id().to_string())?;
         let lines = qemu::read_lines(&mut child);
