@@ -101,15 +101,7 @@ impl Provisioner<'_> {
     pub fn cluster_parts(&self) -> Result<ClusterParts> {
         let entry = self.local_kubernetes_entry()?.clone();
         let bin = self.kubernetes_binaries(&entry)?;
-        let node = self.rootfs(&GuestSpec {
-            suite: entry.node_suite.clone(),
-            packages: entry.node_packages.clone(),
-            exclude: vec![
-                "usr/share/doc*".into(),
-                "usr/share/man*".into(),
-                "usr/share/locale*".into(),
-            ],
-        })?;
+        let node = self.rootfs(&node_tree(&entry, &[]))?;
         Ok(ClusterParts {
             version: entry.version,
             bin,
@@ -122,17 +114,7 @@ impl Provisioner<'_> {
     /// [`GUEST_BIN_DIR`], made once and cached.
     pub fn guest_node_disk(&self, parts: &ClusterParts) -> Result<GuestNodeDisk> {
         let entry = self.local_kubernetes_entry()?.clone();
-        let mut packages = entry.node_packages.clone();
-        packages.extend(entry.guest_packages.iter().cloned());
-        let tree = self.rootfs(&GuestSpec {
-            suite: entry.node_suite.clone(),
-            packages,
-            exclude: vec![
-                "usr/share/doc*".into(),
-                "usr/share/man*".into(),
-                "usr/share/locale*".into(),
-            ],
-        })?;
+        let tree = self.rootfs(&node_tree(&entry, &entry.guest_packages))?;
         let key = sha256_bytes(
             format!(
                 "{}\0{}\0{GUEST_DISK_RECIPE}",
@@ -210,6 +192,21 @@ impl Provisioner<'_> {
             })
         })?;
         Ok(manifest.with_file_name("bin"))
+    }
+}
+
+/// The node's Debian packages (and `extra`), unpacked without their docs.
+fn node_tree(entry: &LocalKubernetesEntry, extra: &[String]) -> GuestSpec {
+    let mut packages = entry.node_packages.clone();
+    packages.extend(extra.iter().cloned());
+    GuestSpec {
+        suite: entry.node_suite.clone(),
+        packages,
+        exclude: vec![
+            "usr/share/doc*".into(),
+            "usr/share/man*".into(),
+            "usr/share/locale*".into(),
+        ],
     }
 }
 

@@ -60,6 +60,9 @@ const HELLO_DEADLINE: Duration = Duration::from_secs(240);
 /// From the agent's hello to a Ready node: measured 105 s for the API
 /// server alone under TCG on 2 cores; the whole node takes minutes.
 const READY_DEADLINE: Duration = Duration::from_secs(1200);
+/// Multi-threaded TCG uses both host cores, and the control plane is
+/// several busy processes.
+const GUEST_CPUS: u32 = 2;
 /// How much longer than on the host a pod takes to start under TCG.
 const TCG_SLOWDOWN: u32 = 4;
 /// The cgroup v1 hierarchies the node mounts (the kubelet of 1.20 wants v1).
@@ -91,14 +94,13 @@ pub struct GuestNode {
 }
 
 impl GuestNode {
-    /// Boots the guest with the node, `images` (OCI archives) imported
-    /// into its containerd, and waits for a Ready node.
+    /// Boots the guest with the node, the request's workloads' images
+    /// imported into its containerd, and waits for a Ready node.
     pub fn start(
         request: &BootRequest,
         parts: &GuestParts,
         kube_proxy: KubeProxyMode,
         vm: &GuestVm,
-        images: &[PathBuf],
         scratch: &Path,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<GuestNode> {
@@ -139,8 +141,9 @@ impl GuestNode {
             PAUSE_IMAGE,
             &image_dir.join("0-pause.tar"),
         )?;
-        for image in images {
-            fs::copy(image, image_dir.join(image.file_name().expect("named")))?;
+        for work in &request.workloads {
+            // A version without a reproducer fails in its own cell.
+            let _ = super::workload::workload_image(work, &image_dir);
         }
         fs::write(files.join("start.sh"), start_script())?;
         fs::write(files.join("node.sh"), node_script(&layout))?;
@@ -163,9 +166,7 @@ impl GuestNode {
             .with_context(|| format!("cannot write {}", initramfs.display()))?;
         let mut machine = QemuBackend::new(vm.emulator.clone(), vm.accel, interrupted.clone());
         machine.memory_mb = parts.disk.memory_mb;
-        // Two virtual CPUs: multi-threaded TCG uses both host cores, and
-        // the control plane is several busy processes.
-        machine.cpus = 2;
+        machine.cpus = GUEST_CPUS;
         let console = request.log_dir.join("console.log");
         let mut args = machine.command(
             &parts.kernel.boot.path,
@@ -256,7 +257,7 @@ impl GuestNode {
         fs::write(
             log_dir.join("ready.txt"),
             format!(
-                "agent up {:.1} s after QEMU started; node Ready {:.1} s after ({}, {} MB, 2 vCPUs)\n",
+                "agent up {:.1} s after QEMU started; node Ready {:.1} s after ({}, {} MB, {GUEST_CPUS} vCPUs)\n",
                 booted.as_secs_f64(),
                 ready.as_secs_f64(),
                 vm.accel.as_str(),
@@ -393,9 +394,7 @@ impl GuestNode {
             }
         }
     }
-}
 
-impl GuestNode {
     fn kubectl_within(&self, seconds: u32) -> Command {
         let mut command = Command::new(&self.kubectl);
         command

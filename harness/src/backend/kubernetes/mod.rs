@@ -214,7 +214,7 @@ impl Backend for KubernetesBackend {
 }
 
 impl KubernetesBackend {
-    /// Boots a guest of the cluster's kernel with the workloads' images.
+    /// Boots a guest of the cluster's kernel with the node.
     fn start_guest(
         &self,
         request: &BootRequest,
@@ -227,24 +227,7 @@ impl KubernetesBackend {
             .vm
             .as_ref()
             .context("this run has no emulator for a cluster inside a guest")?;
-        let images = scratch.join("images");
-        std::fs::create_dir_all(&images)?;
-        let mut archives = Vec::new();
-        for work in &request.workloads {
-            // A version without a reproducer fails in its own cell.
-            if let Ok(archive) = workload::workload_image(work, &images) {
-                archives.push(archive);
-            }
-        }
-        guest::GuestNode::start(
-            request,
-            parts,
-            kube_proxy,
-            vm,
-            &archives,
-            scratch,
-            &self.interrupted,
-        )
+        guest::GuestNode::start(request, parts, kube_proxy, vm, scratch, &self.interrupted)
     }
 }
 

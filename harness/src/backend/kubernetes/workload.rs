@@ -539,8 +539,6 @@ impl Deployment<'_> {
     }
 }
 
-/// An OCI image archive of one static binary at `path_in_image` (and an
-/// empty /tmp), tagged `reference`: what a node imports without a registry.
 /// The workload's image (its version's reproducer) as an OCI archive in
 /// `dir`, named after its namespace.
 pub fn workload_image(work: &Workload, dir: &Path) -> Result<std::path::PathBuf> {
@@ -553,6 +551,8 @@ pub fn workload_image(work: &Workload, dir: &Path) -> Result<std::path::PathBuf>
     Ok(archive)
 }
 
+/// An OCI image archive of one static binary at `path_in_image` (and an
+/// empty /tmp), tagged `reference`: what a node imports without a registry.
 pub fn one_binary_image(
     binary: &Path,
     path_in_image: &str,
