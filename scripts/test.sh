@@ -11,6 +11,12 @@ if [ "${free_kb:-0}" -lt $((10 * 1024 * 1024)) ]; then
   echo "test.sh: warning: only $((free_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); the tests need about 10 GB (target/, the kmatrix cache, a Kubernetes build). Free space (old target/ folders, <cache>/images and <cache>/layers) if the build fails with 'No space left on device'." >&2
 fi
 bash scripts/setup.sh
+# The test runner: cargo-nextest from crates.io when the machine lacks it
+# (a few minutes to compile, once; then it is on PATH in ~/.cargo/bin).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-nextest (not on this machine)" >&2
+  cargo install --quiet --locked cargo-nextest --version 0.9.151
+fi
 # The local Kubernetes cluster's binaries are built once from Debian's
 # source package (about 7 minutes cold on 2 cores) and then reused from the
 # cache; build them here rather than inside a test's deadline, with the
