@@ -6,7 +6,6 @@
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 /// The build info facts of one binary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,11 +20,9 @@ pub struct BuildInfo {
 
 /// What `GOROOT/bin/go version -m BINARY` prints (for [`parse`]).
 pub fn version_m(goroot: &Path, binary: &Path) -> Result<String> {
-    let output = Command::new(goroot.join("bin/go"))
+    let output = crate::sources::gotool::go(goroot)
         .args(["version", "-m"])
         .arg(binary)
-        .env("GOROOT", goroot)
-        .env("GOTOOLCHAIN", "local")
         .output()
         .context("cannot run go version -m")?;
     if !output.status.success() {

@@ -65,13 +65,12 @@ pub fn build(spec: &K8sBuild, dir: &Path, events: &Events) -> Result<PathBuf> {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut steps = 0u64;
+    let mut make = Command::new("make");
+    super::gotool::isolate(&mut make, spec.goroot);
     logged_step(
-        Command::new("make")
-            .arg(format!("WHAT={what}"))
+        make.arg(format!("WHAT={what}"))
             .current_dir(&src)
             .env("PATH", path)
-            .env("GOROOT", spec.goroot)
-            .env("GOTOOLCHAIN", "local")
             // Everything the build writes stays in the tree we delete after.
             .env("GOCACHE", src.join("_output/gocache"))
             .env("HOME", &src)

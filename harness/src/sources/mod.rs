@@ -11,6 +11,7 @@ pub mod archive;
 pub mod cache;
 pub mod engine;
 pub mod fetch;
+pub mod gotool;
 pub mod govendor;
 pub mod k8sbuild;
 pub mod kbuild;
