@@ -114,6 +114,8 @@ pub enum ArtifactKey {
     Emulator(String),
     /// A container image, by its reference as written: pins the manifest digest.
     Image(String),
+    /// A Go module version, `path@version`: pins its `h1:` hash.
+    GoModule(String),
 }
 
 impl fmt::Display for ArtifactKey {
@@ -126,6 +128,7 @@ impl fmt::Display for ArtifactKey {
             ArtifactKey::Rootfs(hash) => write!(f, "rootfs:{hash}"),
             ArtifactKey::Emulator(id) => write!(f, "emulator:{id}"),
             ArtifactKey::Image(reference) => write!(f, "image:{reference}"),
+            ArtifactKey::GoModule(reference) => write!(f, "module:{reference}"),
         }
     }
 }

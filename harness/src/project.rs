@@ -23,6 +23,8 @@ pub struct Project {
 pub struct Request {
     pub scenarios: Vec<String>,
     pub kernels: Vec<String>,
+    /// `--add-version` values: versions given for this run only.
+    pub added_versions: Vec<String>,
     pub selection: Selection,
 }
 
@@ -37,6 +39,7 @@ impl Request {
             cells: self.selection.cells.clone(),
             shard: self.selection.shard.map(|s| s.to_string()),
             retries,
+            added_versions: self.added_versions.clone(),
         }
     }
 
@@ -57,6 +60,7 @@ impl Request {
         Ok(Request {
             scenarios: selection.scenarios.clone(),
             kernels: selection.kernels.clone(),
+            added_versions: selection.added_versions.clone(),
             selection: Selection {
                 variants: selection.variants.clone(),
                 versions: selection.versions.clone(),
@@ -171,6 +175,11 @@ impl Project {
         }
     }
 
+    /// The root as an absolute path (as given when it cannot be resolved).
+    pub fn canonical_root(&self) -> PathBuf {
+        std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone())
+    }
+
     /// The nearest folder at or above `start` that holds `images/kernels.toml`.
     pub fn discover(start: &Path) -> Option<Project> {
         start
@@ -222,7 +231,25 @@ impl Project {
     /// Loads everything and plans `request`: the one path from command-line
     /// ids to cells, used by `plan`, `run`, `repro` and `plan --check`.
     pub fn plan(&self, request: &Request) -> Result<Planned, FileError> {
-        let (catalog, scenarios) = self.load_selected(&request.scenarios)?;
+        let (catalog, mut scenarios) = self.load_selected(&request.scenarios)?;
+        crate::inputs::added::add_versions(
+            &mut scenarios,
+            &request.added_versions,
+            &self.scenarios_dir,
+        )?;
+        let mut selection = request.selection.clone();
+        if !selection.versions.is_empty() {
+            // A version given for this run is wanted even when --version narrows it.
+            for added in &request.added_versions {
+                if let Ok(parsed) = crate::inputs::added::AddedVersion::parse(added) {
+                    selection.versions.push(parsed.id());
+                }
+            }
+        }
+        let request = &Request {
+            selection,
+            ..request.clone()
+        };
         let lock = Lock::load(&self.images_dir())?;
         let kernels = catalog.kernel_ids_from(&request.kernels)?;
         for (option, given, known) in [

@@ -179,6 +179,8 @@ pub(crate) mod tests_support {
             console_log: None,
             runs: None,
             emulator: None,
+            fidelity: None,
+            fidelity_note: None,
         }
     }
 }

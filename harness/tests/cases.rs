@@ -13,7 +13,11 @@ fn run_case(scenario: &str, kernel: &str, noop: bool) -> Vec<CellRecord> {
     let project = TempProject::new();
     let folder = project.add_scenario(&repo_root().join("scenarios").join(scenario));
     if noop {
-        let reproducer = folder.join("reproducer");
+        // The scenario's own reproducer, or the shared driver it names.
+        let mut reproducer = folder.join("reproducer");
+        if !reproducer.is_dir() {
+            reproducer = project.root().join("scenarios/drivers/http-service");
+        }
         for entry in fs::read_dir(&reproducer).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "go") {
@@ -85,9 +89,18 @@ fn check_ollama(cells: &[CellRecord]) -> Result<(), String> {
             "pod to pod over veth",
             "through a DNAT'd ClusterIP",
         ] {
-            if !said.contains(&format!("ollama API reachable {path}")) {
+            if !said.contains(&format!("ollama reachable {path}")) {
                 return Err(format!("{path} did not answer: {cell:?}"));
             }
+        }
+        // The real server, built from ollama's module at the tag, said so
+        // itself (its version probe and its build info).
+        let tag = cell.version.trim_start_matches('v');
+        if !said.contains(&format!("ollama version is {tag}"))
+            || cell.fidelity != Some(kmatrix_metadata::Fidelity::Release)
+            || fact(cell, "go.path") != "github.com/ollama/ollama"
+        {
+            return Err(format!("expected ollama {tag}'s own binary: {cell:?}"));
         }
         // The listener's protocol follows the Go rules and the guest's MPTCP switch.
         let mptcp = fact(cell, "mptcp.enabled") == "1"

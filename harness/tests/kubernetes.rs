@@ -136,7 +136,7 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
         "--kernel",
         "k8s-local",
         "--version",
-        "v0.5.13",
+        "v0.5.13-stand-in",
         "--version",
         "v0.8.5",
         "--version",
@@ -154,7 +154,7 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
 
     // ollama v0.5.13 (go 1.24: an MPTCP listener) on this host's kernel:
     // the Deployment rolls out and a probe pod reaches it both ways.
-    let ollama = cell(&cells, "ollama-mptcp", "v0.5.13", "baseline");
+    let ollama = cell(&cells, "ollama-mptcp", "v0.5.13-stand-in", "baseline");
     assert_eq!(ollama.verdict, Verdict::Pass, "{ollama:#?}");
     assert!(
         probe(ollama, "rollout")
@@ -164,12 +164,12 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
     );
     let service = probe(ollama, "service-clusterip");
     assert!(
-        service.stdout.contains("ollama API reachable at 10.97."),
+        service.stdout.contains("ollama reachable at 10.97."),
         "{service:#?}"
     );
     let pod_ip = probe(ollama, "pod-ip");
     assert!(
-        pod_ip.stdout.contains("ollama API reachable at 10.244.0."),
+        pod_ip.stdout.contains("ollama reachable at 10.244.0."),
         "{pod_ip:#?}"
     );
     assert_eq!(
@@ -348,7 +348,7 @@ fn kind_cells_are_unavailable_with_the_reason() {
         "--kernel",
         "kind",
         "--version",
-        "v0.5.13",
+        "v0.5.13-stand-in",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -403,7 +403,7 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
         "--version",
         "v0.8.5",
         "--version",
-        "v0.5.13",
+        "v0.5.13-stand-in",
         "--variant",
         "baseline",
         "--variant",
@@ -465,7 +465,7 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
     // ollama v0.5.13 (an MPTCP listener) through its Service, with
     // kube-proxy's iptables rules and, on a cluster of its own, IPVS.
     for (variant, proxier) in [("baseline", "iptables"), ("kube-proxy-ipvs", "ipvs")] {
-        let ollama = cell(&cells, "ollama-mptcp", "v0.5.13", variant);
+        let ollama = cell(&cells, "ollama-mptcp", "v0.5.13-stand-in", variant);
         assert_eq!(
             ollama.facts.get("kube-proxy").map(String::as_str),
             Some(proxier),
@@ -473,7 +473,7 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
         );
         let service = probe(ollama, "service-clusterip");
         assert!(
-            service.stdout.contains("ollama API reachable at 10.97."),
+            service.stdout.contains("ollama reachable at 10.97."),
             "{service:#?}"
         );
     }

@@ -79,6 +79,10 @@ fn html_escapes_what_guests_printed_and_renders_in_chromium() {
         "no script element at all: the page has none of its own"
     );
     assert!(!html.contains("<img src=x"));
+    assert!(
+        html.contains(r#"<th class="fidelity stand-in" title="a program written here; kube-ovn-cni needs a Kubernetes API server">stand-in</th>"#),
+        "every row says what ran, and why a stand-in: {html}"
+    );
     let page = dir.path().join("report.html");
     fs::write(&page, &html).unwrap();
 

@@ -99,6 +99,8 @@ mod tests {
             console_log: None,
             runs: None,
             emulator: None,
+            fidelity: Some(crate::Fidelity::Release),
+            fidelity_note: None,
         }
     }
 

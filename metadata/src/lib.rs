@@ -12,6 +12,7 @@ mod bench;
 mod bisect;
 mod diff;
 mod exit;
+mod fidelity;
 mod jsonl;
 mod matrix;
 mod record;
@@ -22,6 +23,7 @@ pub use bench::{BenchFigure, BenchMachine, BenchResult, BENCH_FILE, BENCH_FLOOR}
 pub use bisect::{BisectResult, BISECT_FILE};
 pub use diff::{CellChange, CellKey, Change, Diff, Side, VersionChange};
 pub use exit::ExitStatus;
+pub use fidelity::Fidelity;
 pub use jsonl::{parse_cells, render_cells, BadLine, CellsFile, TornLine, CELLS_FILE};
 pub use matrix::{KernelColumn, Matrix, MatrixCell, MatrixRow, ScenarioMatrix};
 pub use record::{CellRecord, ProbeRecord, RunCounts};

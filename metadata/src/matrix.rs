@@ -30,6 +30,10 @@ pub struct KernelColumn {
 pub struct MatrixRow {
     pub version: String,
     pub variant: String,
+    /// How real the version's cells were (from their records; absent for
+    /// records written before fidelity existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<crate::Fidelity>,
     /// Keyed by kernel id; a kernel missing here was not run for this row.
     pub cells: BTreeMap<String, MatrixCell>,
 }

@@ -1,3 +1,4 @@
+use crate::Fidelity;
 use crate::Verdict;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +43,14 @@ pub struct CellRecord {
     /// The emulator the verdict was observed under (its version line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<String>,
+    /// How real the component was: `release`, `upstream-code` or
+    /// `stand-in`; absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<Fidelity>,
+    /// What ran, in words: the release's origin, or why a stand-in ran
+    /// where nothing more real could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -18,6 +18,10 @@ pub struct RunInfo {
     pub cache: CacheStats,
     /// The command line that started the run (a resume never replaces it).
     pub command: Vec<String>,
+    /// The project (its root folder) the run came from: `run --resume DIR`
+    /// from another folder plans with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// What the run was asked to cover; `--resume` plans exactly this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<RunSelection>,
@@ -81,6 +85,9 @@ pub struct RunSelection {
     pub shard: Option<String>,
     #[serde(default)]
     pub retries: u32,
+    /// Versions given on the command line for this run (`--add-version`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_versions: Vec<String>,
 }
 
 /// One `kmatrix run --resume` of a run.

@@ -35,6 +35,9 @@ pub struct LockedPackage {
     /// Set for packages fetched by URL rather than through apt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// A Go module's `h1:` hash (its files and go.mod, as go.sum writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h1: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 //! file (`images/kmatrix.lock`). Loading validates them and reports any
 //! mistake with file, line and fix; nothing here fetches, runs or prints.
 
+pub mod added;
 pub mod catalog;
 pub mod lock;
 pub mod scenario;

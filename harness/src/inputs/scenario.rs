@@ -12,6 +12,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+mod version;
+
+use version::VersionSpec;
+pub use version::{Artifact, DebianPackageSpec, GoModuleSpec, RealArtifact, Version};
+
 pub const SCENARIO_FILE: &str = "scenario.toml";
 /// The argv placeholder replaced by the guest path of the version's reproducer binary.
 pub const REPRODUCER_PLACEHOLDER: &str = "{reproducer}";
@@ -129,6 +134,10 @@ struct ReproducerSpec {
     /// Go libraries from Debian's golang-*-dev packages, vendored into the build.
     #[serde(default)]
     go_packages: Option<GoPackages>,
+    /// Why the versions built from this reproducer are stand-ins: what
+    /// keeps the component's own code from running here.
+    #[serde(default)]
+    stand_in: Option<String>,
 }
 
 /// Debian packages holding Go library sources (under /usr/share/gocode/src).
@@ -137,72 +146,6 @@ struct ReproducerSpec {
 pub struct GoPackages {
     pub suite: String,
     pub packages: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VersionSpec {
-    id: Spanned<String>,
-    #[serde(default)]
-    toolchain: Option<Spanned<String>>,
-    #[serde(default)]
-    go_directive: Option<Spanned<String>>,
-    #[serde(default)]
-    built_from: String,
-    /// The real artifact this version is: an image to pull.
-    #[serde(default)]
-    image: Option<Spanned<String>>,
-    /// ... or a Debian package's files.
-    #[serde(default)]
-    debian_package: Option<DebianPackageSpec>,
-    /// ... or a local binary (relative to the scenario folder).
-    #[serde(default)]
-    binary: Option<Spanned<String>>,
-    /// What the artifact runs as a service (`{service}`); an image's own
-    /// entrypoint and cmd when not given.
-    #[serde(default)]
-    command: Vec<String>,
-    /// The real component image and command, recorded for the environments
-    /// that can run it (`kmatrix plan --check` says whether this one can).
-    #[serde(default)]
-    real: Option<RealArtifact>,
-    /// Go build tags selecting this release's code path in the reproducer.
-    #[serde(default)]
-    build_tags: Vec<String>,
-    /// A BPF C source (relative to the scenario folder) built with clang
-    /// `-target bpf` into the object this release ships.
-    #[serde(default)]
-    bpf_object: Option<Spanned<String>>,
-}
-
-/// One Debian package version, whose files are the artifact.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DebianPackageSpec {
-    pub suite: String,
-    pub package: String,
-    pub version: String,
-}
-
-/// A seed case's real component, recorded: what it would take to run it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RealArtifact {
-    pub image: String,
-    /// The command its container runs.
-    pub command: Vec<String>,
-    /// What it needs besides the image: "registry" (pull it, run it) or
-    /// "kubernetes" (it talks to an API server).
-    pub needs: String,
-}
-
-/// What a version runs besides the scenario's reproducer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Artifact {
-    Image(String),
-    DebianPackage(DebianPackageSpec),
-    Binary(PathBuf),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,22 +230,6 @@ pub struct Scenario {
     pub probes: Vec<Probe>,
     pub signatures: Vec<Signature>,
     pub kubernetes: Option<KubernetesSpec>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Version {
-    pub id: String,
-    pub toolchain: String,
-    pub go_directive: String,
-    pub built_from: String,
-    /// The real artifact this version is, if it is one.
-    pub artifact: Option<Artifact>,
-    /// What `{service}` runs (empty: an image's entrypoint and cmd).
-    pub command: Vec<String>,
-    /// A seed case's real component, recorded.
-    pub real: Option<RealArtifact>,
-    pub build_tags: Vec<String>,
-    pub bpf_object: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -576,167 +503,6 @@ impl Validator<'_> {
             ));
         }
         Ok(())
-    }
-
-    fn versions(
-        &self,
-        specs: Vec<VersionSpec>,
-        reproducer: Option<&ReproducerSpec>,
-    ) -> Result<Vec<Version>, FileError> {
-        let mut seen = BTreeSet::new();
-        let mut versions = Vec::new();
-        for spec in specs {
-            self.unique(&mut seen, &spec.id)?;
-            let Some(reproducer) = reproducer else {
-                // No reproducer to build: the version must be a real artifact.
-                let artifact = self.artifact(&spec)?;
-                if artifact.is_none() {
-                    return Err(self.error(
-                        spec.id.span(),
-                        format!("version `{}` is no real artifact, and the scenario has no [reproducer]", spec.id.get_ref()),
-                        "give it image, debian_package or binary, or add a [reproducer]".into(),
-                    ));
-                }
-                versions.push(Version {
-                    id: spec.id.into_inner(),
-                    toolchain: String::new(),
-                    go_directive: String::new(),
-                    built_from: spec.built_from,
-                    artifact,
-                    command: spec.command,
-                    real: spec.real,
-                    build_tags: spec.build_tags,
-                    bpf_object: None,
-                });
-                continue;
-            };
-            let toolchain = spec
-                .toolchain
-                .clone()
-                .or_else(|| reproducer.toolchain.clone())
-                .ok_or_else(|| {
-                    self.error(
-                        spec.id.span(),
-                        format!("version `{}` names no toolchain", spec.id.get_ref()),
-                        "give it toolchain = \"go-1.24\" (the Go its release was built with), or give [reproducer] a toolchain for versions that are real artifacts".into(),
-                    )
-                })?;
-            let go_directive = spec
-                .go_directive
-                .clone()
-                .or_else(|| reproducer.go_directive.clone())
-                .ok_or_else(|| {
-                    self.error(
-                        spec.id.span(),
-                        format!("version `{}` names no go_directive", spec.id.get_ref()),
-                        "give it go_directive = \"1.24\" (the release's go.mod go line), or give [reproducer] one".into(),
-                    )
-                })?;
-            if !self.catalog.toolchains.contains_key(toolchain.get_ref()) {
-                let known: Vec<&String> = self.catalog.toolchains.keys().collect();
-                return Err(self.error(
-                    toolchain.span(),
-                    format!("unknown toolchain `{}`", toolchain.get_ref()),
-                    format!("use one of {known:?} (see images/toolchains.toml)"),
-                ));
-            }
-            let directive = go_directive.get_ref();
-            let well_formed = directive.split('.').count() >= 2
-                && directive.split('.').all(|p| p.parse::<u32>().is_ok());
-            if !well_formed {
-                return Err(self.error(
-                    go_directive.span(),
-                    format!("go_directive `{directive}` is not a Go version"),
-                    "write the `go` line of the release's go.mod, e.g. \"1.24\"".into(),
-                ));
-            }
-            let artifact = self.artifact(&spec)?;
-            let bpf_object = match &spec.bpf_object {
-                None => None,
-                Some(source) => {
-                    let path = self.folder.join(source.get_ref());
-                    if !path.is_file() {
-                        return Err(self.error(
-                            source.span(),
-                            format!("BPF source {} does not exist", path.display()),
-                            "give a .c file relative to the scenario folder".into(),
-                        ));
-                    }
-                    Some(path)
-                }
-            };
-            versions.push(Version {
-                id: spec.id.into_inner(),
-                toolchain: toolchain.into_inner(),
-                go_directive: go_directive.into_inner(),
-                built_from: spec.built_from,
-                artifact,
-                command: spec.command,
-                real: spec.real,
-                build_tags: spec.build_tags,
-                bpf_object,
-            });
-        }
-        Ok(versions)
-    }
-
-    /// The version's real artifact: at most one of image, debian_package, binary.
-    fn artifact(&self, spec: &VersionSpec) -> Result<Option<Artifact>, FileError> {
-        let given = [
-            spec.image.is_some(),
-            spec.debian_package.is_some(),
-            spec.binary.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() > 1 {
-            return Err(self.error(
-                spec.id.span(),
-                format!(
-                    "version `{}` names more than one artifact",
-                    spec.id.get_ref()
-                ),
-                "give one of image, debian_package or binary".into(),
-            ));
-        }
-        if let Some(image) = &spec.image {
-            crate::sources::oci::reference::parse(image.get_ref()).map_err(|why| {
-                self.error(
-                    image.span(),
-                    why,
-                    "e.g. image = \"docker.io/library/caddy:2.11.4\"".into(),
-                )
-            })?;
-            return Ok(Some(Artifact::Image(image.get_ref().clone())));
-        }
-        let needs_command = |what: &str| -> Result<(), FileError> {
-            if spec.command.is_empty() {
-                return Err(self.error(
-                    spec.id.span(),
-                    format!(
-                        "version `{}` is a {what} but gives no command",
-                        spec.id.get_ref()
-                    ),
-                    "add command = [\"/usr/bin/PROGRAM\", ARGS...]: what {service} runs".into(),
-                ));
-            }
-            Ok(())
-        };
-        if let Some(package) = &spec.debian_package {
-            needs_command("Debian package")?;
-            return Ok(Some(Artifact::DebianPackage(package.clone())));
-        }
-        if let Some(binary) = &spec.binary {
-            needs_command("binary")?;
-            let path = self.folder.join(binary.get_ref());
-            if !path.is_file() {
-                return Err(self.error(
-                    binary.span(),
-                    format!("binary {} does not exist", path.display()),
-                    "give a file relative to the scenario folder (or an absolute path)".into(),
-                ));
-            }
-            return Ok(Some(Artifact::Binary(path)));
-        }
-        Ok(None)
     }
 
     fn variants(&self, specs: Vec<VariantSpec>) -> Result<Vec<Variant>, FileError> {

@@ -173,6 +173,7 @@ fn request_for(options: &BisectOptions) -> (&'static str, String, Request) {
             versions,
             ..Default::default()
         },
+        added_versions: Vec::new(),
     };
     (axis, fixed, request)
 }

@@ -44,6 +44,13 @@ fn real_artifact_here(
                 Ok("runs here (Debian's archive is reachable)".into()),
             ),
             Artifact::Binary(path) => (path.display().to_string(), Ok("runs here".into())),
+            Artifact::GoModule(m) => (
+                format!("module {}", m.reference()),
+                Ok(format!(
+                    "built here from its module with {} (fetched through the Go module proxy on first use; pinned by its h1: hash)",
+                    m.toolchain
+                )),
+            ),
         });
     }
     let real = version.real.as_ref()?;

@@ -242,6 +242,7 @@ fn pins(packages: &[&IndexPackage]) -> Vec<LockedPackage> {
             version: format!("{UBUNTU}/{}", p.filename),
             sha256: p.sha256.clone(),
             url: Some(format!("{UBUNTU}/{}", p.filename)),
+            h1: None,
         })
         .collect()
 }

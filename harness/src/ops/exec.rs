@@ -22,8 +22,10 @@ pub struct ExecOptions {
     pub kernels: Vec<String>,
     /// An image reference (registry, `docker-archive:`, `oci:`) ...
     pub image: Option<String>,
-    /// ... or a local binary.
+    /// ... or a local binary ...
     pub binary: Option<PathBuf>,
+    /// ... or a Go module built here.
+    pub module: Option<ExecModule>,
     /// The command: for a binary, its arguments; for an image, the whole
     /// command (empty: the image's entrypoint and cmd).
     pub args: Vec<String>,
@@ -34,6 +36,15 @@ pub struct ExecOptions {
     pub jobs: usize,
     pub accel: AccelChoice,
     pub emulator: EmulatorChoice,
+}
+
+/// `--module PATH@VERSION --toolchain ID [--cgo] [--build-flag F]...`.
+#[derive(Debug, Clone)]
+pub struct ExecModule {
+    pub reference: String,
+    pub toolchain: String,
+    pub cgo: bool,
+    pub flags: Vec<String>,
 }
 
 const SCENARIO: &str = "exec";
@@ -89,15 +100,43 @@ fn scenario_text(options: &ExecOptions) -> Result<String> {
                 .join(", ")
         )
     };
-    let (what, version) = match (&options.image, &options.binary) {
-        (Some(image), None) => {
+    let (what, version) = match (&options.image, &options.binary, &options.module) {
+        (None, None, Some(module)) => {
+            let Some((path, version)) = module.reference.rsplit_once('@') else {
+                bail!(
+                    "--module {}: write PATH@VERSION, e.g. github.com/ollama/ollama@v0.5.13",
+                    module.reference
+                );
+            };
+            let name = path.rsplit('/').next().unwrap_or("program");
+            let mut command = vec![format!("/usr/local/bin/{name}")];
+            command.extend(options.args.iter().cloned());
+            let base = if module.cgo {
+                ", base = { suite = \"bookworm\", packages = [\"libc6\", \"libstdc++6\"] }"
+            } else {
+                ""
+            };
+            (
+                module.reference.clone(),
+                format!(
+                    "module = {{ path = {}, version = {}, toolchain = {}, cgo = {}, flags = {}{base} }}\ncommand = {}\n",
+                    quote(path),
+                    quote(version),
+                    quote(&module.toolchain),
+                    module.cgo,
+                    list(&module.flags),
+                    list(&command)
+                ),
+            )
+        }
+        (Some(image), None, None) => {
             let mut version = format!("image = {}\n", quote(image));
             if !options.args.is_empty() {
                 version.push_str(&format!("command = {}\n", list(&options.args)));
             }
             (image.clone(), version)
         }
-        (None, Some(binary)) => {
+        (None, Some(binary), None) => {
             let binary = fs::canonicalize(binary)
                 .with_context(|| format!("no binary at {}", binary.display()))?;
             let name = binary
@@ -115,7 +154,7 @@ fn scenario_text(options: &ExecOptions) -> Result<String> {
                 ),
             )
         }
-        _ => bail!("give exactly one of --image and --binary"),
+        _ => bail!("give exactly one of --image, --binary and --module"),
     };
     let env: Vec<String> = options
         .env

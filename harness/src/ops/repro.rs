@@ -63,6 +63,7 @@ pub fn repro(
                 cells: vec![cell.id.to_string()],
                 ..Default::default()
             },
+            added_versions: Vec::new(),
         },
         out: out.clone(),
         resume: false,

@@ -75,6 +75,8 @@ struct Worked {
 /// The run as it starts: what was planned and what an earlier part left.
 struct Start {
     planned: Planned,
+    /// The project's root, recorded in run.json for `--resume` from elsewhere.
+    project_root: PathBuf,
     retries: u32,
     earlier: Option<RunInfo>,
     resume_entry: Option<ResumeEntry>,
@@ -201,6 +203,7 @@ fn plan_the_run(project: &Project, options: &RunOptions, started: SystemTime) ->
         // A new run (or one started by a kmatrix that kept no selection).
         return Ok(Start {
             planned: project.plan(&options.request)?,
+            project_root: project.canonical_root(),
             retries: options.retries.unwrap_or(0),
             resume_entry: options.resume.then(|| ResumeEntry {
                 at: rfc3339(started),
@@ -227,6 +230,7 @@ fn plan_the_run(project: &Project, options: &RunOptions, started: SystemTime) ->
     let retries = options.retries.unwrap_or(selection.retries);
     Ok(Start {
         planned,
+        project_root: project.canonical_root(),
         retries,
         resume_entry: Some(ResumeEntry {
             at: rfc3339(started),
@@ -275,6 +279,7 @@ fn work(
 ) -> Result<Worked> {
     let Start {
         planned,
+        project_root,
         retries,
         earlier,
         resume_entry,
@@ -383,6 +388,8 @@ fn work(
                 info.accel_reason = decision.reason.clone();
             }
             info.resumes.extend(resume_entry);
+            info.project
+                .get_or_insert(project_root.display().to_string());
             info
         }
         None => RunInfo {
@@ -393,6 +400,7 @@ fn work(
             accel_reason: decision.reason.clone(),
             cache: CacheStats::default(),
             command: std::env::args().collect(),
+            project: Some(project_root.display().to_string()),
             selection: Some(options.request.to_selection(retries)),
             resumes: Vec::new(),
             emulator: None,

@@ -13,6 +13,7 @@ use crate::inputs::scenario::{
 };
 use crate::inputs::{Catalog, Lock};
 use crate::verdict::Expectation;
+use kmatrix_metadata::Fidelity;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +42,10 @@ pub struct Cell {
     /// On a Kubernetes environment: the workload to deploy. `None` there
     /// when the scenario has no `[kubernetes]` (the cell is unavailable).
     pub kubernetes: Option<KubeWork>,
+    /// How real the version is (not an input: it changes no id).
+    pub fidelity: Fidelity,
+    /// What ran, in words (the artifact, or why a stand-in).
+    pub fidelity_note: String,
 }
 
 /// A cell as a Kubernetes workload: its manifests rendered for the
@@ -222,7 +227,7 @@ pub fn plan(
             let binary = reproducer_guest_path(&scenario.id, &version.id);
             let bpf_object = bpf_object_guest_path(&scenario.id, &version.id);
             let mut artifacts = Vec::new();
-            if scenario.reproducer_dir.is_some() {
+            if scenario.reproducer_dir.is_some() || version.harness.is_some() {
                 artifacts.push(binary.clone());
             }
             let bpf_hash = match &version.bpf_object {
@@ -287,8 +292,9 @@ pub fn plan(
                 };
                 for kernel in wanted {
                     let on_cluster = catalog.kernel(kernel).source.is_kubernetes();
-                    if variant.kube_proxy.is_some() && !on_cluster {
-                        // A cluster's setting: nothing to vary off a cluster.
+                    if (variant.kube_proxy.is_some() || version.only_on_clusters) && !on_cluster {
+                        // A cluster's setting (or a version kept for the
+                        // clusters only): nothing to run off a cluster.
                         continue;
                     }
                     let (probes, kubernetes) = match (&kube, on_cluster) {
@@ -319,6 +325,14 @@ pub fn plan(
                     if on_cluster {
                         inputs["kubernetes"] = serde_json::json!(kubernetes);
                     }
+                    // Only harness versions carry these (other ids stay).
+                    if let Some((module, harness)) = &version.harness {
+                        inputs["harness_module"] = serde_json::json!(module);
+                        inputs["harness_source"] =
+                            serde_json::json!(hash_or_error(harness, sha256_tree)?);
+                        inputs["harness_lock"] =
+                            serde_json::json!(lock.get(&ArtifactKey::GoModule(module.reference())));
+                    }
                     // Only artifact versions carry these keys: adding a key to
                     // every cell's inputs would change every cell id.
                     if let Some(artifact) = &artifact {
@@ -331,6 +345,9 @@ pub fn plan(
                                 serde_json::json!(hash_or_error(path, sha256_file)?)
                             }
                             Artifact::DebianPackage(_) => serde_json::Value::Null,
+                            Artifact::GoModule(module) => serde_json::json!(
+                                lock.get(&ArtifactKey::GoModule(module.reference()))
+                            ),
                         };
                     }
                     let id = CellId::new(&sha256_bytes(inputs.to_string().as_bytes())[..16]);
@@ -347,6 +364,8 @@ pub fn plan(
                         probes,
                         artifact: artifact.clone(),
                         kubernetes,
+                        fidelity: version.fidelity,
+                        fidelity_note: version.fidelity_note.clone(),
                     });
                 }
             }

@@ -124,6 +124,8 @@ mod tests {
                     }],
                     artifact: None,
                     kubernetes: None,
+                    fidelity: kmatrix_metadata::Fidelity::StandIn,
+                    fidelity_note: String::new(),
                 });
             }
         }

@@ -20,6 +20,7 @@ impl Provisioner<'_> {
             Artifact::Image(reference) => self.image(reference)?,
             Artifact::DebianPackage(spec) => self.package_image(spec)?,
             Artifact::Binary(path) => self.binary_image(path)?,
+            Artifact::GoModule(spec) => self.module_image(spec)?,
         };
         if !command.is_empty() {
             image.entrypoint = command.to_vec();
@@ -111,17 +112,7 @@ impl Provisioner<'_> {
                 // (/lib64/ld-linux-x86-64.so.2 lives under /usr/lib64).
                 let tree = dir.join("root");
                 crate::files::copy_tree(&root, &tree, &crate::files::all)?;
-                for (link, target) in [
-                    ("lib", "usr/lib"),
-                    ("lib64", "usr/lib64"),
-                    ("bin", "usr/bin"),
-                    ("sbin", "usr/sbin"),
-                ] {
-                    if fs::symlink_metadata(tree.join(link)).is_err() && tree.join(target).is_dir()
-                    {
-                        std::os::unix::fs::symlink(target, tree.join(link))?;
-                    }
-                }
+                super::gomodule::merged_usr_links(&tree)?;
                 make_ext4(&tree, &dir.join("rootfs.ext4"))?;
                 Ok(PathBuf::from("rootfs.ext4"))
             },

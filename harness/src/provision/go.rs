@@ -8,11 +8,10 @@ use crate::hashing::{sha256_bytes, sha256_tree};
 use crate::ids::ArtifactKey;
 use crate::inputs::catalog::ToolchainEntry;
 use crate::inputs::scenario::{GoPackages, Scenario, Version};
-use crate::sources::govendor;
+use crate::sources::{gotool, govendor};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[derive(Debug, Clone)]
 pub struct GoToolchain {
@@ -35,10 +34,8 @@ impl Provisioner<'_> {
             &resolve,
             &|root| {
                 let go = root.join(&goroot_rel).join("bin/go");
-                let output = Command::new(&go)
+                let output = gotool::go(&root.join(&goroot_rel))
                     .arg("version")
-                    .env("GOROOT", root.join(&goroot_rel))
-                    .env("GOTOOLCHAIN", "local")
                     .output()
                     .with_context(|| format!("cannot run {}", go.display()))?;
                 if !output.status.success() {
@@ -87,6 +84,9 @@ impl Provisioner<'_> {
     /// toolchain, a go.mod whose `go` line is the release's, the release's
     /// build tags, and any Debian Go libraries vendored in.
     pub fn reproducer(&self, scenario: &Scenario, version: &Version) -> Result<PathBuf> {
+        if let Some((module, harness)) = &version.harness {
+            return self.module_harness(module, harness);
+        }
         let toolchain = self.toolchain(&version.toolchain)?;
         let gocode = scenario
             .go_packages
@@ -126,19 +126,16 @@ impl Provisioner<'_> {
                 }
                 None => "-mod=mod",
             };
-            let output = Command::new(toolchain.goroot.join("bin/go"))
+            let output = gotool::go(&toolchain.goroot)
                 .args(["build", "-trimpath", "-ldflags=-s -w"])
                 .arg(format!("-tags={}", version.build_tags.join(",")))
                 .arg("-o")
                 .arg(dir.join("reproducer"))
                 .arg(".")
                 .current_dir(&src)
-                .env("GOROOT", &toolchain.goroot)
-                .env("GOTOOLCHAIN", "local")
                 .env("GOPROXY", "off")
                 .env("GOSUMDB", "off")
                 .env("GOFLAGS", mod_flag)
-                .env("GOENV", "off")
                 .env("CGO_ENABLED", "0")
                 .env("GOOS", "linux")
                 .env("GOARCH", "amd64")

@@ -147,6 +147,7 @@ impl Provisioner<'_> {
                         version: resolved.digest.clone(),
                         sha256: resolved.digest.trim_start_matches("sha256:").to_string(),
                         url: None,
+                        h1: None,
                     }],
                     provenance: format!(
                         "trust-on-first-use {} from {reference_text}",

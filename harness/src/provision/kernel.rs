@@ -203,6 +203,7 @@ impl Provisioner<'_> {
                             version: url.clone(),
                             sha256: sha256_file(&tarball)?,
                             url: Some(url.clone()),
+                            h1: None,
                         }],
                         url,
                     )?;

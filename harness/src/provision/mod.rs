@@ -13,6 +13,7 @@ pub mod cluster;
 mod emulator;
 mod environment;
 mod go;
+mod gomodule;
 mod image;
 mod kernel;
 mod pinning;

@@ -160,6 +160,7 @@ impl Provisioner<'_> {
                     version,
                     sha256,
                     url,
+                    h1: None,
                 });
             }
             fs::remove_dir_all(&downloads)?;

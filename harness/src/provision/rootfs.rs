@@ -36,6 +36,7 @@ impl Provisioner<'_> {
                     version: parts.next().unwrap_or_default().replace("%3a", ":"),
                     sha256: sha256_file(deb)?,
                     url: None,
+                    h1: None,
                 });
             }
             for pattern in &spec.exclude {

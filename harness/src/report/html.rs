@@ -62,6 +62,8 @@ struct KernelHead {
 struct RowView {
     version: String,
     variant: String,
+    fidelity: &'static str,
+    fidelity_note: String,
     cells: Vec<CellView>,
 }
 
@@ -149,6 +151,12 @@ fn page(model: &ReportModel) -> Page {
                     .map(|row| RowView {
                         version: row.version.clone(),
                         variant: row.variant.clone(),
+                        fidelity: super::markdown::fidelity_word(row.fidelity),
+                        fidelity_note: row
+                            .cells
+                            .values()
+                            .find_map(|c| model.record(&c.cell_id)?.fidelity_note.clone())
+                            .unwrap_or_default(),
                         cells: m
                             .kernels
                             .iter()

@@ -87,7 +87,9 @@ fn testcase(cell: &CellRecord) -> TestCase {
     case.set_classname(format!("{}.{}", cell.scenario, cell.version))
         .set_time(Duration::from_millis(cell.duration_ms));
     let release = cell.kernel_release.clone().unwrap_or_default();
+    let fidelity = cell.fidelity.map(|f| f.name()).unwrap_or("unknown");
     for (name, value) in [
+        ("fidelity", fidelity),
         ("kernel", cell.kernel.as_str()),
         ("kernel_release", release.as_str()),
         ("version", cell.version.as_str()),
@@ -96,6 +98,9 @@ fn testcase(cell: &CellRecord) -> TestCase {
         ("verdict", cell.verdict.as_str()),
     ] {
         case.add_property(Property::new(name, value));
+    }
+    if let Some(note) = &cell.fidelity_note {
+        case.add_property(Property::new("fidelity_note", note.as_str()));
     }
     // What the guest and the artifact said of themselves, for dashboards.
     for (name, value) in &cell.facts {

@@ -2,7 +2,7 @@
 //! numbered notes, then what each workaround did on the failing cells.
 
 use super::model::{ReportModel, WorkaroundCheck};
-use kmatrix_metadata::{Matrix, Verdict};
+use kmatrix_metadata::{Fidelity, Matrix, Verdict};
 
 /// The whole `matrix.md`.
 pub fn render(model: &ReportModel) -> String {
@@ -66,19 +66,24 @@ pub fn to_markdown(matrix: &Matrix) -> String {
             "Component: {} · upstream issue: <{}>\n\n",
             scenario.component, scenario.issue
         ));
-        md.push_str("| version | variant |");
+        md.push_str("| version | runs | variant |");
         for kernel in &scenario.kernels {
             match &kernel.release {
                 Some(release) => md.push_str(&format!(" {} (`{}`) |", kernel.id, release)),
                 None => md.push_str(&format!(" {} |", kernel.id)),
             }
         }
-        md.push_str("\n|---|---|");
+        md.push_str("\n|---|---|---|");
         md.push_str(&"---|".repeat(scenario.kernels.len()));
         md.push('\n');
         let mut notes: Vec<String> = Vec::new();
         for row in &scenario.rows {
-            md.push_str(&format!("| {} | {} |", row.version, row.variant));
+            md.push_str(&format!(
+                "| {} | {} | {} |",
+                row.version,
+                fidelity_word(row.fidelity),
+                row.variant
+            ));
             for kernel in &scenario.kernels {
                 match row.cells.get(&kernel.id) {
                     Some(cell) if cell.signature.is_empty() => {
@@ -118,5 +123,23 @@ pub fn to_markdown(matrix: &Matrix) -> String {
         .collect();
     md.push_str(&legend.join(" · "));
     md.push('\n');
+    md.push_str(&fidelity_legend());
     md
+}
+
+/// A row's fidelity as the tables print it.
+pub fn fidelity_word(fidelity: Option<Fidelity>) -> &'static str {
+    fidelity.map(Fidelity::name).unwrap_or("unknown")
+}
+
+/// The legend line of the fidelity words, for every Markdown table.
+pub fn fidelity_legend() -> String {
+    let words: Vec<String> = Fidelity::ALL
+        .iter()
+        .map(|f| format!("`{}`: {}", f.name(), f.words()))
+        .collect();
+    format!(
+        "\nWhat ran (`runs`): {}; `unknown`: recorded before kmatrix said.\n",
+        words.join(" · ")
+    )
 }

@@ -225,6 +225,10 @@ pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) 
                     rows.push(MatrixRow {
                         version: version.id.clone(),
                         variant: variant.id.clone(),
+                        fidelity: mine
+                            .iter()
+                            .filter(|r| r.version == version.id && r.variant == variant.id)
+                            .find_map(|r| r.fidelity),
                         cells,
                     });
                 }

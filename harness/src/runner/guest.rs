@@ -29,6 +29,8 @@ pub fn record_without_guest(cell: &Cell, outcome: Classified) -> CellRecord {
         console_log: None,
         runs: None,
         emulator: None,
+        fidelity: Some(cell.fidelity),
+        fidelity_note: Some(cell.fidelity_note.clone()),
     }
 }
 

@@ -89,6 +89,8 @@ pub(crate) fn cell(id: &str) -> Cell {
         }],
         artifact: None,
         kubernetes: None,
+        fidelity: kmatrix_metadata::Fidelity::StandIn,
+        fidelity_note: String::new(),
     }
 }
 

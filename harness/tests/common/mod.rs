@@ -64,13 +64,18 @@ impl TempProject {
         kmatrix::Project::new(self.root()).catalog().unwrap()
     }
 
-    /// Copies a scenario folder (from the repo's scenarios/ or the fixtures) in.
+    /// Copies a scenario folder (from the repo's scenarios/ or the fixtures)
+    /// in, with the shared drivers its reproducer may name (`../drivers/…`).
     pub fn add_scenario(&self, from: &Path) -> PathBuf {
         let to = self
             .root()
             .join("scenarios")
             .join(from.file_name().expect("named folder"));
         copy_tree(from, &to);
+        let drivers = self.root().join("scenarios/drivers");
+        if !drivers.exists() {
+            copy_tree(&repo_root().join("scenarios/drivers"), &drivers);
+        }
         to
     }
 

@@ -1,3 +1,3 @@
-module kmatrix.invalid/caddy-mptcp
+module kmatrix.invalid/http-service
 
 go 1.24

@@ -1,5 +1,6 @@
-// Command reproducer drives a real HTTP server the way a Kubernetes node
-// meets it: it starts the service (the command after `--`: crun running the
+// Command http-service drives an HTTP server the way a Kubernetes node
+// meets it (shared by the scenarios whose versions are real servers:
+// caddy-mptcp, ollama-mptcp): it starts the service (the command after `--`: crun running the
 // version's real artifact as a container in this network namespace),
 // restarts it a few times if it dies before it answers (a kubelet's
 // CrashLoopBackOff), asks the kernel which protocol the service's listening
@@ -8,6 +9,11 @@
 // or through a DNAT'd ClusterIP as kube-proxy's nftables mode programs it.
 // Exit 77: the kernel lacks what the path needs (the cell is unavailable);
 // exit 3: the service kept dying (crash).
+//
+// Two more modes serve a Kubernetes workload: `-mode serve` is a stand-in
+// server (listen as a Go server does, answer every GET, say which protocol
+// the kernel gave the listener), built with a stand-in version's toolchain
+// and go.mod line; `-mode get -target HOST:PORT` is a probe pod's GET.
 package main
 
 import (
@@ -54,16 +60,27 @@ type crashLoop struct{ what string }
 func (c *crashLoop) Error() string { return c.what }
 
 func main() {
-	mode := flag.String("mode", "loopback", "loopback | veth | dnat")
+	mode := flag.String("mode", "loopback", "loopback | veth | dnat | serve | get")
 	port := flag.Int("port", 80, "the port the service listens on")
 	name := flag.String("name", "service", "what to call the service in messages")
+	flag.StringVar(&path, "path", "/", "what to GET")
+	target := flag.String("target", "", "HOST:PORT to GET (-mode get)")
 	flag.Parse()
 	service := flag.Args()
-	if len(service) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: reproducer -mode MODE -- SERVICE COMMAND...")
+	var err error
+	switch {
+	case *mode == "serve":
+		err = serveForever(*name, *port)
+	case *mode == "get":
+		if err = get(*target); err == nil {
+			fmt.Printf("%s reachable at %s\n", *name, *target)
+		}
+	case len(service) == 0:
+		fmt.Fprintln(os.Stderr, "usage: reproducer -mode loopback|veth|dnat -- SERVICE COMMAND...")
 		os.Exit(2)
+	default:
+		err = drive(*mode, *port, *name, service)
 	}
-	err := drive(*mode, *port, *name, service)
 	var missing *missingFeature
 	var crash *crashLoop
 	switch {
@@ -277,18 +294,23 @@ func (s *service) listenerProtocol(port int) string {
 				continue
 			}
 			unix.Close(pidfd)
-			switch proto {
-			case unix.IPPROTO_TCP:
-				return "tcp"
-			case 262:
-				return "mptcp"
-			default:
-				return strconv.Itoa(proto)
-			}
+			return protocolName(proto)
 		}
 		unix.Close(pidfd)
 	}
 	return "unknown (no listening socket found)"
+}
+
+// protocolName names a socket's SO_PROTOCOL.
+func protocolName(proto int) string {
+	switch proto {
+	case unix.IPPROTO_TCP:
+		return "tcp"
+	case 262: // IPPROTO_MPTCP
+		return "mptcp"
+	default:
+		return strconv.Itoa(proto)
+	}
 }
 
 func socketPort(sa unix.Sockaddr) int {
@@ -329,10 +351,42 @@ func descendants(root int) []int {
 	return out
 }
 
+// path is what get asks for (-path).
+var path = "/"
+
+// serveForever listens as a Go server's net.Listen("tcp", ...) does and
+// answers every GET until killed: a stand-in for a server whose own code
+// cannot run where it is deployed.
+func serveForever(name string, port int) error {
+	addr := fmt.Sprintf("0.0.0.0:%d", port)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s API listening on %s (listener protocol %s)\n", name, addr, listenerProtocol(ln))
+	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "%s stand-in is running\n", name)
+	})
+	return (&http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}).Serve(ln)
+}
+
+// listenerProtocol says whether the kernel gave a listener TCP or MPTCP.
+func listenerProtocol(ln net.Listener) string {
+	raw, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		return "unknown"
+	}
+	proto := -1
+	raw.Control(func(fd uintptr) {
+		proto, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	})
+	return protocolName(proto)
+}
+
 // get dials on the calling goroutine's OS thread (so the socket is made in
 // whatever namespace that thread is in) and speaks HTTP/1.1 over it.
 func get(target string) error {
-	url := "http://" + target + "/"
+	url := "http://" + target + path
 	conn, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
@@ -356,7 +410,11 @@ func get(target string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: status %s", url, resp.Status)
 	}
-	fmt.Printf("GET %s -> %s (%d bytes)\n", url, resp.Status, len(body))
+	if len(body) <= 200 && !bytes.ContainsAny(body, "<\n") {
+		fmt.Printf("GET %s -> %s %s\n", url, resp.Status, body)
+	} else {
+		fmt.Printf("GET %s -> %s (%d bytes)\n", url, resp.Status, len(body))
+	}
 	return nil
 }
 

@@ -162,13 +162,27 @@ pub struct ExecArgs {
     #[arg(
         long,
         value_name = "REF",
-        conflicts_with = "binary",
-        required_unless_present = "binary"
+        conflicts_with_all = ["binary", "module"],
+        required_unless_present_any = ["binary", "module"]
     )]
     pub image: Option<String>,
     /// A local binary (what CI just built); it runs alone in its file system.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "module")]
     pub binary: Option<PathBuf>,
+    /// A Go module's main package at a tag or pseudo-version, built here
+    /// (PATH@VERSION; with --toolchain, and --cgo for a cgo program).
+    #[arg(long, value_name = "PATH@VERSION", requires = "toolchain")]
+    pub module: Option<String>,
+    /// The Go toolchain for --module (an id of images/toolchains.toml: the
+    /// Go minor upstream builds the release with).
+    #[arg(long, value_name = "ID")]
+    pub toolchain: Option<String>,
+    /// Build --module with cgo (the program then runs on a Debian base with libc6 and libstdc++6).
+    #[arg(long)]
+    pub cgo: bool,
+    /// A `go build` flag for --module, as upstream's release build passes it (repeatable).
+    #[arg(long = "build-flag", value_name = "FLAG", allow_hyphen_values = true)]
+    pub build_flags: Vec<String>,
     /// Environment for the program, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -256,6 +270,12 @@ pub struct SelectArgs {
     /// Component version id (repeatable), e.g. `v1.14.0` [default: every version]
     #[arg(long = "version", value_name = "ID")]
     pub versions: Vec<String>,
+    /// One more version for this run, beside the scenario's own (repeatable):
+    /// `module:PATH@VERSION` (a tag or a pseudo-version, built the way the
+    /// scenario builds that module), `image:REF` or `binary:PATH` (run with
+    /// the command of the scenario's newest artifact version); `ID=` names it.
+    #[arg(long = "add-version", value_name = "[ID=]SPEC")]
+    pub added_versions: Vec<String>,
 }
 
 #[derive(clap::Args)]

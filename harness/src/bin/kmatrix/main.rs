@@ -42,12 +42,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// `run --resume DIR` from outside any project: the project the run came
+/// from, as its `run.json` records it.
+fn resumed_project(command: &Command) -> Option<Project> {
+    let Command::Run(args) = command else {
+        return None;
+    };
+    let info = kmatrix::results::read_run_info(args.resume.as_ref()?)?;
+    let root = PathBuf::from(info.project?);
+    Project::discover(&root)
+}
+
 fn execute(cli: Cli) -> Result<ExitCode> {
     let project = match &cli.root {
         Some(root) => Project::new(root),
         None => {
             let here = std::env::current_dir()?;
-            Project::discover(&here).with_context(|| {
+            Project::discover(&here)
+                .or_else(|| resumed_project(&cli.command))
+                .with_context(|| {
                 format!(
                     "no kmatrix project at or above {} (no images/kernels.toml); run from the repository or pass --root",
                     here.display()
@@ -128,6 +141,12 @@ fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<ExitCode
         kernels: args.kernels,
         image: args.image,
         binary: args.binary,
+        module: args.module.map(|reference| ops::exec::ExecModule {
+            reference,
+            toolchain: args.toolchain.unwrap_or_default(),
+            cgo: args.cgo,
+            flags: args.build_flags,
+        }),
         args: args.args,
         env,
         out,
@@ -299,6 +318,7 @@ fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<ExitCo
         request: Request {
             scenarios: args.select.scenarios,
             kernels: args.select.kernels,
+            added_versions: args.select.added_versions,
             selection: Selection {
                 variants: args.select.variants,
                 versions: args.select.versions,
@@ -432,6 +452,7 @@ fn request_of(args: &PlanArgs) -> Request {
     Request {
         scenarios: args.select.scenarios.clone(),
         kernels: args.select.kernels.clone(),
+        added_versions: args.select.added_versions.clone(),
         selection: Selection {
             variants: args.select.variants.clone(),
             versions: args.select.versions.clone(),
