@@ -113,3 +113,97 @@ fn a_module_whose_bytes_differ_from_the_pin_is_never_built_and_the_lock_stays() 
         "the lock is untouched"
     );
 }
+
+#[test]
+fn a_version_given_on_the_command_line_joins_the_plan_and_a_wrong_one_is_exit_2() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/ollama-mptcp"));
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let plan = project.kmatrix(&[
+        "plan",
+        "--scenario",
+        "ollama-mptcp",
+        "--kernel",
+        "debian-6.1",
+        "--version",
+        "v0.5.13",
+        "--variant",
+        "baseline",
+        "--add-version",
+        "module:github.com/ollama/ollama@v0.6.5",
+        "--add-version",
+        "rc=binary:/bin/true",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let cells: Vec<serde_json::Value> = serde_json::from_slice(&plan.stdout).unwrap();
+    let versions: Vec<&str> = cells
+        .iter()
+        .map(|c| c["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["v0.5.13", "v0.6.5", "rc"], "{}", text(&plan));
+    // A module no selected scenario builds is bad input, said as such.
+    let wrong = project.kmatrix(&[
+        "plan",
+        "--scenario",
+        "kube-vip-cidr",
+        "--add-version",
+        "module:github.com/ollama/ollama@v0.6.5",
+    ]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    assert!(
+        text(&wrong).contains("no selected scenario can run it"),
+        "{}",
+        text(&wrong)
+    );
+    let malformed = project.kmatrix(&["plan", "--add-version", "v0.6.5"]);
+    assert_eq!(malformed.status.code(), Some(2), "{}", text(&malformed));
+    assert!(
+        text(&malformed).contains("[ID=]module:PATH@VERSION"),
+        "{}",
+        text(&malformed)
+    );
+}
+
+#[test]
+fn a_run_resumes_from_another_folder_with_the_project_it_came_from() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let out = project.root().join("out");
+    // centos-7's vault does not answer here: the cell is decided without a boot.
+    let first = project.kmatrix(&[
+        "run",
+        "--kernel",
+        "centos-7",
+        "--version",
+        "v0.8.4",
+        "--variant",
+        "baseline",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let run: kmatrix_metadata::RunInfo =
+        serde_json::from_slice(&fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run.project.as_deref(),
+        Some(fs::canonicalize(project.root()).unwrap().to_str().unwrap())
+    );
+    // As if killed before its cell was written.
+    fs::write(out.join("cells.jsonl"), "").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .args(["run", "--resume", out.to_str().unwrap()])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert_eq!(read_cells(&out).len(), 1, "{}", text(&resumed));
+    let after: kmatrix_metadata::RunInfo =
+        serde_json::from_slice(&fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        after.command, run.command,
+        "the recorded command stays the original"
+    );
+}
