@@ -335,3 +335,42 @@ fn ctrl_c_keeps_finished_cells_and_resume_completes() {
         assert!(all.contains(cell), "a finished cell changed on resume");
     }
 }
+
+/// A service probe that never exits (`{service}`: crun running a container
+/// that prints a line, then sleeps): killed at its own deadline, classified
+/// `timeout` with what it printed kept, in one boot — the guest is not
+/// taken for dead, so no cell is booted again.
+#[test]
+fn a_service_probe_past_its_deadline_is_its_own_timeout_in_one_boot() {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&fixture("service-hang"));
+    let source = "#include <stdio.h>\n#include <unistd.h>\nint main(void) { puts(\"hang fixture: started\"); fflush(stdout); for (;;) pause(); }\n";
+    let mut gcc = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-x", "c", "-", "-o"])
+        .arg(folder.join("hang"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut gcc.stdin.take().unwrap(), source.as_bytes()).unwrap();
+    assert!(gcc.wait().unwrap().success(), "gcc -static builds it");
+    let out = project.root().join("out");
+    let started = std::time::Instant::now();
+    run_ok(&project, &["run", "--out", out.to_str().unwrap()]);
+    eprintln!("the run took {:?}", started.elapsed());
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 1, "{cells:#?}");
+    let cell = &cells[0];
+    assert_eq!(cell.verdict.as_str(), "timeout", "{cell:#?}");
+    assert!(
+        cell.signature.contains("5 s"),
+        "the probe's own deadline: {cell:#?}"
+    );
+    assert_eq!(cell.attempts, 1, "one boot: {cell:#?}");
+    assert!(
+        cell.probes[0].stdout.contains("hang fixture: started"),
+        "what it printed before its deadline is kept: {cell:#?}"
+    );
+    let run: RunInfo = serde_json::from_slice(&fs::read(out.join("run.json")).unwrap()).unwrap();
+    let deaths: u32 = run.boots.values().map(|b| b.deaths).sum();
+    assert_eq!(deaths, 0, "no guest death: {:#?}", run.boots);
+}

@@ -474,8 +474,16 @@ fn run_probe(probe: &JobProbe) -> (ProcessEnd, String, String) {
                 }
             }
             Ok(None) if Instant::now() >= deadline => {
+                // Everything the probe started dies with it: its process
+                // group, and every descendant that left it (a container
+                // runtime's container runs in a session of its own and
+                // would otherwise keep the output pipes, and the agent, waiting).
+                let tree = descendants(child.id() as i32);
                 unsafe {
                     libc::kill(-(child.id() as i32), libc::SIGKILL);
+                    for pid in tree {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
                 }
                 let _ = child.wait();
                 break ProcessEnd::TimedOut;
@@ -489,24 +497,87 @@ fn run_probe(probe: &JobProbe) -> (ProcessEnd, String, String) {
         }
     };
     reap_orphans();
-    let join = |h: thread::JoinHandle<String>| h.join().unwrap_or_default();
-    (end, join(stdout), join(stderr))
+    // What the probe printed, even when something it left behind still
+    // holds a pipe open: the probe's deadline is its own, the agent never
+    // waits past a short grace for output.
+    let grace = Instant::now() + OUTPUT_GRACE;
+    while !(stdout.done() && stderr.done()) && Instant::now() < grace {
+        thread::sleep(Duration::from_millis(5));
+    }
+    (end, stdout.text(), stderr.text())
 }
 
-fn capture(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Keep draining past the limit so the child never blocks on a full pipe.
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
+/// How long the agent waits for a finished probe's pipes to close.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// A pipe drained on a thread of its own into a shared buffer.
+struct Captured {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: thread::JoinHandle<()>,
+}
+
+impl Captured {
+    fn done(&self) -> bool {
+        self.reader.is_finished()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.kept.lock().expect("output buffer")).into_owned()
+    }
+}
+
+fn capture(mut pipe: impl Read + Send + 'static) -> Captured {
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = thread::spawn({
+        let kept = kept.clone();
+        move || {
+            let mut buf = [0u8; 4096];
+            // Keep draining past the limit so the child never blocks on a full pipe.
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = kept.lock().expect("output buffer");
+                let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
             }
-            let room = OUTPUT_LIMIT.saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..n.min(room)]);
         }
-        String::from_utf8_lossy(&kept).into_owned()
-    })
+    });
+    Captured { kept, reader }
+}
+
+/// Every process below `root` (children, their children, ...), read from
+/// /proc while the tree is still intact.
+fn descendants(root: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(|pid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                    // "pid (comm) state ppid ...": comm may hold spaces.
+                    let after = &stat[stat.rfind(')')? + 1..];
+                    let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+                    Some((pid, ppid))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// As PID 1 the agent inherits every orphan; collect the ones that exited.
