@@ -207,3 +207,39 @@ fn a_run_resumes_from_another_folder_with_the_project_it_came_from() {
         "the recorded command stays the original"
     );
 }
+
+/// A Debian mirror that refuses, or whose name does not resolve: the
+/// kernel's cells say so (the mirror and apt's reason), within seconds,
+/// never "not in Debian" — and the host mirror's lists are left alone.
+#[test]
+fn an_unreachable_debian_mirror_is_named_with_its_cause() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let refused = format!("http://127.0.0.1:{}/debian", closed_port());
+    for (mirror, cause) in [
+        (refused.as_str(), "Connection refused"),
+        ("http://no-such-host.invalid/debian", "Could not resolve"),
+    ] {
+        let started = Instant::now();
+        let output = project.kmatrix_with_env(
+            &[("KMATRIX_DEBIAN_MIRROR", Path::new(mirror))],
+            &[
+                "plan",
+                "--check",
+                "--scenario",
+                "kube-vip-cidr",
+                "--kernel",
+                "debian-sid",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let said = text(&output);
+        assert!(
+            said.contains(&format!("no network to {mirror}: apt-get update failed"))
+                && said.contains(cause)
+                && !said.contains("is not in Debian"),
+            "{said}"
+        );
+        eprintln!("{mirror}: {:?}", started.elapsed());
+    }
+}

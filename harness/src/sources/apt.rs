@@ -44,8 +44,21 @@ impl Apt {
             .ok()
             .or_else(host_mirror)
             .unwrap_or_default();
+        // The host's mirror keeps the original folder; another mirror
+        // (KMATRIX_DEBIAN_MIRROR) gets its own sources and lists, so a run
+        // against a mirror that does not answer never disturbs the others.
+        let root = if std::env::var("KMATRIX_DEBIAN_MIRROR").is_ok()
+            && host_mirror().as_deref() != Some(mirror.as_str())
+        {
+            let hash = crate::hashing::sha256_bytes(mirror.as_bytes());
+            cache_root
+                .join("apt")
+                .join(format!("mirror-{}", &hash[..12]))
+        } else {
+            cache_root.join("apt")
+        };
         Apt {
-            root: cache_root.join("apt"),
+            root,
             mirror,
             lists_state: Mutex::new(None),
         }
@@ -124,12 +137,16 @@ impl Apt {
         }
         let _lock = crate::files::FileLock::acquire(&self.root.join("lists.lock"))?;
         self.write_config()?;
+        // The stamp names the mirror its lists came from: lists of another
+        // mirror say nothing of this one (a mirror that does not answer must
+        // be said so, not taken for a package it lacks).
         let stamp = self.root.join("lists.stamp");
         let fresh = fs::metadata(&stamp)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age < LISTS_MAX_AGE);
+            .is_some_and(|age| age < LISTS_MAX_AGE)
+            && fs::read_to_string(&stamp).is_ok_and(|m| m == self.mirror);
         if fresh {
             return Ok(());
         }
@@ -140,18 +157,26 @@ impl Apt {
             .context("cannot run apt-get (kmatrix needs Debian's apt)")?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);
-        let failed_lines: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("Err:") || l.starts_with("E:") || l.starts_with("W: Failed"))
-            .collect();
-        if !output.status.success() || !failed_lines.is_empty() {
+        let lines: Vec<&str> = text.lines().collect();
+        // apt says what failed on an `Err:` line and why on the next one
+        // ("  Could not connect to …", "  Temporary failure resolving …").
+        let failed = lines.iter().enumerate().find(|(_, l)| {
+            l.starts_with("Err:") || l.starts_with("E:") || l.starts_with("W: Failed")
+        });
+        if !output.status.success() || failed.is_some() {
+            let why = match failed {
+                Some((i, line)) => match lines.get(i + 1).filter(|n| n.starts_with(' ')) {
+                    Some(reason) => format!("{line} ({})", reason.trim()),
+                    None => line.to_string(),
+                },
+                None => "unknown error".into(),
+            };
             bail!(
-                "no network to {}: apt-get update failed: {}",
-                self.mirror,
-                failed_lines.first().copied().unwrap_or("unknown error")
+                "no network to {}: apt-get update failed: {why}",
+                self.mirror
             );
         }
-        fs::write(stamp, b"")?;
+        fs::write(stamp, &self.mirror)?;
         Ok(())
     }
 
