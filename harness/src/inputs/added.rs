@@ -157,7 +157,7 @@ fn added_to(
                 unreachable!("the template was found by its module");
             };
             (
-                Artifact::GoModule(restamped(base, version)),
+                Artifact::GoModule(Box::new(restamped(base, version))),
                 template.command.clone(),
             )
         }
@@ -208,14 +208,20 @@ fn added_to(
 /// toolchain, cgo, base and flags, with the version stamp in the flags
 /// (`-X …Version=0.5.13`) following the new version.
 fn restamped(base: &GoModuleSpec, version: &str) -> GoModuleSpec {
-    let old = base.version.trim_start_matches('v');
-    let new = version.trim_start_matches('v');
+    let old = format!("={}", base.version.trim_start_matches('v'));
+    let new = format!("={}", version.trim_start_matches('v'));
+    let stamp =
+        |flags: &[String]| -> Vec<String> { flags.iter().map(|f| f.replace(&old, &new)).collect() };
     GoModuleSpec {
         version: version.to_string(),
-        flags: base
-            .flags
+        flags: stamp(&base.flags),
+        also: base
+            .also
             .iter()
-            .map(|f| f.replace(&format!("={old}"), &format!("={new}")))
+            .map(|program| super::scenario::ModuleProgram {
+                flags: stamp(&program.flags),
+                ..program.clone()
+            })
             .collect(),
         ..base.clone()
     }
@@ -260,6 +266,7 @@ mod tests {
             env: vec![],
             base: None,
             harness: None,
+            also: vec![],
         };
         let next = restamped(&base, "v0.6.5");
         assert_eq!(next.version, "v0.6.5");

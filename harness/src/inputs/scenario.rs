@@ -15,7 +15,9 @@ use toml::Spanned;
 mod version;
 
 use version::VersionSpec;
-pub use version::{Artifact, DebianPackageSpec, GoModuleSpec, RealArtifact, Version};
+pub use version::{
+    Artifact, DebianPackageSpec, GoModuleSpec, ModuleProgram, RealArtifact, Version,
+};
 
 pub const SCENARIO_FILE: &str = "scenario.toml";
 /// The argv placeholder replaced by the guest path of the version's reproducer binary.

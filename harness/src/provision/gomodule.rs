@@ -49,7 +49,7 @@ impl Provisioner<'_> {
         let build_key = |h1: &str| -> Result<String> {
             Ok(sha256_bytes(
                 format!(
-                    "go-module\0{h1}\0{}\0{}\0{}\0{:?}\0{}\0{}\0{}\0{}",
+                    "go-module\0{h1}\0{}\0{}\0{}\0{:?}\0{}\0{}\0{}\0{}\0{}",
                     toolchain.goroot.display(),
                     spec.package,
                     spec.cgo,
@@ -57,7 +57,8 @@ impl Provisioner<'_> {
                     spec.install_path(),
                     serde_json::to_string(&spec.base)?,
                     MODULE_BUILD_VERSION,
-                    FLATTEN_VERSION
+                    FLATTEN_VERSION,
+                    serde_json::to_string(&spec.also)?
                 )
                 .as_bytes(),
             ))
@@ -173,6 +174,7 @@ impl Provisioner<'_> {
                             dir,
                             &dir.join("reproducer"),
                         )?;
+                        fs::remove_dir_all(&src)?;
                         Ok(PathBuf::from("reproducer"))
                     })
             },
@@ -241,7 +243,23 @@ impl Provisioner<'_> {
         files::copy_tree(module_dir, &src, &files::all)?;
         make_writable(&src)?;
         require_go_line(&src.join("go.mod"), goroot, spec)?;
-        self.go_build(spec, goroot, &src, dir, install)
+        self.go_build(spec, goroot, &src, dir, install)?;
+        let tree = install
+            .ancestors()
+            .nth(spec.install_path().matches('/').count())
+            .expect("the install path lies in the tree");
+        for program in &spec.also {
+            let extra = GoModuleSpec {
+                package: program.package.clone(),
+                flags: program.flags.clone(),
+                ..spec.clone()
+            };
+            let target = tree.join(program.install.trim_start_matches('/'));
+            fs::create_dir_all(target.parent().expect("install path has a folder"))?;
+            self.go_build(&extra, goroot, &src, dir, &target)?;
+        }
+        fs::remove_dir_all(&src)?;
+        Ok(())
     }
 
     /// `go build` of the spec's package inside `src` (the module's copy);
@@ -268,8 +286,9 @@ impl Provisioner<'_> {
             .output()
             .context("cannot run go build")?;
         let log = [output.stdout, output.stderr].concat();
-        fs::write(dir.join("build.log"), &log)?;
-        fs::remove_dir_all(src)?;
+        let mut kept_log = fs::read(dir.join("build.log")).unwrap_or_default();
+        kept_log.extend_from_slice(&log);
+        fs::write(dir.join("build.log"), &kept_log)?;
         if !output.status.success() {
             let kept = self
                 .cache
@@ -429,6 +448,7 @@ mod tests {
             install: None,
             env: vec![],
             harness: None,
+            also: vec![],
             base: None,
         };
         assert_eq!(spec.install_path(), "/usr/local/bin/ollama");

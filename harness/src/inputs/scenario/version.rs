@@ -91,7 +91,7 @@ pub enum Artifact {
     Image(String),
     DebianPackage(DebianPackageSpec),
     Binary(PathBuf),
-    GoModule(GoModuleSpec),
+    GoModule(Box<GoModuleSpec>),
 }
 
 /// A component's Go module at a tag (or a pseudo-version: a commit), built
@@ -132,6 +132,21 @@ pub struct GoModuleSpec {
     /// distribution base (a cgo program needs its libc); none: FROM scratch.
     #[serde(default)]
     pub base: Option<super::GuestSpec>,
+    /// More programs of the same module the release ships beside the main
+    /// one (e.g. ollama's runners before v0.5.2), built the same way.
+    #[serde(default)]
+    pub also: Vec<ModuleProgram>,
+}
+
+/// One more package of a module, built into the image at `install`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleProgram {
+    pub package: String,
+    pub install: String,
+    /// Its `go build` flags (upstream's make rule for it).
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 fn default_package() -> String {
@@ -411,7 +426,7 @@ impl Validator<'_> {
             fidelity: Fidelity::UpstreamCode,
             fidelity_note: note,
             only_on_clusters: spec.only_on_clusters,
-            harness: Some((checked, dir)),
+            harness: Some((*checked, dir)),
         }))
     }
 
@@ -449,7 +464,7 @@ impl Validator<'_> {
                 "add base = { suite = \"bookworm\", packages = [\"libc6\", ...] } (upstream's image base, as Debian packages), or cgo = false".into(),
             ));
         }
-        Ok(Artifact::GoModule(spec.clone()))
+        Ok(Artifact::GoModule(Box::new(spec.clone())))
     }
 
     /// How real a version is, and what it is in words: a real artifact is
