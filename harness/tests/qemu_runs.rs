@@ -374,3 +374,55 @@ fn a_service_probe_past_its_deadline_is_its_own_timeout_in_one_boot() {
     let deaths: u32 = run.boots.values().map(|b| b.deaths).sum();
     assert_eq!(deaths, 0, "no guest death: {:#?}", run.boots);
 }
+
+/// A cell's view of the kernel does not depend on its neighbours: cells of
+/// scenarios loading other modules boot apart, so a kube-vip-cidr cell
+/// reports the same modules alone and beside caddy-mptcp's.
+#[test]
+fn a_cells_module_facts_are_the_same_alone_and_in_company() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    project.add_scenario(&repo_root().join("scenarios/caddy-mptcp"));
+    let modules_of = |args: &[&str]| {
+        let out = project.root().join(format!("out-{}", args.join("-")));
+        run_ok(
+            &project,
+            &[
+                &[
+                    "run",
+                    "--kernel",
+                    "debian-6.1",
+                    "--variant",
+                    "baseline",
+                    "--version",
+                    "v0.8.4",
+                ][..],
+                args,
+                &["--out", out.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        let cells = read_cells(&out);
+        let vip = cells
+            .iter()
+            .find(|c| c.scenario == "kube-vip-cidr")
+            .expect("the kube-vip cell");
+        let facts: BTreeMap<String, String> = vip
+            .facts
+            .iter()
+            .filter(|(k, _)| k.starts_with("module."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (facts, cells.len())
+    };
+    let (alone, n) = modules_of(&["--scenario", "kube-vip-cidr"]);
+    assert_eq!(n, 1);
+    let (in_company, n) = modules_of(&["--version", "v2.6.2"]);
+    assert_eq!(n, 2, "kube-vip's cell and caddy's");
+    assert_eq!(alone, in_company);
+    assert_eq!(
+        alone.keys().collect::<Vec<_>>(),
+        ["module.dummy"],
+        "only what kube-vip-cidr asks for: {alone:?}"
+    );
+}

@@ -168,7 +168,7 @@ struct VariantSpec {
 }
 
 /// kube-proxy's modes kmatrix can start a cluster with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KubeProxyMode {
     Iptables,

@@ -45,13 +45,12 @@ pub(super) fn run_kernel(
 ) {
     let KernelWork {
         environment,
-        kernel_args,
-        kube_proxy,
+        group,
         cells,
     } = work;
-    // Boots with extra kernel arguments (or another kube-proxy mode) get
-    // their own log folders.
-    let boot_name = super::boot_group(environment.id().as_str(), &kernel_args, kube_proxy);
+    // Each group's boots get their own log folders.
+    let boot_name = group.name();
+    let kernel_args = group.kernel_args;
     let (disks, bundle_files) = match context.artifacts_for(&cells, &boot_name) {
         Ok(found) => found,
         Err(e) => {

@@ -57,11 +57,60 @@ pub(crate) enum FleetMessage {
 /// Everything one kernel's boots need.
 pub(crate) struct KernelWork {
     pub environment: Environment,
-    /// Kernel command-line words every cell of this boot shares.
-    pub kernel_args: Vec<String>,
-    /// On a cluster: the kube-proxy mode every cell of this boot asks for.
-    pub kube_proxy: Option<KubeProxyMode>,
+    /// What every cell of this boot shares.
+    pub group: BootGroup,
     pub cells: Vec<Cell>,
+}
+
+/// What cells must share to share a boot: the environment, the kernel
+/// command line, on a cluster kube-proxy's mode, and in a guest the kernel
+/// modules loaded before the cells run (a cell never sees another
+/// scenario's modules, so its facts do not depend on its neighbours).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BootGroup {
+    pub environment: String,
+    pub kernel_args: Vec<String>,
+    pub kube_proxy: Option<KubeProxyMode>,
+    /// Sorted; empty off a guest (a container or cluster loads nothing).
+    pub modules: Vec<String>,
+}
+
+impl BootGroup {
+    /// The group of `cell` in `environment`.
+    pub fn of(cell: &Cell, environment: &Environment) -> BootGroup {
+        let mut modules = match environment {
+            Environment::Kernel(_) => cell.modules.clone(),
+            _ => Vec::new(),
+        };
+        modules.sort();
+        modules.dedup();
+        BootGroup {
+            environment: environment.id().to_string(),
+            kernel_args: cell.kernel_args.clone(),
+            kube_proxy: cell.kubernetes.as_ref().and_then(|k| k.kube_proxy),
+            modules,
+        }
+    }
+
+    /// The group's name (its boot folders are `NAME-N`, its `run.json`
+    /// entry `NAME`): the environment, plus what sets it apart.
+    pub fn name(&self) -> String {
+        let mut name = self.environment.clone();
+        if !self.kernel_args.is_empty() {
+            name = format!(
+                "{name}+{}",
+                self.kernel_args.join("+").replace(['=', '/', ' '], "_")
+            );
+        }
+        if let Some(mode) = self.kube_proxy {
+            name = format!("{name}+kube-proxy-{}", mode.as_str());
+        }
+        if let Some(first) = self.modules.first() {
+            let hash = crate::hashing::sha256_bytes(self.modules.join(",").as_bytes());
+            name = format!("{name}+mod-{first}-{}", &hash[..6]);
+        }
+        name
+    }
 }
 
 /// Runs `cells` and reports each as a [`RunEvent::CellFinished`]; with
@@ -226,27 +275,22 @@ impl RunContext<'_> {
             .collect()
     }
 
-    /// Groups cells into boots: one per kernel and kernel command line.
+    /// Groups cells into boots: one per [`BootGroup`].
     fn group_into_boots<'c>(&self, cells: impl IntoIterator<Item = &'c Cell>) -> Vec<KernelWork> {
-        let mut work: BTreeMap<(String, Vec<String>, Option<&str>), KernelWork> = BTreeMap::new();
+        let mut work: BTreeMap<BootGroup, KernelWork> = BTreeMap::new();
         for cell in cells {
             let Some(Ok(environment)) = self.provisioned.environments.get(&cell.kernel) else {
                 continue;
             };
-            let kube_proxy = cell.kubernetes.as_ref().and_then(|k| k.kube_proxy);
-            work.entry((
-                cell.kernel.to_string(),
-                cell.kernel_args.clone(),
-                kube_proxy.map(KubeProxyMode::as_str),
-            ))
-            .or_insert_with(|| KernelWork {
-                environment: environment.clone(),
-                kernel_args: cell.kernel_args.clone(),
-                kube_proxy,
-                cells: Vec::new(),
-            })
-            .cells
-            .push(cell.clone());
+            let group = BootGroup::of(cell, environment);
+            work.entry(group.clone())
+                .or_insert_with(|| KernelWork {
+                    environment: environment.clone(),
+                    group,
+                    cells: Vec::new(),
+                })
+                .cells
+                .push(cell.clone());
         }
         work.into_values().collect()
     }
@@ -295,12 +339,7 @@ impl RunContext<'_> {
 
     /// What a kernel's boots are expected to cost, from earlier runs.
     fn expected_cost(&self, work: &KernelWork) -> u64 {
-        let group = boot_group(
-            work.environment.id().as_str(),
-            &work.kernel_args,
-            work.kube_proxy,
-        );
-        self.durations.expected(&group, &work.cells)
+        self.durations.expected(&work.group.name(), &work.cells)
     }
 
     /// The same context with boot logs in another folder of the run directory.
@@ -350,25 +389,6 @@ pub(crate) fn job_for(cells: &[Cell], modules: &[String], disks: &[GuestDisk]) -
             })
             .collect(),
     }
-}
-
-/// A boot group's name: the kernel, plus its command-line words if any.
-pub fn boot_group(
-    kernel: &str,
-    kernel_args: &[String],
-    kube_proxy: Option<KubeProxyMode>,
-) -> String {
-    let mut group = kernel.to_string();
-    if !kernel_args.is_empty() {
-        group = format!(
-            "{group}+{}",
-            kernel_args.join("+").replace(['=', '/', ' '], "_")
-        );
-    }
-    if let Some(mode) = kube_proxy {
-        group = format!("{group}+kube-proxy-{}", mode.as_str());
-    }
-    group
 }
 
 /// `path` relative to the run directory, as records name console logs.

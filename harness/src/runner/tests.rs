@@ -468,8 +468,12 @@ fn the_longest_boot_is_taken_first() {
             origin: "scripted".into(),
             boot: BootImage::compressed(&dir.path().join("vmlinuz"), "scripted"),
         }),
-        kernel_args: Vec::new(),
-        kube_proxy: None,
+        group: super::BootGroup {
+            environment: kernel.into(),
+            kernel_args: Vec::new(),
+            kube_proxy: None,
+            modules: Vec::new(),
+        },
         cells: vec![cell(kernel)],
     };
     let mut queue = context.schedule(vec![work("slow"), work("unknown"), work("fast")]);
