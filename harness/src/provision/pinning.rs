@@ -64,7 +64,9 @@ impl Provisioner<'_> {
                     pinned.packages.iter().map(Package::from_locked).collect();
                 match self.fetch_unpacked(kind, &packages, Some(&pinned.packages), finish) {
                     Ok(done) => done,
-                    Err(e) if self.locked_only || is_checksum_error(&e) => return Err(e),
+                    Err(e) if self.locked_only || is_checksum_error(&e) => {
+                        return Err(e.context(format!("{artifact} (images/kmatrix.lock)")))
+                    }
                     Err(e) => {
                         let fresh = resolve()?;
                         if fresh == packages {
@@ -171,6 +173,27 @@ impl Provisioner<'_> {
         let fetched: Vec<LockedPackage> =
             serde_json::from_slice(&fs::read(entry.join("packages.json"))?)
                 .context("cache entry lacks packages.json")?;
+        // A cached entry is held to the lock too: bytes fetched before the
+        // pin changed (a lock edited by hand, a tampered cache) are refused,
+        // never re-pinned.
+        for got in &fetched {
+            let pin = pins
+                .unwrap_or_default()
+                .iter()
+                .find(|p| p.name == got.name && !p.sha256.is_empty());
+            if let Some(pin) = pin.filter(|pin| pin.sha256 != got.sha256) {
+                bail!(
+                    "checksum mismatch for {}={}: the lock file says {}, the cached bytes ({}) are {}; \
+                     refusing to use them (if the pin is wrong, restore it with `git checkout images/kmatrix.lock`; \
+                     if upstream really changed, delete the entry from images/kmatrix.lock to pin the new bytes)",
+                    got.name,
+                    got.version,
+                    pin.sha256,
+                    entry.display(),
+                    got.sha256
+                );
+            }
+        }
         Ok((payload, fetched))
     }
 }
