@@ -113,6 +113,11 @@ impl Provisioner<'_> {
     /// have is pinned now, and the run says so.
     fn verified_module(&self, spec: &GoModuleSpec, pinned: Option<&str>) -> Result<Downloaded> {
         let key = ArtifactKey::GoModule(spec.reference());
+        if pinned.is_none() && self.locked_only {
+            bail!(
+                "{key} is not pinned in images/kmatrix.lock, and --locked adds no pin: run once without --locked to pin it"
+            );
+        }
         let downloaded = self
             .events
             .step(&format!("module {}: download", spec.reference()), || {
