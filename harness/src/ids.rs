@@ -133,9 +133,52 @@ impl fmt::Display for ArtifactKey {
     }
 }
 
+/// A key that orders version ids as versions, not as text: runs of digits
+/// compare as numbers (`v0.8.2` before `v0.8.10`), the rest as text.
+pub fn version_order_key(id: &str) -> Vec<(u64, String)> {
+    let mut key = Vec::new();
+    let mut rest = id;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            key.push((rest[..digits].parse().unwrap_or(u64::MAX), String::new()));
+            rest = &rest[digits..];
+        } else {
+            let text = rest.len() - rest.trim_start_matches(|c: char| !c.is_ascii_digit()).len();
+            key.push((0, rest[..text].to_string()));
+            rest = &rest[text..];
+        }
+    }
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_sort_as_versions() {
+        let mut ids = vec![
+            "v0.8.10",
+            "v0.8.2",
+            "v0.8.9",
+            "v1.13.15",
+            "v1.13.2",
+            "v0.8.10-rc1",
+        ];
+        ids.sort_by_key(|v| version_order_key(v));
+        assert_eq!(
+            ids,
+            [
+                "v0.8.2",
+                "v0.8.9",
+                "v0.8.10",
+                "v0.8.10-rc1",
+                "v1.13.2",
+                "v1.13.15"
+            ]
+        );
+    }
 
     #[test]
     fn lock_keys_keep_their_committed_spelling() {

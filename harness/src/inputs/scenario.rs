@@ -112,7 +112,7 @@ struct Meta {
     id: Spanned<String>,
     component: String,
     title: String,
-    issue: String,
+    issue: Spanned<String>,
     summary: String,
     kernels: Vec<Spanned<String>>,
     #[serde(default)]
@@ -347,6 +347,14 @@ impl Validator<'_> {
                 format!("set id = \"{folder_name}\" or rename the folder"),
             ));
         }
+        let issue = meta.issue.get_ref();
+        if !(issue.starts_with("https://") || issue.starts_with("http://")) {
+            return Err(self.error(
+                meta.issue.span(),
+                format!("issue `{issue}` is not a link"),
+                "give the upstream issue's URL, e.g. issue = \"https://github.com/ORG/REPO/issues/123\"".into(),
+            ));
+        }
         let known = self.catalog.kernel_ids().join(", ");
         let mut kernels = Vec::new();
         for kernel in &meta.kernels {
@@ -383,7 +391,7 @@ impl Validator<'_> {
             dir: self.folder.to_path_buf(),
             component: meta.component,
             title: meta.title,
-            issue: meta.issue,
+            issue: meta.issue.into_inner(),
             summary: meta.summary,
             kernels,
             references: meta.references,

@@ -92,11 +92,16 @@ pub fn run(
     let store = ResultsStore::open(&options.out)?;
     let existing = store.records().count();
     if existing > 0 && !options.resume {
-        bail!(
-            "{} already holds {existing} finished cells; continue it with `kmatrix run --resume {}` or choose another --out",
-            options.out.display(),
-            options.out.display()
-        );
+        // Bad input (exit 2), like any other option that cannot be taken.
+        return Err(crate::diagnostic::FileError::whole_file(
+            &options.out,
+            format!("already holds {existing} finished cells"),
+            format!(
+                "continue it with `kmatrix run --resume {}`, or choose another --out",
+                options.out.display()
+            ),
+        )
+        .into());
     }
     let start = plan_the_run(project, options, started)?;
     let held: BTreeSet<String> = start

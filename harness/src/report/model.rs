@@ -147,8 +147,12 @@ pub fn workaround_checks(records: &[CellRecord]) -> Vec<WorkaroundCheck> {
                 .collect(),
         })
         .collect();
-    checks.sort_by(|a, b| {
-        (&a.scenario, &a.version, &a.kernel).cmp(&(&b.scenario, &b.version, &b.kernel))
+    checks.sort_by_cached_key(|c| {
+        (
+            c.scenario.clone(),
+            crate::ids::version_order_key(&c.version),
+            c.kernel.clone(),
+        )
     });
     for check in &mut checks {
         check.workarounds.sort();

@@ -53,7 +53,7 @@ pub enum Command {
     /// fail, crash or timeout), 2 usage or input error. Cells unavailable,
     /// infra-error or flaky on either side are listed, never counted as regressions.
     #[command(
-        after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13 v1.14.0 results/runs/tproxy"
+        after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13.14 v1.14.0 results/runs/tproxy"
     )]
     Diff(DiffArgs),
     /// Join the results of several runs (CI shards) into one run directory.

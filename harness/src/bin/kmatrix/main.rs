@@ -28,6 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn main() -> ExitCode {
+    // A closed pipe (`kmatrix kernels list | head -1`) ends the output
+    // quietly, as for any Unix filter, instead of a panic in println!.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match execute(cli) {
         Ok(code) => code,
@@ -417,6 +422,17 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
             return usage("--versions compares inside one run: give exactly one RUN");
         };
         let records = cells_of(run)?;
+        // A version the run does not hold is a mistake, not "no difference".
+        let mut held: Vec<&str> = records.iter().map(|r| r.version.as_str()).collect();
+        held.sort_by_key(|v| kmatrix::ids::version_order_key(v));
+        held.dedup();
+        if let Some(missing) = versions.iter().find(|v| !held.contains(&v.as_str())) {
+            return usage(&format!(
+                "{} holds no cells of version `{missing}`; its versions: {}",
+                run.display(),
+                held.join(", ")
+            ));
+        }
         let changes = diff::diff_versions(&records, &versions[0], &versions[1]);
         match args.format {
             DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&changes)?),

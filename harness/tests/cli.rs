@@ -1,0 +1,88 @@
+//! The command line's small promises: a closed pipe ends output quietly,
+//! a wrong answer is never exit 0, bad input is exit 2 and says so.
+
+mod common;
+
+use common::{repo_root, text, TempProject};
+use std::fs;
+use std::process::{Command, Stdio};
+
+fn kmatrix() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kmatrix"));
+    command.arg("--root").arg(repo_root());
+    command
+}
+
+#[test]
+fn a_closed_pipe_is_no_panic() {
+    for args in [&["kernels", "list"][..], &["plan", "--format", "json"][..]] {
+        let mut child = kmatrix()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then close the pipe, as `| head -1` does.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 64];
+        std::io::Read::read(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(output.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn diff_of_versions_a_run_does_not_hold_is_exit_2() {
+    let output = kmatrix()
+        .args(["diff", "--versions", "nonexist", "alsonot"])
+        .arg(repo_root().join("results/baseline"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("holds no cells of version `nonexist`")
+            && text(&output).contains("v0.8.9, v0.8.10"),
+        "names the versions it holds, in version order: {}",
+        text(&output)
+    );
+}
+
+#[test]
+fn an_empty_issue_link_and_a_reused_run_folder_are_bad_input() {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let file = folder.join("scenario.toml");
+    let original = fs::read_to_string(&file).unwrap();
+    fs::write(
+        &file,
+        original.replace(
+            "issue = \"https://github.com/kube-vip/kube-vip/issues/1052\"",
+            "issue = \"\"",
+        ),
+    )
+    .unwrap();
+    let output = project.kmatrix(&["plan"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("is not a link"), "{}", text(&output));
+    fs::write(&file, original).unwrap();
+
+    let out = project.root().join("out");
+    fs::create_dir_all(&out).unwrap();
+    fs::copy(
+        repo_root().join("harness/tests/fixtures/runs/sample/cells.jsonl"),
+        out.join("cells.jsonl"),
+    )
+    .unwrap();
+    let output = project.kmatrix(&[
+        "run",
+        "--kernel",
+        "centos-7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("--resume"), "{}", text(&output));
+}
