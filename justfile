@@ -30,3 +30,7 @@ baseline RUN:
 # Benchmark one boot per kernel against one boot per cell (a ratio, measured here).
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
+
+# The inner loop: unit tests, input and report checks, two real-QEMU smoke tests.
+quick *ARGS:
+    cargo nextest run --workspace --profile quick {{ARGS}}
