@@ -137,6 +137,20 @@ pub fn render(model: &ReportModel) -> String {
         for (i, note) in notes.iter().enumerate() {
             md.push_str(&format!("[{}] `{}`  \n", i + 1, note.replace('`', "'")));
         }
+        // Why a stand-in ran where the component's own code did not.
+        let mut why_stand_in: Vec<&str> = baseline_rows
+            .iter()
+            .filter(|row| row.fidelity == Some(kmatrix_metadata::Fidelity::StandIn))
+            .filter_map(|row| {
+                let cell = row.cells.values().next()?;
+                model.record(&cell.cell_id)?.fidelity_note.as_deref()
+            })
+            .collect();
+        why_stand_in.sort();
+        why_stand_in.dedup();
+        for why in why_stand_in {
+            md.push_str(&format!("\nStand-in rows: {why}.\n"));
+        }
         let verified: Vec<_> = scenario
             .variants
             .iter()
