@@ -94,9 +94,10 @@ fn check_ollama(cells: &[CellRecord]) -> Result<(), String> {
             }
         }
         // The real server, built from ollama's module at the tag, said so
-        // itself (its version probe and its build info).
+        // itself (its /api/version answer, stamped as upstream stamps it,
+        // and its build info).
         let tag = cell.version.trim_start_matches('v');
-        if !said.contains(&format!("ollama version is {tag}"))
+        if !said.contains(&format!("{{\"version\":\"{tag}\"}}"))
             || cell.fidelity != Some(kmatrix_metadata::Fidelity::Release)
             || fact(cell, "go.path") != "github.com/ollama/ollama"
         {
