@@ -125,6 +125,12 @@ pub fn tree_size(dir: &Path) -> u64 {
 }
 
 /// Keeps everything.
+/// The last `n` lines of `text`.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 pub fn all(_: &Path) -> bool {
     true
 }

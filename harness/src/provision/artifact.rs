@@ -112,7 +112,7 @@ impl Provisioner<'_> {
                 // (/lib64/ld-linux-x86-64.so.2 lives under /usr/lib64).
                 let tree = dir.join("root");
                 crate::files::copy_tree(&root, &tree, &crate::files::all)?;
-                super::gomodule::merged_usr_links(&tree)?;
+                super::image::merged_usr_links(&tree)?;
                 make_ext4(&tree, &dir.join("rootfs.ext4"))?;
                 Ok(PathBuf::from("rootfs.ext4"))
             },

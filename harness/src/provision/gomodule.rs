@@ -8,7 +8,7 @@
 //! per (module hash, toolchain, flags, base), kept in the cache: a second run
 //! asks the network nothing.
 
-use super::image::{make_ext4, ImageArtifact, FLATTEN_VERSION};
+use super::image::{make_ext4, merged_usr_links, ImageArtifact, FLATTEN_VERSION};
 use super::Provisioner;
 use crate::files;
 use crate::hashing::sha256_bytes;
@@ -150,21 +150,24 @@ impl Provisioner<'_> {
                 .as_bytes(),
             )
         };
-        if let Some(h1) = self.module_pin(spec) {
-            if let Some(binary) = self.cache.lookup(MODULE_BUILDS, &build_key(&h1)) {
+        let pinned = self.module_pin(spec);
+        if let Some(h1) = &pinned {
+            if let Some(binary) = self.cache.lookup(MODULE_BUILDS, &build_key(h1)) {
                 return Ok(binary);
             }
         }
-        let downloaded = self.verified_module(spec, self.module_pin(spec).as_deref())?;
+        let downloaded = self.verified_module(spec, pinned.as_deref())?;
         self.events.step(
             &format!("module {}: harness build", spec.reference()),
             || {
                 self.cache
                     .get_or_make(MODULE_BUILDS, &build_key(&downloaded.sum), |dir| {
-                        let src = dir.join("src");
-                        files::copy_tree(Path::new(&downloaded.dir), &src, &files::all)?;
-                        make_writable(&src)?;
-                        require_go_line(&src.join("go.mod"), &toolchain.goroot, spec)?;
+                        let src = module_source(
+                            Path::new(&downloaded.dir),
+                            &toolchain.goroot,
+                            spec,
+                            dir,
+                        )?;
                         files::copy_tree(harness, &src.join("kmatrix-harness"), &files::all)?;
                         let harness_spec = GoModuleSpec {
                             package: "./kmatrix-harness".into(),
@@ -244,10 +247,7 @@ impl Provisioner<'_> {
         dir: &Path,
         install: &Path,
     ) -> Result<()> {
-        let src = dir.join("src");
-        files::copy_tree(module_dir, &src, &files::all)?;
-        make_writable(&src)?;
-        require_go_line(&src.join("go.mod"), goroot, spec)?;
+        let src = module_source(module_dir, goroot, spec, dir)?;
         self.go_build(spec, goroot, &src, dir, install)?;
         let tree = install
             .ancestors()
@@ -307,7 +307,7 @@ impl Provisioner<'_> {
                 spec.reference(),
                 spec.toolchain,
                 kept.display(),
-                last_lines(&String::from_utf8_lossy(&log), 20)
+                files::last_lines(&String::from_utf8_lossy(&log), 20)
             );
         }
         Ok(())
@@ -354,6 +354,21 @@ fn proxy() -> String {
         .ok()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "https://proxy.golang.org,direct".into())
+}
+
+/// A writable copy of the module (the module cache is read-only) in
+/// `dir/src`, whose go.mod the toolchain can build.
+fn module_source(
+    module_dir: &Path,
+    goroot: &Path,
+    spec: &GoModuleSpec,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let src = dir.join("src");
+    files::copy_tree(module_dir, &src, &files::all)?;
+    make_writable(&src)?;
+    require_go_line(&src.join("go.mod"), goroot, spec)?;
+    Ok(src)
 }
 
 /// A go.mod that asks for a newer Go than the toolchain is an error that
@@ -407,26 +422,6 @@ fn make_writable(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A Debian closure has no base-files: the merged-/usr links its loader needs.
-pub(super) fn merged_usr_links(tree: &Path) -> Result<()> {
-    for (link, target) in [
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-        ("bin", "usr/bin"),
-        ("sbin", "usr/sbin"),
-    ] {
-        if fs::symlink_metadata(tree.join(link)).is_err() && tree.join(target).is_dir() {
-            std::os::unix::fs::symlink(target, tree.join(link))?;
-        }
-    }
-    Ok(())
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]

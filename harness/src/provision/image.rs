@@ -199,6 +199,21 @@ fn flatten(resolved: &ResolvedImage, blobs: &[PathBuf], dir: &Path) -> Result<Pa
 /// What a pod's `/etc/hosts` says of itself.
 pub const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
+/// A Debian closure has no base-files: the merged-/usr links its loader needs.
+pub(super) fn merged_usr_links(tree: &Path) -> Result<()> {
+    for (link, target) in [
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+    ] {
+        if fs::symlink_metadata(tree.join(link)).is_err() && tree.join(target).is_dir() {
+            std::os::unix::fs::symlink(target, tree.join(link))?;
+        }
+    }
+    Ok(())
+}
+
 /// `mke2fs -d`: an ext4 image of a folder, without mounting anything. The
 /// folders a container runtime mounts over are made first: the file system
 /// is read-only in the guest, where the runtime could not create them.

@@ -56,10 +56,7 @@ impl<'a> ReportModel<'a> {
                 }
                 let path = dir.join(console);
                 let console_tail = fs::read_to_string(&path)
-                    .map(|text| {
-                        let lines: Vec<&str> = text.lines().collect();
-                        lines[lines.len().saturating_sub(CONSOLE_LINES)..].join("\n")
-                    })
+                    .map(|text| crate::files::last_lines(&text, CONSOLE_LINES))
                     .unwrap_or_default();
                 let qemu_command = fs::read_to_string(path.with_file_name("qemu-command.txt")).ok();
                 boots.insert(

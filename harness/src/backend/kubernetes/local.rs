@@ -561,9 +561,7 @@ fn last_error(path: &Path) -> String {
 
 /// The last `n` lines of a log file.
 fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    crate::files::last_lines(&fs::read_to_string(path).unwrap_or_default(), n)
 }
 
 /// Whether the tools a local cluster needs on the host are there.
