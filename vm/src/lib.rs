@@ -35,6 +35,14 @@ pub struct Job {
     /// root file systems on virtio disks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disks: Vec<JobDisk>,
+    /// Binaries the agent seals before any cell runs: the container
+    /// runtime. crun guards against CVE-2019-5736 by copying itself out of
+    /// a writable file system and re-executing the copy, and that
+    /// re-execution fails on some kernels (Debian's 5.10: `execveat` of its
+    /// detached bind mount gives ENOENT). On a read-only mount, with crun's
+    /// `_LIBCONTAINER_CLONED_BINARY=1`, it runs in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed_binaries: Vec<String>,
     pub cells: Vec<JobCell>,
 }
 

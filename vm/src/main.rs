@@ -71,6 +71,12 @@ fn run(port: &mut dyn Write, in_container: bool) -> Result<(), String> {
         load_modules(&job.modules, &mut facts);
     }
     mount_disks(&job.disks, &mut facts);
+    if !in_container {
+        if seal_binaries(&job.sealed_binaries, &mut facts) {
+            // Before any probe starts (they inherit it), in a single thread.
+            std::env::set_var(CLONED_BINARY_ENV, "1");
+        }
+    }
     collect_kernel_facts(&mut facts);
     emit(
         port,
@@ -164,12 +170,21 @@ fn mount_basics() {
     mount("tmpfs", "/run", "tmpfs");
     let _ = fs::create_dir_all("/sys/fs/bpf");
     mount("bpf", "/sys/fs/bpf", "bpf");
-    // Container runtimes look for the cgroup hierarchy even when they manage none.
+    // Container runtimes look for the cgroup hierarchy even when they manage
+    // none. Before 4.5 there is no cgroup2: a tmpfs there is what crun takes
+    // for the (empty) v1 layout, and it manages no cgroup here anyway.
     let _ = fs::create_dir_all("/sys/fs/cgroup");
-    mount("cgroup2", "/sys/fs/cgroup", "cgroup2");
+    if !mount("cgroup2", "/sys/fs/cgroup", "cgroup2") {
+        mount("tmpfs", "/sys/fs/cgroup", "tmpfs");
+    }
 }
 
-fn mount(source: &str, target: &str, fstype: &str) {
+/// Whether the mount succeeded.
+fn mount(source: &str, target: &str, fstype: &str) -> bool {
+    mount_flags(source, target, fstype, 0)
+}
+
+fn mount_flags(source: &str, target: &str, fstype: &str, flags: libc::c_ulong) -> bool {
     let c = |s: &str| CString::new(s).expect("no NUL in mount arguments");
     let (source, target, fstype) = (c(source), c(target), c(fstype));
     unsafe {
@@ -177,10 +192,55 @@ fn mount(source: &str, target: &str, fstype: &str) {
             source.as_ptr(),
             target.as_ptr(),
             fstype.as_ptr(),
-            0,
+            flags,
             std::ptr::null(),
-        );
+        ) == 0
     }
+}
+
+/// Where sealed binaries live: a ramfs mounted read-only once they are in.
+const SEALED_DIR: &str = "/kmatrix/sealed";
+/// crun's (and runc's) own switch: set with a binary on a read-only mount,
+/// it runs in place instead of copying itself (containers/crun#904).
+const CLONED_BINARY_ENV: &str = "_LIBCONTAINER_CLONED_BINARY";
+
+/// Seals each binary in place (see `Job::sealed_binaries`): copied into a
+/// ramfs that is then made read-only, and bind-mounted over the original.
+/// A ramfs (not the initramfs's tmpfs, whose files answer crun's seal
+/// query) is on every kernel. A binary the guest lacks is skipped; what was
+/// done is a fact. Returns whether any was sealed.
+fn seal_binaries(files: &[String], facts: &mut BTreeMap<String, String>) -> bool {
+    let present: Vec<&String> = files.iter().filter(|f| fs::metadata(f).is_ok()).collect();
+    if present.is_empty() {
+        return false;
+    }
+    let sealed = (|| -> Result<(), String> {
+        fs::create_dir_all(SEALED_DIR).map_err(|e| e.to_string())?;
+        if !mount("ramfs", SEALED_DIR, "ramfs") {
+            return Err(format!("ramfs: {}", std::io::Error::last_os_error()));
+        }
+        for (n, file) in present.iter().enumerate() {
+            fs::copy(file, format!("{SEALED_DIR}/{n}")).map_err(|e| e.to_string())?;
+        }
+        let read_only = libc::MS_REMOUNT | libc::MS_RDONLY;
+        if !mount_flags("ramfs", SEALED_DIR, "ramfs", read_only) {
+            return Err(format!("read-only: {}", std::io::Error::last_os_error()));
+        }
+        for (n, file) in present.iter().enumerate() {
+            if !mount_flags(&format!("{SEALED_DIR}/{n}"), file, "", libc::MS_BIND) {
+                return Err(format!("bind {file}: {}", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    })();
+    for file in &present {
+        let state = match &sealed {
+            Ok(()) => "on a read-only mount".to_string(),
+            Err(e) => format!("as is ({e})"),
+        };
+        facts.insert(format!("sealed.{file}"), state);
+    }
+    sealed.is_ok()
 }
 
 /// Credits host-provided random bytes to the pool: Go programs block in
@@ -398,6 +458,22 @@ fn collect_kernel_facts(facts: &mut BTreeMap<String, String>) {
             "absent".into()
         },
     );
+    let cgroup_fs = read("/proc/mounts").and_then(|mounts| {
+        mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1).zip(l.split_whitespace().nth(2)))
+            .filter(|(target, _)| *target == "/sys/fs/cgroup")
+            .map(|(_, fstype)| fstype.to_string())
+            .last()
+    });
+    facts.insert(
+        "cgroup".into(),
+        match cgroup_fs.as_deref() {
+            Some("cgroup2") => "cgroup2".into(),
+            Some("tmpfs") => "tmpfs (the kernel has no cgroup2, 4.5+)".into(),
+            other => other.unwrap_or("none").into(),
+        },
+    );
     if let Some(entropy) = read("/proc/sys/kernel/random/entropy_avail") {
         facts.insert("entropy_avail".into(), entropy);
     }
@@ -441,6 +517,7 @@ fn run_probe(probe: &JobProbe) -> (ProcessEnd, String, String) {
         .args(args)
         .env_clear()
         .env("PATH", "/kmatrix/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(std::env::var_os(CLONED_BINARY_ENV).map(|v| (CLONED_BINARY_ENV, v)))
         .envs(&probe.env)
         .current_dir("/tmp")
         .stdin(Stdio::null())

@@ -110,6 +110,7 @@ pub fn probe_kvm(
             entropy_seed_hex: entropy_seed(),
             modules: Vec::new(),
             disks: Vec::new(),
+            sealed_binaries: Vec::new(),
             cells: Vec::new(),
         },
         log_dir: log_dir.to_path_buf(),

@@ -24,6 +24,11 @@ pub struct KernelEntry {
     /// which, and why it is a fair stand-in.
     #[serde(default)]
     pub stands_in_for: Option<String>,
+    /// Where the distribution publishes each package's sha256 (an RPM
+    /// repository's `repodata/repomd.xml`), for a user to check the pin
+    /// kmatrix records on first use against.
+    #[serde(default)]
+    pub checksums: Option<String>,
     pub source: KernelSource,
 }
 
@@ -35,10 +40,7 @@ impl KernelEntry {
     /// catalog's version line.
     pub fn release_hint(&self) -> String {
         if let KernelSource::PackageUrls { urls } = &self.source {
-            let file = urls
-                .first()
-                .and_then(|u| u.rsplit('/').next())
-                .unwrap_or_default();
+            let file = urls.first().map(PackageUrl::file_name).unwrap_or_default();
             let build = file
                 .strip_prefix("linux-image-unsigned-")
                 .or_else(|| file.strip_prefix("linux-image-"))
@@ -63,7 +65,7 @@ pub enum KernelSource {
     DebianPackage { suite: String, package: String },
     /// Packages by URL (.deb or .rpm), unpacked together: the first holds
     /// /boot/vmlinuz-*, the others modules (Ubuntu's linux-modules-*).
-    PackageUrls { urls: Vec<String> },
+    PackageUrls { urls: Vec<PackageUrl> },
     /// Built from source: `make <base_config>`, then the fragments (files in
     /// images/, later ones win), then `make olddefconfig bzImage`.
     SourceBuild {
@@ -82,6 +84,43 @@ pub enum KernelSource {
     /// The local cluster inside a QEMU guest of `kernel`: id `<kernel>+k8s`,
     /// derived for every bootable kernel when `kubernetes.toml` exists.
     GuestKubernetes { kernel: KernelId },
+}
+
+/// One package of a by-URL kernel: its URL alone (pinned on first use in
+/// the lock file), or its URL with the sha256 its publisher gives, for
+/// packages no index lists (trusty's pool outlived its `dists/`), checked
+/// on fetch before the lock file has an entry, and against the entry after.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum PackageUrl {
+    Url(String),
+    Pinned { url: String, sha256: String },
+}
+
+impl PackageUrl {
+    pub fn url(&self) -> &str {
+        match self {
+            PackageUrl::Url(url) | PackageUrl::Pinned { url, .. } => url,
+        }
+    }
+
+    /// The package's file name (the URL's last segment).
+    pub fn file_name(&self) -> &str {
+        self.url().rsplit('/').next().unwrap_or(self.url())
+    }
+
+    pub fn sha256(&self) -> Option<&str> {
+        match self {
+            PackageUrl::Url(_) => None,
+            PackageUrl::Pinned { sha256, .. } => Some(sha256),
+        }
+    }
+}
+
+impl From<&str> for PackageUrl {
+    fn from(url: &str) -> Self {
+        PackageUrl::Url(url.to_string())
+    }
 }
 
 /// Appended to a kernel's id for the local cluster inside its guest.
@@ -128,7 +167,7 @@ impl KernelSource {
             KernelSource::PackageUrls { urls } => format!(
                 "packages by URL: {}",
                 urls.iter()
-                    .map(|u| u.rsplit('/').next().unwrap_or(u))
+                    .map(PackageUrl::file_name)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -422,6 +461,7 @@ fn add_guest_clusters(kernels: &mut BTreeMap<KernelId, KernelEntry>) {
                 k.id
             ),
             stands_in_for: None,
+            checksums: None,
             source: KernelSource::GuestKubernetes {
                 kernel: k.id.clone(),
             },
@@ -461,6 +501,7 @@ mod release_hint_tests {
             version: "5.15".into(),
             description: String::new(),
             stands_in_for: None,
+            checksums: None,
             source: KernelSource::PackageUrls {
                 urls: vec![url.into()],
             },

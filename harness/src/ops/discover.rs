@@ -371,7 +371,7 @@ pub fn write(project: &Project, discovered: &[Discovered]) -> Result<Vec<String>
                 );
             };
             for (old, new) in old.iter().zip(&urls) {
-                text = text.replace(old, new);
+                text = text.replace(old.url(), new);
             }
             written.push(format!("bumped {} to {}", found.id, found.build));
         } else {
@@ -499,9 +499,11 @@ fn catalog_with_urls(catalog: &Catalog, packages: &[LockedPackage]) -> Option<St
         .values()
         .find_map(|entry| match &entry.source {
             KernelSource::PackageUrls { urls }
-                if packages
-                    .iter()
-                    .all(|p| p.url.as_ref().is_some_and(|u| urls.contains(u))) =>
+                if packages.iter().all(|p| {
+                    p.url
+                        .as_ref()
+                        .is_some_and(|u| urls.iter().any(|x| x.url() == u))
+                }) =>
             {
                 Some(entry.id.to_string())
             }

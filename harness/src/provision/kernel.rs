@@ -47,6 +47,25 @@ impl BootImage {
     }
 }
 
+/// The sha256 a catalog entry gives for its by-URL packages (where no index
+/// publishes one), as pins of the same shape as the lock file's.
+fn publisher_pins(source: &KernelSource) -> Vec<LockedPackage> {
+    let KernelSource::PackageUrls { urls } = source else {
+        return Vec::new();
+    };
+    urls.iter()
+        .filter_map(|u| {
+            Some(LockedPackage {
+                name: u.file_name().to_string(),
+                version: u.url().to_string(),
+                sha256: u.sha256()?.to_string(),
+                url: Some(u.url().to_string()),
+                h1: None,
+            })
+        })
+        .collect()
+}
+
 /// Cache kinds of kernel artifacts.
 const PACKAGED: &str = "kernels";
 const SOURCES: &str = "kernel-sources";
@@ -83,9 +102,15 @@ impl Provisioner<'_> {
     pub fn kernel(&self, id: &KernelId) -> Result<KernelArtifact> {
         let entry = self.catalog.kernel(id);
         let artifact = ArtifactKey::Kernel(id.clone());
+        let published = publisher_pins(&entry.source);
         let packaged = |resolve: &dyn Fn() -> Result<Vec<Package>>| -> Result<KernelArtifact> {
-            let (image, origin) =
-                self.pinned_artifact(&artifact, PACKAGED, resolve, &find_kernel_image)?;
+            let (image, origin) = self.pinned_artifact_with(
+                &artifact,
+                PACKAGED,
+                resolve,
+                &find_kernel_image,
+                &published,
+            )?;
             let root = image
                 .ancestors()
                 .find(|p| p.file_name().is_some_and(|n| n == "root"))
@@ -119,7 +144,7 @@ impl Provisioner<'_> {
                     .collect()
             }),
             KernelSource::PackageUrls { urls } => {
-                packaged(&|| Ok(urls.iter().cloned().map(Package::Url).collect()))
+                packaged(&|| Ok(urls.iter().map(|u| Package::Url(u.url().into())).collect()))
             }
             KernelSource::SourceBuild {
                 source,
@@ -271,7 +296,7 @@ impl Provisioner<'_> {
                 .map_err(|e| format!("{e:#}")),
             KernelSource::PackageUrls { urls } => urls
                 .iter()
-                .try_for_each(|url| fetch::reachable(url))
+                .try_for_each(|url| fetch::reachable(url.url()))
                 .map(|_| "fetchable by URL".to_string())
                 .map_err(|e| format!("{e:#}")),
             KernelSource::SourceBuild { .. } => kbuild::check_build_tools()

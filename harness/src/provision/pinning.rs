@@ -57,7 +57,39 @@ impl Provisioner<'_> {
         resolve: &dyn Fn() -> Result<Vec<Package>>,
         finish: &dyn Fn(&Path) -> Result<PathBuf>,
     ) -> Result<(PathBuf, String)> {
+        self.pinned_artifact_with(artifact, kind, resolve, finish, &[])
+    }
+
+    /// [`Self::pinned_artifact`], with digests the catalog gives for some
+    /// packages (`published`): they pin the first fetch, and a lock entry
+    /// that disagrees with them is refused rather than believed.
+    pub(super) fn pinned_artifact_with(
+        &self,
+        artifact: &ArtifactKey,
+        kind: &str,
+        resolve: &dyn Fn() -> Result<Vec<Package>>,
+        finish: &dyn Fn(&Path) -> Result<PathBuf>,
+        published: &[LockedPackage],
+    ) -> Result<(PathBuf, String)> {
         let locked = self.lock.lock().expect("lock file").get(artifact).cloned();
+        if let Some(pinned) = &locked {
+            for want in published {
+                let conflict = pinned
+                    .packages
+                    .iter()
+                    .find(|p| p.url == want.url && p.sha256 != want.sha256);
+                if let Some(got) = conflict {
+                    bail!(
+                        "checksum mismatch for {}: images/kernels.toml gives sha256 {}, images/kmatrix.lock \
+                         pins {}; refusing both (restore the one edited by mistake, e.g. \
+                         `git checkout images/kmatrix.lock`)",
+                        want.version,
+                        want.sha256,
+                        got.sha256
+                    );
+                }
+            }
+        }
         let (payload, fetched) = match &locked {
             Some(pinned) => {
                 let packages: Vec<Package> =
@@ -81,7 +113,10 @@ impl Provisioner<'_> {
                     }
                 }
             }
-            None => self.fetch_unpacked(kind, &resolve()?, None, finish)?,
+            None => {
+                let pins = (!published.is_empty()).then_some(published);
+                self.fetch_unpacked(kind, &resolve()?, pins, finish)?
+            }
         };
         let origin = fetched
             .iter()
@@ -93,7 +128,18 @@ impl Provisioner<'_> {
                 Some(url) => url.to_string(),
                 None => self.apt.mirror().to_string(),
             };
-            self.record_tofu(artifact, fetched, &source)?;
+            if published.is_empty() {
+                self.record_tofu(artifact, fetched, &source)?;
+            } else {
+                self.record_pin(
+                    artifact,
+                    fetched,
+                    format!(
+                        "sha256 given by images/kernels.toml, checked on fetch {} from {source}",
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    ),
+                )?;
+            }
         }
         Ok((payload, origin))
     }
@@ -108,6 +154,15 @@ impl Provisioner<'_> {
             "trust-on-first-use {} from {source}",
             humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         );
+        self.record_pin(artifact, packages, provenance)
+    }
+
+    fn record_pin(
+        &self,
+        artifact: &ArtifactKey,
+        packages: Vec<LockedPackage>,
+        provenance: String,
+    ) -> Result<()> {
         self.lock.lock().expect("lock file").record(
             artifact,
             LockedArtifact {

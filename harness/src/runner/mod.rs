@@ -372,6 +372,7 @@ pub(crate) fn job_for(cells: &[Cell], modules: &[String], disks: &[GuestDisk]) -
                 fstype: "ext4".into(),
             })
             .collect(),
+        sealed_binaries: vec![crate::plan::GUEST_RUNTIME.to_string()],
         cells: cells
             .iter()
             .map(|cell| JobCell {

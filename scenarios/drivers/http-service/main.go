@@ -203,6 +203,9 @@ attempts:
 				if file := pidFile(argv); file != "" {
 					if _, statErr := os.Stat(file); statErr != nil {
 						// The runtime never started the container: not the service's doing.
+						if missing := procFileMissing(out.String()); missing != "" {
+							return nil, &missingFeature{"the container runtime needs " + missing + ": " + log}
+						}
 						return nil, fmt.Errorf("container runtime failed before the service started: %s", log)
 					}
 					os.Remove(file)
@@ -503,7 +506,36 @@ func clusterIPRule(clientNS netns.NsHandle, port int) error {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EPROTONOSUPPORT) {
 			return &missingFeature{"nftables NAT: " + err.Error()}
 		}
+		// The first nf_tables (3.13) refuses this rule as a whole; the
+		// kernels after it take it. kube-proxy's own nftables mode asks
+		// for 5.13 or newer, so such a node runs kube-proxy's iptables.
+		if errors.Is(err, syscall.EINVAL) {
+			return &missingFeature{"nftables NAT: the kernel's nf_tables refused kube-proxy's DNAT rule (" + err.Error() + ")"}
+		}
 		return fmt.Errorf("programming the ClusterIP rule: %w", err)
 	}
 	return nil
+}
+
+// procFileMissing names the /proc file a runtime could not open because the
+// kernel does not have it (crun opens /proc/self/setgroups, Linux 3.19, to
+// start any container), or "".
+func procFileMissing(output string) string {
+	added := map[string]string{"setgroups": "3.19"}
+	for _, line := range strings.Split(output, "\n") {
+		if !strings.Contains(line, "No such file or directory") {
+			continue
+		}
+		start := strings.Index(line, "/proc/self/")
+		if start < 0 {
+			continue
+		}
+		file := strings.TrimRight(strings.Fields(line[start:])[0], "`':,")
+		name := strings.TrimPrefix(file, "/proc/self/")
+		if version, ok := added[name]; ok {
+			return fmt.Sprintf("%s, which Linux added in %s", file, version)
+		}
+		return file + ", which this kernel does not have"
+	}
+	return ""
 }

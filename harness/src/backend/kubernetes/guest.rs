@@ -483,6 +483,7 @@ fn boot_request(request: &BootRequest, parts: &GuestParts, files: &Path) -> Resu
             mount_point: DISK_MOUNT.into(),
             fstype: "ext4".into(),
         }],
+        sealed_binaries: Vec::new(),
         cells: vec![JobCell {
             cell_id: NODE_CELL.into(),
             probes: vec![JobProbe {

@@ -652,6 +652,9 @@ fn kernels(project: &Project, cache_root: &Path, command: KernelsCommand) -> Res
                 if let Some(stand_in) = &kernel.stands_in_for {
                     println!("{:<41} stands in for {stand_in}", "");
                 }
+                if let Some(checksums) = &kernel.checksums {
+                    println!("{:<41} checksums published in {checksums}", "");
+                }
             }
             exit(ExitStatus::OK)
         }
