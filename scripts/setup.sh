@@ -13,6 +13,7 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cpio >/dev/null || need+=(cpio)
 command -v rpm2cpio >/dev/null || need+=(rpm2cpio)
 command -v rpmbuild >/dev/null || need+=(rpm)
+command -v python3 >/dev/null || need+=(python3) # the RPM kernel test's HTTP server
 command -v depmod >/dev/null || need+=(kmod)
 for tool in make gcc flex bison bc perl xz zstd; do
   case $tool in xz) pkg=xz-utils ;; *) pkg=$tool ;; esac
