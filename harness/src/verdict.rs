@@ -22,6 +22,9 @@ pub struct Expectation {
     /// a failure is a crash (CrashLoopBackOff), whatever its output says.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub restart_is_crash: bool,
+    /// The case cannot be judged without this probe (see [`needed_missing`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub needed: bool,
 }
 
 impl Expectation {
@@ -33,6 +36,7 @@ impl Expectation {
             pass_stdout: probe.pass_stdout.clone(),
             unavailable_exit_code: probe.unavailable_exit_code,
             restart_is_crash: false,
+            needed: probe.needed,
         }
     }
 }
@@ -181,6 +185,27 @@ pub fn aggregate(probes: &[(&str, Classified)]) -> Classified {
     Classified::new(Verdict::Pass, unavailable.join("; "))
 }
 
+/// A passing cell whose `needed` probe was unavailable is unavailable: what
+/// passed (a version check) cannot stand for the case. `probes` is each
+/// probe's id, whether it is needed, and its outcome.
+pub fn needed_missing(
+    cell: &Classified,
+    probes: &[(&str, bool, &Classified)],
+) -> Option<Classified> {
+    if cell.verdict != Verdict::Pass {
+        return None;
+    }
+    probes
+        .iter()
+        .find(|(_, needed, c)| *needed && c.verdict == Verdict::Unavailable)
+        .map(|(id, _, c)| {
+            Classified::new(
+                Verdict::Unavailable,
+                format!("{id} unavailable (the case needs it): {}", c.signature),
+            )
+        })
+}
+
 /// The first line of a Go runtime panic or fatal error, if stderr holds one.
 pub fn go_panic_line(stderr: &str) -> Option<&str> {
     stderr.lines().find(|line| {
@@ -273,6 +298,7 @@ mod tests {
             pass_stdout: Some(Regex::new("ready").unwrap()),
             unavailable_exit_code: Some(77),
             restart_is_crash: false,
+            needed: false,
         }
     }
 
@@ -370,6 +396,27 @@ mod tests {
             "connect: connection refused\n",
         );
         assert_eq!(plain.signature, "exit 3: connect: connection refused");
+    }
+
+    #[test]
+    fn a_needed_probe_unavailable_makes_the_cell_unavailable() {
+        let pass = Classified::new(Verdict::Pass, "");
+        let missing = Classified::new(Verdict::Unavailable, "no setgroups");
+        let cell = aggregate(&[("version", pass.clone()), ("loopback", missing.clone())]);
+        assert_eq!(cell.verdict, Verdict::Pass);
+        let needed = [("version", false, &pass), ("loopback", true, &missing)];
+        assert_eq!(
+            needed_missing(&cell, &needed),
+            Some(Classified::new(
+                Verdict::Unavailable,
+                "loopback unavailable (the case needs it): no setgroups"
+            ))
+        );
+        // Not needed: the pass stands. A finding is never turned into unavailable.
+        let optional = [("version", false, &pass), ("dnat", false, &missing)];
+        assert_eq!(needed_missing(&cell, &optional), None);
+        let crash = Classified::new(Verdict::Crash, "panic");
+        assert_eq!(needed_missing(&crash, &needed), None);
     }
 
     #[test]

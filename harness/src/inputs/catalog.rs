@@ -27,7 +27,7 @@ pub struct KernelEntry {
     /// Where the distribution publishes each package's sha256 (an RPM
     /// repository's `repodata/repomd.xml`), for a user to check the pin
     /// kmatrix records on first use against.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksums: Option<String>,
     pub source: KernelSource,
 }

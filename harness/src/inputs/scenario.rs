@@ -160,6 +160,10 @@ struct ProbeSpec {
     /// the path needs": the cell is `unavailable` there, not failed.
     #[serde(default)]
     unavailable_exit_code: Option<i32>,
+    /// The case cannot be judged without this probe: where it is
+    /// `unavailable`, so is the cell, whatever the other probes did.
+    #[serde(default)]
+    needed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +217,8 @@ pub struct Probe {
     pub pass_exit_code: i32,
     pub pass_stdout: Option<Regex>,
     pub unavailable_exit_code: Option<i32>,
+    /// Where this probe is `unavailable`, the cell is too.
+    pub needed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,6 +480,7 @@ impl Validator<'_> {
                 pass_exit_code: spec.pass_exit_code,
                 pass_stdout,
                 unavailable_exit_code: spec.unavailable_exit_code,
+                needed: spec.needed,
             });
         }
         Ok(probes)

@@ -452,6 +452,7 @@ fn kube_probes(spec: &KubernetesSpec, kube: &KubeWork) -> Vec<CellProbe> {
             pass_stdout: spec.ready_log.clone(),
             unavailable_exit_code: None,
             restart_is_crash: true,
+            needed: false,
         },
     };
     std::iter::once(rollout)

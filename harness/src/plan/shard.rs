@@ -120,6 +120,7 @@ mod tests {
                             pass_stdout: None,
                             unavailable_exit_code: None,
                             restart_is_crash: false,
+                            needed: false,
                         },
                     }],
                     artifact: None,

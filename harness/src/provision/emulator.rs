@@ -106,6 +106,9 @@ impl Provisioner<'_> {
         };
         match self.pinned_emulator(entry) {
             Ok(emulator) => Ok(emulator),
+            // Bytes that are not the pinned ones are refused, not replaced
+            // by another emulator: the run stops and says which pin.
+            Err(e) if format!("{e:#}").contains("checksum mismatch") => Err(e),
             Err(e) => {
                 let why = format!("the pinned {} cannot run here: {e:#}", entry.id);
                 self.events

@@ -13,7 +13,7 @@ use super::Provisioner;
 use crate::files;
 use crate::hashing::sha256_bytes;
 use crate::ids::ArtifactKey;
-use crate::inputs::lock::{LockedArtifact, LockedPackage};
+use crate::inputs::lock::LockedPackage;
 use crate::inputs::scenario::GoModuleSpec;
 use crate::sources::gotool;
 use crate::sources::oci::source::ImageError;
@@ -330,20 +330,16 @@ impl Provisioner<'_> {
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
             proxy()
         );
-        self.events
-            .note(format!("note: {key}: pinned {h1} (new entry in the lock)"));
-        self.lock.lock().expect("lock file").record(
+        self.record_pin(
             key,
-            LockedArtifact {
-                packages: vec![LockedPackage {
-                    name: spec.path.clone(),
-                    version: spec.version.clone(),
-                    sha256: String::new(),
-                    url: None,
-                    h1: Some(h1.to_string()),
-                }],
-                provenance,
-            },
+            vec![LockedPackage {
+                name: spec.path.clone(),
+                version: spec.version.clone(),
+                sha256: String::new(),
+                url: None,
+                h1: Some(h1.to_string()),
+            }],
+            provenance,
         )
     }
 }

@@ -10,7 +10,7 @@
 use super::Provisioner;
 use crate::hashing::sha256_bytes;
 use crate::ids::ArtifactKey;
-use crate::inputs::{LockedArtifact, LockedPackage};
+use crate::inputs::LockedPackage;
 use crate::sources::oci::engine::EngineImage;
 use crate::sources::oci::layers;
 use crate::sources::oci::reference::{self, ImageSourceRef};
@@ -62,6 +62,9 @@ impl Provisioner<'_> {
             if let Some(disk) = self.cache.lookup("images", &image_key(digest)) {
                 return image_artifact(reference_text, digest, disk);
             }
+        }
+        if pinned.is_none() {
+            self.may_add_pin(&artifact)?;
         }
         let source_ref = match (&reference, &pinned) {
             (ImageSourceRef::Registry(r), Some(digest)) => {
@@ -139,21 +142,19 @@ impl Provisioner<'_> {
                 })
         })?;
         if pinned.is_none() {
-            self.lock.lock().expect("lock file").record(
+            self.record_pin(
                 &artifact,
-                LockedArtifact {
-                    packages: vec![LockedPackage {
-                        name: reference_text.to_string(),
-                        version: resolved.digest.clone(),
-                        sha256: resolved.digest.trim_start_matches("sha256:").to_string(),
-                        url: None,
-                        h1: None,
-                    }],
-                    provenance: format!(
-                        "trust-on-first-use {} from {reference_text}",
-                        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    ),
-                },
+                vec![LockedPackage {
+                    name: reference_text.to_string(),
+                    version: resolved.digest.clone(),
+                    sha256: resolved.digest.trim_start_matches("sha256:").to_string(),
+                    url: None,
+                    h1: None,
+                }],
+                format!(
+                    "trust-on-first-use {} from {reference_text}",
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                ),
             )?;
         }
         image_artifact(reference_text, &resolved.digest, disk)

@@ -94,26 +94,19 @@ impl Provisioner<'_> {
             Some(pinned) => {
                 let packages: Vec<Package> =
                     pinned.packages.iter().map(Package::from_locked).collect();
-                match self.fetch_unpacked(kind, &packages, Some(&pinned.packages), finish) {
-                    Ok(done) => done,
-                    Err(e) if self.locked_only || is_checksum_error(&e) => {
-                        return Err(e.context(format!("{artifact} (images/kmatrix.lock)")))
-                    }
-                    Err(e) => {
-                        let fresh = resolve()?;
-                        if fresh == packages {
-                            return Err(e);
-                        }
-                        self.events.note(format!(
-                            "note: {artifact}: locked {} is no longer published ({e:#}); using {} and updating the lock",
-                            describe(&packages),
-                            describe(&fresh)
-                        ));
-                        self.fetch_unpacked(kind, &fresh, None, finish)?
-                    }
-                }
+                // A pin is never replaced here: bytes that do not match it,
+                // or a version the archive stopped publishing, are errors
+                // that name the one command that moves the pin.
+                self.fetch_unpacked(kind, &packages, Some(&pinned.packages), finish)
+                    .map_err(|e| {
+                        e.context(format!(
+                            "{artifact} (images/kmatrix.lock); to take what the source serves now: \
+                             `kmatrix lock accept {artifact}`"
+                        ))
+                    })?
             }
             None => {
+                self.may_add_pin(artifact)?;
                 let pins = (!published.is_empty()).then_some(published);
                 self.fetch_unpacked(kind, &resolve()?, pins, finish)?
             }
@@ -144,6 +137,17 @@ impl Provisioner<'_> {
         Ok((payload, origin))
     }
 
+    /// Whether a pin may be added for `artifact`: not under `--locked`.
+    pub(super) fn may_add_pin(&self, artifact: &ArtifactKey) -> Result<()> {
+        if self.locked_only {
+            bail!(
+                "{artifact} is not pinned in images/kmatrix.lock, and --locked adds no pin: \
+                 run once without --locked to pin it (the run prints each new pin)"
+            );
+        }
+        Ok(())
+    }
+
     pub(super) fn record_tofu(
         &self,
         artifact: &ArtifactKey,
@@ -157,12 +161,18 @@ impl Provisioner<'_> {
         self.record_pin(artifact, packages, provenance)
     }
 
-    fn record_pin(
+    /// Records a new pin, and says so in the run's output.
+    pub(super) fn record_pin(
         &self,
         artifact: &ArtifactKey,
         packages: Vec<LockedPackage>,
         provenance: String,
     ) -> Result<()> {
+        self.may_add_pin(artifact)?;
+        self.events.note(format!(
+            "note: {artifact}: pinned on first use (new entry in images/kmatrix.lock): {}",
+            summary(&packages)
+        ));
         self.lock.lock().expect("lock file").record(
             artifact,
             LockedArtifact {
@@ -253,8 +263,22 @@ impl Provisioner<'_> {
     }
 }
 
-fn is_checksum_error(error: &anyhow::Error) -> bool {
-    format!("{error:#}").contains("checksum mismatch")
+/// `name=version sha256:abcdef123456…` of each package, for one line.
+pub(super) fn summary(packages: &[LockedPackage]) -> String {
+    packages
+        .iter()
+        .map(|p| {
+            let digest = p
+                .h1
+                .clone()
+                .unwrap_or_else(|| format!("sha256:{}", p.sha256.get(..12).unwrap_or(&p.sha256)));
+            match &p.url {
+                Some(_) => format!("{} {digest}", p.name),
+                None => format!("{}={} {digest}", p.name, p.version),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(super) fn packages_key(packages: &[Package]) -> String {

@@ -151,6 +151,17 @@ impl GuestView {
                 })
                 .collect::<Vec<_>>(),
         );
+        let outcomes: Vec<Classified> = probes
+            .iter()
+            .map(|p| Classified::new(p.verdict, p.signature.clone()))
+            .collect();
+        let needed: Vec<(&str, bool, &Classified)> = cell
+            .probes
+            .iter()
+            .zip(&outcomes)
+            .map(|(probe, outcome)| (probe.probe_id.as_str(), probe.expect.needed, outcome))
+            .collect();
+        let verdict = crate::verdict::needed_missing(&verdict, &needed).unwrap_or(verdict);
         let verdict = self.absent_module(cell).unwrap_or(verdict);
         let mut record = record_without_guest(cell, verdict);
         record.duration_ms = probes.iter().map(|p| p.duration_ms).sum();

@@ -85,6 +85,7 @@ pub(crate) fn cell(id: &str) -> Cell {
                 pass_stdout: None,
                 unavailable_exit_code: None,
                 restart_is_crash: false,
+                needed: false,
             },
         }],
         artifact: None,

@@ -171,10 +171,18 @@ impl Apt {
                 },
                 None => "unknown error".into(),
             };
-            bail!(
-                "no network to {}: apt-get update failed: {why}",
-                self.mirror
-            );
+            let host = crate::sources::fetch::host_of(&self.mirror);
+            match crate::sources::fetch::FetchFailure::of_message(&host, &why) {
+                Some(failure) if failure.is_network() => bail!(
+                    "no network to {}: {failure} (apt-get update: {why})",
+                    self.mirror
+                ),
+                Some(failure) => bail!("mirror {}: {failure} (apt-get update: {why})", self.mirror),
+                None => bail!(
+                    "no network to {}: apt-get update failed: {why}",
+                    self.mirror
+                ),
+            }
         }
         fs::write(stamp, &self.mirror)?;
         Ok(())

@@ -16,6 +16,113 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Silence in the middle of a body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why a fetch failed, one sentence per cause, so that a user looks for the
+/// right thing: a host name that does not resolve, a port nothing listens
+/// on, a server that stays silent, a file the server does not have, a full
+/// disk. apt's messages and HTTP clients' errors map onto the same words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchFailure {
+    Dns { host: String },
+    Refused { host: String },
+    Timeout { host: String },
+    Http { host: String, status: u16 },
+    DiskFull { path: String },
+    Other(String),
+}
+
+impl std::fmt::Display for FetchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchFailure::Dns { host } => {
+                write!(f, "DNS failure: the name {host} does not resolve")
+            }
+            FetchFailure::Refused { host } => {
+                write!(f, "{host} refused the connection (nothing listens there)")
+            }
+            FetchFailure::Timeout { host } => write!(f, "{host} did not answer in time"),
+            FetchFailure::Http { host, status: 404 } => {
+                write!(f, "HTTP 404 from {host}: it has no such file")
+            }
+            FetchFailure::Http { host, status } => write!(f, "HTTP {status} from {host}"),
+            FetchFailure::DiskFull { path } => write!(f, "disk full writing {path}"),
+            FetchFailure::Other(what) => f.write_str(what),
+        }
+    }
+}
+
+impl FetchFailure {
+    /// The cause in an HTTP client's error.
+    pub fn of_http(url: &str, error: &ureq::Error) -> FetchFailure {
+        let host = host_of(url);
+        match error {
+            ureq::Error::StatusCode(status) => FetchFailure::Http {
+                host,
+                status: *status,
+            },
+            ureq::Error::HostNotFound => FetchFailure::Dns { host },
+            ureq::Error::Timeout(_) => FetchFailure::Timeout { host },
+            ureq::Error::ConnectionFailed => FetchFailure::Refused { host },
+            ureq::Error::Io(e) => FetchFailure::of_message(&host, &e.to_string())
+                .unwrap_or_else(|| FetchFailure::Other(e.to_string())),
+            other => FetchFailure::Other(other.to_string()),
+        }
+    }
+
+    /// The cause named in a tool's message (apt's `Err:` lines, an I/O
+    /// error's text), if it names one.
+    pub fn of_message(host: &str, message: &str) -> Option<FetchFailure> {
+        let host = host.to_string();
+        let lower = message.to_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        Some(
+            if has(&[
+                "could not resolve",
+                "temporary failure resolving",
+                "failed to lookup address",
+                "name or service not known",
+            ]) {
+                FetchFailure::Dns { host }
+            } else if has(&["connection refused"]) {
+                FetchFailure::Refused { host }
+            } else if has(&["timed out", "timeout"]) {
+                FetchFailure::Timeout { host }
+            } else if has(&[" 404 ", "http 404"]) {
+                FetchFailure::Http { host, status: 404 }
+            } else if has(&["no space left on device"]) {
+                FetchFailure::DiskFull { path: host }
+            } else {
+                return None;
+            },
+        )
+    }
+
+    /// A cause of the network (no answer), as opposed to an answer that
+    /// was an error.
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            FetchFailure::Dns { .. } | FetchFailure::Refused { .. } | FetchFailure::Timeout { .. }
+        )
+    }
+}
+
+/// `host[:port]` of a URL, for messages.
+pub fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// The error for a failed request: "no network to URL: CAUSE" when nothing
+/// answered, "URL: CAUSE" when the server answered with an error.
+fn request_error(url: &str, error: &ureq::Error) -> anyhow::Error {
+    let failure = FetchFailure::of_http(url, error);
+    if failure.is_network() {
+        anyhow::anyhow!("no network to {url}: {failure}")
+    } else {
+        anyhow::anyhow!("{url}: {failure}")
+    }
+}
+
 /// Whether `url` answers (a HEAD request), without downloading it.
 pub fn reachable(url: &str) -> Result<()> {
     let agent = ureq::Agent::new_with_config(
@@ -28,7 +135,7 @@ pub fn reachable(url: &str) -> Result<()> {
         .head(url)
         .call()
         .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("no network to {url}: {e}"))
+        .map_err(|e| request_error(url, &e))
 }
 
 /// Downloads `url` to `dest` and returns the sha256 of what arrived. When
@@ -47,10 +154,7 @@ pub fn download(
             .timeout_recv_body(Some(BODY_TIMEOUT))
             .build(),
     );
-    let response = agent
-        .get(url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("no network to {url}: {e}"))?;
+    let response = agent.get(url).call().map_err(|e| request_error(url, &e))?;
     let length = response
         .headers()
         .get("content-length")
@@ -79,7 +183,16 @@ pub fn download(
             break;
         }
         hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])?;
+        file.write_all(&buf[..n])
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOSPC) => anyhow::anyhow!(
+                    "{url}: {}",
+                    FetchFailure::DiskFull {
+                        path: dest.display().to_string()
+                    }
+                ),
+                _ => anyhow::anyhow!("cannot write {}: {e}", dest.display()),
+            })?;
         received += n as u64;
         events.progress(&label, received, length, "downloading");
     }
