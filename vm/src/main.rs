@@ -71,11 +71,9 @@ fn run(port: &mut dyn Write, in_container: bool) -> Result<(), String> {
         load_modules(&job.modules, &mut facts);
     }
     mount_disks(&job.disks, &mut facts);
-    if !in_container {
-        if seal_binaries(&job.sealed_binaries, &mut facts) {
-            // Before any probe starts (they inherit it), in a single thread.
-            std::env::set_var(CLONED_BINARY_ENV, "1");
-        }
+    if !in_container && seal_binaries(&job.sealed_binaries, &mut facts) {
+        // Before any probe starts (they inherit it), in a single thread.
+        std::env::set_var(CLONED_BINARY_ENV, "1");
     }
     collect_kernel_facts(&mut facts);
     emit(
@@ -462,9 +460,8 @@ fn collect_kernel_facts(facts: &mut BTreeMap<String, String>) {
         mounts
             .lines()
             .filter_map(|l| l.split_whitespace().nth(1).zip(l.split_whitespace().nth(2)))
-            .filter(|(target, _)| *target == "/sys/fs/cgroup")
+            .rfind(|(target, _)| *target == "/sys/fs/cgroup")
             .map(|(_, fstype)| fstype.to_string())
-            .last()
     });
     facts.insert(
         "cgroup".into(),
