@@ -10,7 +10,7 @@ use common::{fixture, read_cells, repo_root, text, TempProject};
 use kmatrix_metadata::Verdict;
 use std::fs;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -221,10 +221,35 @@ fn a_run_resumes_from_another_folder_with_the_project_it_came_from() {
 fn an_unreachable_debian_mirror_is_named_with_its_cause() {
     let project = TempProject::new();
     project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
-    let refused = format!("http://127.0.0.1:{}/debian", closed_port());
+    let port = closed_port();
+    let refused = format!("http://127.0.0.1:{port}/debian");
+    // A server that answers, without a Debian archive at that path.
+    let empty = tempfile::tempdir().unwrap();
+    let server_port = closed_port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(server_port.to_string())
+        .arg("--directory")
+        .arg(empty.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = wait_for_server(server_port);
+    let missing = format!("{served}/debian");
     for (mirror, cause) in [
-        (refused.as_str(), "Connection refused"),
-        ("http://no-such-host.invalid/debian", "Could not resolve"),
+        (
+            refused.as_str(),
+            format!("no network to {refused}: 127.0.0.1:{port} refused the connection (nothing listens there) (apt-get update: "),
+        ),
+        (
+            "http://no-such-host.invalid/debian",
+            "no network to http://no-such-host.invalid/debian: DNS failure: the name no-such-host.invalid does not resolve".to_string(),
+        ),
+        (
+            missing.as_str(),
+            format!("mirror {missing}: HTTP 404 from {}: it has no such file", served.trim_start_matches("http://")),
+        ),
     ] {
         let started = Instant::now();
         let output = project.kmatrix_with_env(
@@ -241,11 +266,24 @@ fn an_unreachable_debian_mirror_is_named_with_its_cause() {
         assert_eq!(output.status.code(), Some(0), "{}", text(&output));
         let said = text(&output);
         assert!(
-            said.contains(&format!("no network to {mirror}: apt-get update failed"))
-                && said.contains(cause)
-                && !said.contains("is not in Debian"),
-            "{said}"
+            said.contains(&cause) && !said.contains("is not in Debian"),
+            "{cause}: {said}"
         );
         eprintln!("{mirror}: {:?}", started.elapsed());
     }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// The base URL of the HTTP server on `port`, once it accepts connections.
+fn wait_for_server(port: u16) -> String {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!("http://127.0.0.1:{port}")
 }

@@ -73,6 +73,38 @@ impl Lock {
         self.file.artifact.get(&artifact.to_string())
     }
 
+    /// The entry under `key` as the file spells it (`kernel:debian-6.1`).
+    pub fn get_key(&self, key: &str) -> Option<&LockedArtifact> {
+        self.file.artifact.get(key)
+    }
+
+    /// Every entry's key, in the file's order.
+    pub fn keys(&self) -> Vec<String> {
+        self.file.artifact.keys().cloned().collect()
+    }
+
+    /// Takes the entry `key` out and writes the file (atomically, under the
+    /// same file lock as [`Lock::record`], from what is on disk now).
+    pub fn remove(&mut self, key: &str) -> Result<Option<LockedArtifact>> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let _guard = crate::files::FileLock::acquire(&dir.join(".kmatrix.lock.lock"))?;
+        if let Ok(current) = Lock::load(dir) {
+            self.file = current.file;
+        }
+        let removed = self.file.artifact.remove(key);
+        self.write()?;
+        Ok(removed)
+    }
+
+    fn write(&self) -> Result<()> {
+        let text = format!(
+            "# Written by kmatrix: exact versions and sha256 of every fetched artifact.\n\
+             # Commit it. `provenance` says how a checksum was first obtained.\n\n{}",
+            toml::to_string_pretty(&self.file)?
+        );
+        crate::files::write_atomically(&self.path, text.as_bytes())
+    }
+
     /// Records an artifact and writes the file (atomically). Two runs may
     /// pin at once: under a file lock, what the other wrote since is read
     /// back first, so neither pin is lost.
@@ -85,11 +117,6 @@ impl Lock {
             }
         }
         self.file.artifact.insert(artifact.to_string(), locked);
-        let text = format!(
-            "# Written by kmatrix: exact versions and sha256 of every fetched artifact.\n\
-             # Commit it. `provenance` says how a checksum was first obtained.\n\n{}",
-            toml::to_string_pretty(&self.file)?
-        );
-        crate::files::write_atomically(&self.path, text.as_bytes())
+        self.write()
     }
 }

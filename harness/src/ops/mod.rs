@@ -8,6 +8,7 @@ pub mod check;
 pub mod discover;
 pub mod exec;
 pub mod kernels;
+pub mod lock;
 pub mod merge;
 pub mod repro;
 pub mod run;

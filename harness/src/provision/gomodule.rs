@@ -98,6 +98,11 @@ impl Provisioner<'_> {
         Ok(self.module_artifact(spec, &downloaded.sum, disk))
     }
 
+    /// Downloads the module and pins it (`kmatrix lock accept`); builds nothing.
+    pub fn pin_module(&self, spec: &GoModuleSpec) -> Result<()> {
+        self.verified_module(spec, None).map(|_| ())
+    }
+
     /// The module's pin in the lock, if it has one.
     fn module_pin(&self, spec: &GoModuleSpec) -> Option<String> {
         self.lock

@@ -137,6 +137,23 @@ impl Provisioner<'_> {
         Ok((payload, origin))
     }
 
+    /// Drops the cache entry that holds `old`'s bytes of `artifact`, so
+    /// that the next fetch takes what the source serves now (`kmatrix lock
+    /// accept`). Kinds whose entries are keyed by their digest (images,
+    /// modules) need nothing dropped: new bytes get a new entry.
+    pub fn forget_cached(&self, artifact: &ArtifactKey, old: &LockedArtifact) -> Result<()> {
+        let kind = match artifact {
+            ArtifactKey::Kernel(_) => "kernels",
+            ArtifactKey::Toolchain(_) => "toolchains",
+            ArtifactKey::Emulator(_) => "emulators",
+            ArtifactKey::KernelSource(_) => "kernel-sources",
+            ArtifactKey::GoPackages(_) => "go-packages",
+            _ => return Ok(()),
+        };
+        let packages: Vec<Package> = old.packages.iter().map(Package::from_locked).collect();
+        self.cache.forget(kind, &packages_key(&packages))
+    }
+
     /// Whether a pin may be added for `artifact`: not under `--locked`.
     pub(super) fn may_add_pin(&self, artifact: &ArtifactKey) -> Result<()> {
         if self.locked_only {

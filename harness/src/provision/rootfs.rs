@@ -104,6 +104,18 @@ impl Provisioner<'_> {
         Ok(manifest.with_file_name("root"))
     }
 
+    /// Drops the cached root of `spec` (`kmatrix lock accept`).
+    pub fn forget_rootfs(&self, spec: &GuestSpec) -> Result<()> {
+        let key = sha256_bytes(serde_json::to_string(spec)?.as_bytes());
+        self.cache.forget("rootfs", &key)
+    }
+
+    /// The lock key of `spec`'s root.
+    pub fn rootfs_key(spec: &GuestSpec) -> Result<ArtifactKey> {
+        let key = sha256_bytes(serde_json::to_string(spec)?.as_bytes());
+        Ok(ArtifactKey::Rootfs(key[..16].to_string()))
+    }
+
     /// Each pinned package at its pinned version, one folder each (names
     /// may prefix one another).
     fn download_pinned(&self, packages: &[LockedPackage], dest: &Path) -> Result<Vec<PathBuf>> {

@@ -91,6 +91,18 @@ impl Cache {
         (entry.join(&manifest.payload) == payload).then_some(manifest.sha256)
     }
 
+    /// Removes an entry (its next use makes it again); absent is fine.
+    pub fn forget(&self, kind: &str, key: &str) -> Result<()> {
+        let dir = self.entry_dir(kind, key);
+        let _lock = FileLock::acquire(&lock_path(&dir))?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The payload of a complete, intact entry, without making anything.
     pub fn lookup(&self, kind: &str, key: &str) -> Option<PathBuf> {
         verified_payload(&self.entry_dir(kind, key))

@@ -86,7 +86,7 @@ impl FetchFailure {
                 FetchFailure::Refused { host }
             } else if has(&["timed out", "timeout"]) {
                 FetchFailure::Timeout { host }
-            } else if has(&[" 404 ", "http 404"]) {
+            } else if has(&[" 404 ", "(404 ", "http 404"]) {
                 FetchFailure::Http { host, status: 404 }
             } else if has(&["no space left on device"]) {
                 FetchFailure::DiskFull { path: host }

@@ -47,6 +47,18 @@ pub enum Command {
     /// Inspect and prepare catalog kernels (CI can cache the cache folder).
     #[command(subcommand)]
     Kernels(KernelsCommand),
+    /// Change pins in images/kmatrix.lock, the only way they change.
+    ///
+    /// A run never moves a pin: bytes that differ from it, or a pinned
+    /// version the archive stopped publishing, are errors that name the
+    /// entry. `lock accept` fetches what the source serves now for the
+    /// entries you name, checks it as a first fetch would, replaces exactly
+    /// those entries and prints the old and new digests. Commit the lock.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kmatrix lock accept kernel:debian-sid\n  kmatrix lock accept toolchain:go-1.24 image:docker.io/library/caddy:2.11.4\n  git diff images/kmatrix.lock"
+    )]
+    Lock(LockCommand),
     /// Compare two runs (or a baseline and a run), or two versions inside one run.
     ///
     /// Exit status: 0 no regression, 1 regressions (a cell went from pass to
@@ -226,6 +238,17 @@ pub enum ReportFormat {
 }
 
 #[derive(Subcommand)]
+pub enum LockCommand {
+    /// Re-fetch the named entries (keys as the lock spells them:
+    /// kernel:ID, toolchain:ID, emulator:ID, image:REF, rootfs:HASH,
+    /// module:PATH@VERSION) and pin what the source serves now.
+    Accept {
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum KernelsCommand {
     /// Every catalog kernel: version, origin, whether it is cached, what it stands in for.
     List,
@@ -335,7 +358,8 @@ pub struct RunArgs {
     /// Accelerator; `auto` uses KVM only after a test guest really ran under it.
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
-    /// Fail instead of re-resolving a locked package version the archive no longer has.
+    /// Add no pin: an artifact images/kmatrix.lock does not pin makes its cells
+    /// unavailable (what CI runs; pins never change in a run either way).
     #[arg(long)]
     pub locked: bool,
     /// Rerun failing cells up to N times; a cell that passes in any is `flaky` [default: 0, or what a resumed run was started with]
@@ -375,7 +399,8 @@ pub struct BisectArgs {
     /// The emulator: an id of images/emulators.toml, or `host` [default: the catalog's pinned default]
     #[arg(long, value_name = "ID|host")]
     pub emulator: Option<String>,
-    /// Fail instead of re-resolving a locked package version the archive no longer has.
+    /// Add no pin: an artifact images/kmatrix.lock does not pin makes its cells
+    /// unavailable (what CI runs; pins never change in a run either way).
     #[arg(long)]
     pub locked: bool,
 }

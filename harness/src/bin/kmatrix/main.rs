@@ -3,11 +3,12 @@
 //! prints what it returns. No matrix logic lives here.
 
 mod args;
+mod lock;
 
 use anyhow::{Context, Result};
 use args::{
     Accel, BenchArgs, BisectArgs, Cli, Command, DiffArgs, DiffFormat, ExecArgs, Format,
-    KernelsCommand, PlanArgs, ReportArgs, ReportFormat, RunArgs,
+    KernelsCommand, LockCommand, PlanArgs, ReportArgs, ReportFormat, RunArgs,
 };
 use clap::Parser;
 use kmatrix::backend::accel::AccelChoice;
@@ -91,6 +92,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Bisect(args) => bisect(&project, &cache_root, args),
         Command::Diff(args) => diff(args),
         Command::Kernels(command) => kernels(&project, &cache_root, command),
+        Command::Lock(LockCommand::Accept { keys }) => lock::accept(&project, &cache_root, &keys),
         Command::Exec(args) => exec(&project, &cache_root, args),
         Command::Bench(args) => bench(&project, &cache_root, args),
     }
