@@ -43,10 +43,15 @@ fn push(registry: &LocalRegistry, layout: &Path, name: &str) -> String {
 
 /// A small root filesystem and its OCI layout (tag `v1`).
 fn layout(dir: &Path, architecture: Option<&str>) -> PathBuf {
+    layout_saying(dir, architecture, "hello from the image\n")
+}
+
+/// The same, with `hello` as /etc/hello (another image, another digest).
+fn layout_saying(dir: &Path, architecture: Option<&str>, hello: &str) -> PathBuf {
     let root = dir.join("rootfs");
     fs::create_dir_all(root.join("etc")).unwrap();
     fs::create_dir_all(root.join("usr/bin")).unwrap();
-    fs::write(root.join("etc/hello"), "hello from the image\n").unwrap();
+    fs::write(root.join("etc/hello"), hello).unwrap();
     fs::copy("/bin/true", root.join("usr/bin/true")).unwrap();
     std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
     let layout = dir.join("layout");
@@ -128,6 +133,39 @@ fn a_registry_image_is_pulled_pinned_cached_and_verified() {
     let (again, stats) = provision(&project, &cache, &reference);
     assert_eq!(again.unwrap().digest, image.digest);
     assert_eq!(stats.made, 0, "{stats:?}");
+}
+
+/// A tag moved in the registry after it was pinned: kmatrix fetches the
+/// pinned manifest by digest, never the tag's new image, and the lock stays.
+#[test]
+fn a_moved_tag_still_gives_the_pinned_image() {
+    let registry = LocalRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = push(&registry, &layout(dir.path(), None), "kmatrix/moving:v1");
+    let project = TempProject::new();
+    let (image, _) = provision(&project, &dir.path().join("cache"), &reference);
+    let pinned = image.unwrap().digest;
+    let lock_path = project.root().join("images/kmatrix.lock");
+    let lock = fs::read(&lock_path).unwrap();
+
+    let other = dir.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let moved = push(
+        &registry,
+        &layout_saying(&other, None, "the tag moved\n"),
+        "kmatrix/moving:v1",
+    );
+    assert_eq!(moved, reference);
+    // A fresh cache: the bytes must come from the registry again.
+    let (again, stats) = provision(&project, &dir.path().join("cache2"), &reference);
+    let again = again.unwrap();
+    assert!(stats.made >= 2, "fetched again: {stats:?}");
+    assert_eq!(again.digest, pinned, "the pinned manifest, not the tag's");
+    assert_eq!(
+        read_in_ext4(&again.disk, "/etc/hello"),
+        "hello from the image\n"
+    );
+    assert_eq!(fs::read(&lock_path).unwrap(), lock, "the lock is untouched");
 }
 
 #[test]
