@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn accept(project: &Project, cache_root: &Path, keys: &[String]) -> Result<ExitCode> {
-    let accepted = crate::with_display(|events: Events| {
+    let accepted = crate::shared::with_display(|events: Events| {
         kmatrix::ops::lock::accept(project, cache_root, keys, events)
     })?;
     for entry in &accepted {
