@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fact, read_cells, repo_root, static_program, text, TempProject};
+use common::{fact, read_cells, repo_root, static_program, static_program_from, text, TempProject};
 use kmatrix::events::Events;
 use kmatrix::inputs::scenario::GuestSpec;
 use kmatrix::provision::Provisioner;
@@ -248,14 +248,69 @@ fn exec_runs_a_local_binary_on_each_kernel() {
             .lines()
             .find(|l| l.starts_with(kernel))
             .unwrap_or_default();
-        assert!(
-            row.contains("pass")
-                && row.contains("exit 0")
-                && row.contains("hello from a local binary"),
-            "{said}"
-        );
+        assert!(row.contains("pass") && row.contains("exit 0"), "{said}");
     }
+    assert_eq!(
+        said.matches("\n    hello from a local binary\n").count(),
+        2,
+        "{said}"
+    );
     assert_eq!(read_cells(&out).len(), 2);
+}
+
+/// exec exits with the program's status, shows all of its stdout and
+/// stderr, and refuses a dynamically linked binary before anything boots.
+#[test]
+fn exec_exits_with_the_programs_status_and_refuses_a_dynamic_binary() {
+    let project = TempProject::new();
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(300);
+    let binary = static_program_from(
+        dir.path(),
+        &format!(
+            "#include <stdio.h>\nint main(void) {{ puts(\"one\"); puts(\"{long}\"); fputs(\"on stderr\\n\", stderr); return 3; }}\n"
+        ),
+    );
+    let out = project.root().join("exec");
+    let output = project.kmatrix(&[
+        "exec",
+        "--kernel",
+        "debian-6.12",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    let said = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "exit 3",
+        "    one\n",
+        &format!("    {long}\n"),
+        "  stderr:\n    on stderr\n",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+
+    let dynamic = project.kmatrix(&[
+        "exec",
+        "--kernel",
+        "debian-6.12",
+        "--binary",
+        "/bin/ls",
+        "--out",
+        project.root().join("dynamic").to_str().unwrap(),
+    ]);
+    assert_eq!(dynamic.status.code(), Some(2), "{}", text(&dynamic));
+    let said = String::from_utf8_lossy(&dynamic.stderr);
+    assert!(
+        said.contains("dynamically linked") && said.contains("ld-linux-x86-64"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("kmatrix-exec-"),
+        "no temporary file named: {said}"
+    );
 }
 
 #[test]

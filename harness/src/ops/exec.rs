@@ -5,6 +5,7 @@
 
 use super::run::{run, RunOptions, RunSummary};
 use crate::backend::accel::AccelChoice;
+use crate::diagnostic::FileError;
 use crate::files::copy_tree;
 use crate::project::Request;
 use crate::provision::EmulatorChoice;
@@ -139,6 +140,7 @@ fn scenario_text(options: &ExecOptions) -> Result<String> {
         (None, Some(binary), None) => {
             let binary = fs::canonicalize(binary)
                 .with_context(|| format!("no binary at {}", binary.display()))?;
+            check_runs_alone(&binary)?;
             let name = binary
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -197,4 +199,87 @@ timeout_secs = {timeout}
         env = env.join(", "),
         timeout = options.timeout_secs,
     ))
+}
+
+/// A binary is copied into the guest alone: it must be an x86-64 ELF that
+/// needs no dynamic loader, or it would fail late, on every kernel, as a
+/// missing file. Checked before anything boots; bad input (exit 2).
+fn check_runs_alone(binary: &Path) -> Result<()> {
+    let bytes = fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let refuse = |message: String, fix: &str| -> Result<()> {
+        Err(FileError::whole_file(binary, message, fix).into())
+    };
+    match elf_interpreter(&bytes) {
+        Err(what) => refuse(
+            format!("not a program kmatrix can run in a guest: {what}"),
+            "give an x86-64 Linux ELF executable (or --image / --module)",
+        ),
+        Ok(Some(loader)) => refuse(
+            format!("dynamically linked (it needs {loader} and its libraries, which the guest does not have)"),
+            "build it static (Go: CGO_ENABLED=0; C: -static), or give an image with its libraries (--image)",
+        ),
+        Ok(None) => Ok(()),
+    }
+}
+
+/// The program interpreter (PT_INTERP) an x86-64 ELF names, if any. Only
+/// the header and the program headers are read: that one entry is all
+/// this needs, so no ELF library is pulled in for it.
+fn elf_interpreter(bytes: &[u8]) -> std::result::Result<Option<String>, String> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
+    if !bytes.starts_with(b"\x7fELF") {
+        return Err("no ELF header (a script or data file?)".into());
+    }
+    // EI_CLASS 2 = 64-bit, EI_DATA 1 = little-endian, e_machine 62 = x86-64.
+    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) || u16_at(18) != Some(62) {
+        return Err("not a 64-bit x86-64 ELF".into());
+    }
+    let truncated = || "truncated ELF headers".to_string();
+    let phoff = u64_at(32).ok_or_else(truncated)? as usize;
+    let phentsize = u16_at(54).ok_or_else(truncated)? as usize;
+    let phnum = u16_at(56).ok_or_else(truncated)? as usize;
+    for n in 0..phnum {
+        let header = phoff + n * phentsize;
+        if u32_at(header).ok_or_else(truncated)? != PT_INTERP {
+            continue;
+        }
+        let offset = u64_at(header + 8).ok_or_else(truncated)? as usize;
+        let size = u64_at(header + 32).ok_or_else(truncated)? as usize;
+        let path = bytes.get(offset..offset + size).ok_or_else(truncated)?;
+        return Ok(Some(
+            String::from_utf8_lossy(path)
+                .trim_end_matches('\0')
+                .to_string(),
+        ));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elf_interpreter;
+
+    #[test]
+    fn the_hosts_dynamic_programs_name_their_loader() {
+        let ls = std::fs::read("/bin/ls").unwrap();
+        let loader = elf_interpreter(&ls).unwrap().expect("ls is dynamic");
+        assert!(loader.contains("ld-linux-x86-64"), "{loader}");
+        assert!(elf_interpreter(b"#!/bin/sh\n").is_err());
+        assert!(elf_interpreter(b"\x7fELF").is_err());
+    }
 }

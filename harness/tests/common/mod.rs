@@ -199,6 +199,14 @@ impl Drop for LocalRegistry {
 
 /// A static program (no libc needed in its file system) printing `line`.
 pub fn static_program(dir: &Path, line: &str) -> PathBuf {
+    static_program_from(
+        dir,
+        &format!("#include <stdio.h>\nint main(void) {{ puts(\"{line}\"); return 0; }}\n"),
+    )
+}
+
+/// A static program (`hello` in `dir`) built from the C `source`.
+pub fn static_program_from(dir: &Path, source: &str) -> PathBuf {
     let binary = dir.join("hello");
     // The source comes on stdin: a file name would put this run's temporary
     // path into the binary, and images made from it would differ every run
@@ -209,12 +217,7 @@ pub fn static_program(dir: &Path, line: &str) -> PathBuf {
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::io::Write::write_all(
-        &mut gcc.stdin.take().unwrap(),
-        format!("#include <stdio.h>\nint main(void) {{ puts(\"{line}\"); return 0; }}\n")
-            .as_bytes(),
-    )
-    .unwrap();
+    std::io::Write::write_all(&mut gcc.stdin.take().unwrap(), source.as_bytes()).unwrap();
     assert!(
         gcc.wait().unwrap().success(),
         "gcc -static (libc6-dev) builds it"

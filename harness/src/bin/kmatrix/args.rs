@@ -108,10 +108,15 @@ pub enum Command {
     /// binary (or image) work on these kernels?"
     ///
     /// The program runs as a container (crun) inside each kernel's guest,
-    /// its file system on a read-only virtio disk. Prints one row per kernel:
-    /// verdict, exit, output, and what the guest and the binary's Go build
-    /// info said (MPTCP, Go version). The run directory holds the usual
-    /// results and reports.
+    /// its file system on a read-only virtio disk. A --binary must be static
+    /// (checked before anything boots: a dynamically linked one is exit 2,
+    /// naming its loader). Prints one row per kernel (release, verdict,
+    /// exit), then the program's whole stdout and stderr there, and what the
+    /// guest and the binary's Go build info said (MPTCP, Go version). The run
+    /// directory holds the usual results and reports. Exit status: 0 the
+    /// program exited 0 on every kernel; its own status when it exited with
+    /// the same one everywhere; 1 otherwise (statuses differ, a signal, a
+    /// timeout, a kernel where it could not run); 2 bad input.
     #[command(after_help = "Examples:
   kmatrix exec --kernel debian-6.1 --kernel ubuntu-22.04 --binary ./caddy -- version
   kmatrix exec --kernel debian-6.12 --image docker-archive:app.tar

@@ -48,35 +48,77 @@ pub fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<Exit
         &options,
         Arc::new(AtomicBool::new(false)),
     )?;
-    println!(
-        "{:<18} {:<26} {:<11} {:<10} output",
-        "kernel", "release", "verdict", "exit"
-    );
+    println!("{:<18} {:<26} {:<11} exit", "kernel", "release", "verdict");
+    let mut ends = Vec::new();
     for kernel in &options.kernels {
         let Some(record) = summary.records.iter().find(|r| &r.kernel == kernel) else {
             continue;
         };
         let probe = record.probes.first();
-        let output = probe
-            .map(|p| format!("{}{}", p.stdout, p.stderr))
-            .unwrap_or_else(|| record.signature.clone());
-        let first_line = output.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         println!(
-            "{:<18} {:<26} {:<11} {:<10} {}",
+            "{:<18} {:<26} {:<11} {}",
             kernel,
             record.kernel_release.as_deref().unwrap_or("-"),
             record.verdict.as_str(),
             probe.map(|p| p.exit.as_str()).unwrap_or("-"),
-            first_line.chars().take(100).collect::<String>()
         );
+        match probe {
+            Some(p) => {
+                print_stream("stdout", &p.stdout);
+                print_stream("stderr", &p.stderr);
+            }
+            None => print_stream("why", &record.signature),
+        }
         let facts: Vec<String> = ["mptcp.enabled", "go.version", "go.mptcp_listeners"]
             .iter()
             .filter_map(|f| record.facts.get(*f).map(|v| format!("{f}={v}")))
             .collect();
         if !facts.is_empty() {
-            println!("{:<18} {}", "", facts.join("  "));
+            println!("  facts: {}", facts.join("  "));
         }
+        ends.push(probe.map(|p| p.exit.clone()));
     }
     println!("results: {}", summary.out.display());
-    exit(ExitStatus::OK)
+    exit(exit_status(&ends))
+}
+
+/// A stream of the program's output, every line, indented under its kernel.
+fn print_stream(name: &str, text: &str) {
+    if text.trim().is_empty() {
+        return;
+    }
+    println!("  {name}:");
+    for line in text.lines() {
+        println!("    {line}");
+    }
+}
+
+/// What exec exits with: 0 when the program exited 0 on every kernel; the
+/// program's own status when it exited with the same one everywhere; else
+/// 1 (statuses differ, a signal, a timeout, a kernel where it never ran).
+fn exit_status(ends: &[Option<String>]) -> u8 {
+    let codes: Vec<Option<u8>> = ends
+        .iter()
+        .map(|end| end.as_deref()?.strip_prefix("exit ")?.parse().ok())
+        .collect();
+    match codes.first() {
+        Some(Some(code)) if codes.iter().all(|c| *c == Some(*code)) => *code,
+        _ => ExitStatus::FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_status;
+
+    #[test]
+    fn exec_exits_with_the_programs_status_when_every_kernel_agrees() {
+        let exit = |code: &str| Some(format!("exit {code}"));
+        assert_eq!(exit_status(&[exit("0"), exit("0")]), 0);
+        assert_eq!(exit_status(&[exit("3"), exit("3")]), 3);
+        assert_eq!(exit_status(&[exit("0"), exit("3")]), 1);
+        assert_eq!(exit_status(&[exit("0"), Some("signal 11".into())]), 1);
+        assert_eq!(exit_status(&[exit("0"), None]), 1);
+        assert_eq!(exit_status(&[]), 1);
+    }
 }
