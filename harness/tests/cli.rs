@@ -86,3 +86,26 @@ fn an_empty_issue_link_and_a_reused_run_folder_are_bad_input() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("--resume"), "{}", text(&output));
 }
+
+/// A run refused on its input (a kernel the catalog lacks) leaves no
+/// folder behind, and the error names the catalog.
+#[test]
+fn a_bad_kernel_leaves_no_run_folder() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let out = project.root().join("never");
+    let output = project.kmatrix(&[
+        "run",
+        "--kernel",
+        "no-such-kernel",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("no-such-kernel"),
+        "{}",
+        text(&output)
+    );
+    assert!(!out.exists(), "{} was left behind", out.display());
+}

@@ -89,6 +89,8 @@ pub fn run(
     interrupted: Arc<AtomicBool>,
 ) -> Result<RunSummary> {
     let started = SystemTime::now();
+    // A run refused on its input leaves no folder it made behind.
+    let made_out = !options.out.exists();
     let store = ResultsStore::open(&options.out)?;
     let existing = store.records().count();
     if existing > 0 && !options.resume {
@@ -103,7 +105,11 @@ pub fn run(
         )
         .into());
     }
-    let start = plan_the_run(project, options, started)?;
+    let start = plan_the_run(project, options, started).inspect_err(|_| {
+        if made_out {
+            let _ = std::fs::remove_dir_all(&options.out);
+        }
+    })?;
     let held: BTreeSet<String> = start
         .planned
         .cells
