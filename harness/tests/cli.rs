@@ -109,3 +109,71 @@ fn a_bad_kernel_leaves_no_run_folder() {
     );
     assert!(!out.exists(), "{} was left behind", out.display());
 }
+
+/// `run --fail-on`: findings and regressions make the exit status 1, the
+/// end of the run lists them, and a wrong --baseline is found before
+/// anything boots.
+#[test]
+fn fail_on_gates_the_exit_status_on_findings_and_regressions() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let out = project.root().join("out");
+    let out_arg = out.to_str().unwrap();
+    let cell = [
+        "--kernel",
+        "debian-6.12",
+        "--version",
+        "v0.8.5",
+        "--variant",
+        "baseline",
+    ];
+    let missing = project.root().join("no-baseline");
+    let mut args = vec!["run", "--out", out_arg, "--fail-on", "regressions"];
+    args.extend(["--baseline", missing.to_str().unwrap()]);
+    args.extend(cell);
+    let refused = project.kmatrix(&args);
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
+    assert!(!out.exists(), "nothing ran: {}", text(&refused));
+
+    let mut args = vec!["run", "--out", out_arg, "--fail-on", "findings"];
+    args.extend(cell);
+    let run = project.kmatrix(&args);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let said = String::from_utf8_lossy(&run.stdout);
+    for line in [
+        "slowest cells:",
+        "findings (fail, crash, timeout): 1",
+        "crash       kube-vip-cidr v0.8.5 baseline on debian-6.12: ",
+        "--fail-on: 1 cells are fail, crash or timeout",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+
+    // A baseline where that cell passed: a regression.
+    let baseline = project.root().join("baseline");
+    fs::create_dir_all(&baseline).unwrap();
+    let cells = fs::read_to_string(out.join("cells.jsonl")).unwrap();
+    assert!(cells.contains("\"verdict\":\"crash\""), "{cells}");
+    fs::write(
+        baseline.join("cells.jsonl"),
+        cells.replace("\"verdict\":\"crash\"", "\"verdict\":\"pass\""),
+    )
+    .unwrap();
+    let resumed = project.kmatrix(&[
+        "run",
+        "--resume",
+        out_arg,
+        "--fail-on",
+        "regressions",
+        "--baseline",
+        baseline.to_str().unwrap(),
+    ]);
+    assert_eq!(resumed.status.code(), Some(1), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("--fail-on: 1 regressions against the baseline"),
+        "{}",
+        text(&resumed)
+    );
+    let resumed = project.kmatrix(&["run", "--resume", out_arg]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+}

@@ -5,6 +5,7 @@
 
 mod display;
 mod recorder;
+pub mod summary;
 
 pub use display::Display;
 pub use recorder::Recorder;

@@ -31,8 +31,10 @@ Examples:
   kmatrix run --scenario kube-ovn-tproxy --kernel debian-6.1 --out results/runs/try
   kmatrix run --resume results/runs/try          finish an interrupted run
   kmatrix report results/runs/try                rewrite matrix.{csv,json,md}
+  kmatrix run --locked --fail-on regressions     a nightly's gate against results/baseline
 
-Exit status: 0 the run completed (whatever the verdicts), 1 an error,
+Exit status: 0 the run completed (whatever the verdicts, unless --fail-on), 1 an error
+or what --fail-on names,
 2 bad input (a scenario, catalog or option; the message names file, line and fix),
 130 interrupted (finished cells are kept).";
 
@@ -379,6 +381,25 @@ pub struct RunArgs {
     /// Run only this cell (repeatable); ids as `kmatrix plan` lists them.
     #[arg(long = "cell", value_name = "CELL_ID")]
     pub cells: Vec<String>,
+    /// Exit 1 when the run holds what you name (repeatable): `findings` (a
+    /// cell is fail, crash or timeout), `infra` (an infra-error), or
+    /// `regressions` (a cell went from pass to a finding against --baseline,
+    /// or against results/baseline when it is not given). For CI: a nightly
+    /// gates with `--fail-on regressions`, a component's own CI with
+    /// `--fail-on findings`.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub fail_on: Vec<FailOn>,
+    /// The run `--fail-on regressions` compares with [default: results/baseline]
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// What makes `run --fail-on` exit 1.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Findings,
+    Infra,
+    Regressions,
 }
 
 #[derive(clap::Args)]

@@ -1,18 +1,34 @@
 //! `kmatrix run`: runs the matrix and prints its one-line summary.
 
-use crate::args::RunArgs;
-use crate::shared::{accel_choice, default_run_dir, exit, interrupt_flag, resolve_latest};
-use anyhow::Result;
+use crate::args::{FailOn, RunArgs};
+use crate::shared::{
+    accel_choice, cells_of, default_run_dir, exit, interrupt_flag, resolve_latest,
+};
+use anyhow::{Context, Result};
+use kmatrix::diff;
 use kmatrix::ops::run::RunOptions;
 use kmatrix::plan::Selection;
 use kmatrix::project::Request;
 use kmatrix::provision::EmulatorChoice;
 use kmatrix::{ops, Project};
 use kmatrix_metadata::ExitStatus;
+use kmatrix_metadata::{CellRecord, Verdict};
 use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<ExitCode> {
+    let gates = std::mem::take(&mut args.fail_on);
+    // The baseline is read before anything runs: a wrong path is found now.
+    let baseline = if gates.contains(&FailOn::Regressions) {
+        Some(match &args.baseline {
+            Some(dir) => cells_of(dir)?,
+            None => project.baseline_cells().context(
+                "--fail-on regressions: this project has no results/baseline; give --baseline DIR",
+            )?,
+        })
+    } else {
+        None
+    };
     args.select.kernels = resolve_latest(project, cache_root, &args.select.kernels)?;
     let (out, resume) = match (args.out, args.resume) {
         (_, Some(dir)) => (dir, true),
@@ -59,7 +75,12 @@ pub fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<Ex
         summary.cache.reused,
         summary.cache.made
     );
+    print!("{}", kmatrix::reporter::summary::render(&summary.records));
     println!("matrix: {}", summary.out.join("matrix.md").display());
+    let failed_on = fail_on(&gates, baseline.as_deref(), &summary.records);
+    for reason in &failed_on {
+        println!("--fail-on: {reason}");
+    }
     if summary.interrupted {
         println!(
             "interrupted: continue with `kmatrix run --resume {}`",
@@ -67,5 +88,36 @@ pub fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<Ex
         );
         return exit(ExitStatus::INTERRUPTED);
     }
-    exit(ExitStatus::OK)
+    exit(if failed_on.is_empty() {
+        ExitStatus::OK
+    } else {
+        ExitStatus::FAILED
+    })
+}
+
+/// What `--fail-on` found in the run; empty when it passes the gate.
+fn fail_on(
+    gates: &[FailOn],
+    baseline: Option<&[CellRecord]>,
+    records: &[CellRecord],
+) -> Vec<String> {
+    let count = |wanted: fn(Verdict) -> bool| records.iter().filter(|r| wanted(r.verdict)).count();
+    let mut found = Vec::new();
+    for gate in gates {
+        let (n, what) = match gate {
+            FailOn::Findings => (
+                count(Verdict::is_failure),
+                "cells are fail, crash or timeout",
+            ),
+            FailOn::Infra => (count(|v| v == Verdict::InfraError), "cells are infra-error"),
+            FailOn::Regressions => (
+                baseline.map_or(0, |old| diff::diff(old, records, false).regressions()),
+                "regressions against the baseline (`kmatrix diff` lists them)",
+            ),
+        };
+        if n > 0 {
+            found.push(format!("{n} {what}"));
+        }
+    }
+    found
 }
