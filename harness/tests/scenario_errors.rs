@@ -210,3 +210,38 @@ fn a_kube_proxy_variant_is_planned_only_on_clusters() {
     assert_eq!(output.status.code(), Some(2), "{all}");
     assert!(all.contains("ebpf") && all.contains("ipvs"), "{all}");
 }
+
+/// Mistakes `plan --check` used to call "runs here" and the run then met
+/// as infra-errors: a misspelt placeholder, and `{service}` with no
+/// container runtime in the guest. Both are exit 2 at plan time, with the
+/// line and the fix.
+#[test]
+fn a_misspelt_placeholder_or_a_service_without_a_runtime_is_caught_at_plan_time() {
+    let mut line = 0;
+    let (_p, output) = broken(|folder| {
+        rewrite(
+            folder,
+            "run = [\"{reproducer}\"]",
+            "run = [\"{reproducr}\"]",
+        );
+        line = line_of(folder, "{reproducr}");
+    });
+    assert_diagnostic(
+        &output,
+        line,
+        &["unknown placeholder `{reproducr}`", "{service}"],
+    );
+
+    let project = TempProject::new();
+    let folder = project.add_scenario(&fixture("service-hang"));
+    rewrite(&folder, "packages = [\"crun\"]", "packages = [\"busybox\"]");
+    // The program the fixture runs (its test builds it); any file will do here.
+    fs::write(folder.join("hang"), "").unwrap();
+    let line = line_of(&folder, "run = [\"{service}\"]");
+    let output = project.kmatrix(&["plan", "--check"]);
+    assert_diagnostic(
+        &output,
+        line,
+        &["no [guest] brings a container runtime", "crun"],
+    );
+}

@@ -13,10 +13,16 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 mod kubernetes;
+mod placeholders;
 mod version;
 
 use kubernetes::KubernetesFileSpec;
 pub use kubernetes::KubernetesSpec;
+use placeholders::unknown_placeholder;
+pub use placeholders::{
+    ARTIFACT_PLACEHOLDER, BPF_OBJECT_PLACEHOLDER, GUEST_RUNTIME_PACKAGE, PLACEHOLDERS,
+    REPRODUCER_PLACEHOLDER, SERVICE_PLACEHOLDER,
+};
 
 use version::VersionSpec;
 pub use version::{
@@ -24,13 +30,6 @@ pub use version::{
 };
 
 pub const SCENARIO_FILE: &str = "scenario.toml";
-/// The argv placeholder replaced by the guest path of the version's reproducer binary.
-pub const REPRODUCER_PLACEHOLDER: &str = "{reproducer}";
-/// The argv placeholder replaced by the guest path of the version's BPF object.
-pub const BPF_OBJECT_PLACEHOLDER: &str = "{bpf_object}";
-/// The argv word replaced by the command that runs the version's real
-/// artifact (its `command`, or an image's entrypoint and cmd) as a container.
-pub const SERVICE_PLACEHOLDER: &str = "{service}";
 /// Every scenario has this variant: the component as shipped.
 pub const BASELINE_VARIANT: &str = "baseline";
 
@@ -347,6 +346,7 @@ impl Validator<'_> {
         let versions = self.versions(file.version, file.reproducer.as_ref())?;
         let variants = self.variants(file.variant)?;
         let probes = self.probes(file.probe, reproducer_dir.is_some())?;
+        self.service_needs(&probes, file.guest.as_ref(), &versions)?;
         let signatures = self.signatures(file.signature)?;
         let kubernetes = match file.kubernetes {
             Some(spec) => Some(self.kubernetes(spec, reproducer_dir.is_some())?),
@@ -457,6 +457,21 @@ impl Validator<'_> {
                     "add a [reproducer], or run {service} or {artifact}".into(),
                 ));
             }
+            if let Some(unknown) = spec
+                .run
+                .get_ref()
+                .iter()
+                .find_map(|a| unknown_placeholder(a))
+            {
+                return Err(self.error(
+                    spec.run.span(),
+                    format!(
+                        "probe `{}`: unknown placeholder `{unknown}`",
+                        spec.id.get_ref()
+                    ),
+                    format!("use one of {}", PLACEHOLDERS.join(", ")),
+                ));
+            }
             if spec.run.get_ref().is_empty() {
                 return Err(self.error(
                     spec.run.span(),
@@ -484,6 +499,56 @@ impl Validator<'_> {
             });
         }
         Ok(probes)
+    }
+
+    /// `{service}` runs each version's artifact with the guest's container
+    /// runtime: a scenario that says it needs a [guest] bringing that
+    /// runtime and versions that have an artifact, or every cell would be
+    /// an infra-error at run time.
+    fn service_needs(
+        &self,
+        probes: &[Probe],
+        guest: Option<&GuestSpec>,
+        versions: &[Version],
+    ) -> Result<(), FileError> {
+        let Some(probe) = probes
+            .iter()
+            .find(|p| p.run.iter().any(|a| a == SERVICE_PLACEHOLDER))
+        else {
+            return Ok(());
+        };
+        let runtime = GUEST_RUNTIME_PACKAGE;
+        if !guest.is_some_and(|g| g.packages.iter().any(|p| p == runtime)) {
+            return Err(self.error(
+                self.span_of(&format!("\"{SERVICE_PLACEHOLDER}\"")),
+                format!(
+                    "probe `{}` runs {SERVICE_PLACEHOLDER}, but no [guest] brings a container runtime",
+                    probe.id
+                ),
+                format!("add [guest] with suite = \"bookworm\" and packages = [\"{runtime}\"]"),
+            ));
+        }
+        if let Some(version) = versions
+            .iter()
+            .find(|v| v.artifact.is_none() && !v.only_on_clusters)
+        {
+            return Err(self.error(
+                self.span_of(&format!("\"{}\"", version.id)),
+                format!(
+                    "probe `{}` runs {SERVICE_PLACEHOLDER}, but version `{}` has no artifact to run",
+                    probe.id, version.id
+                ),
+                "give the version a debian_package, image, binary or module (and its command)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where `needle` first appears in the file (the whole file if nowhere).
+    fn span_of(&self, needle: &str) -> std::ops::Range<usize> {
+        self.source
+            .find(needle)
+            .map_or(0..0, |at| at..at + needle.len())
     }
 
     fn signatures(&self, specs: Vec<SignatureSpec>) -> Result<Vec<Signature>, FileError> {

@@ -8,8 +8,8 @@ use crate::diagnostic::FileError;
 use crate::hashing::{sha256_bytes, sha256_file, sha256_tree};
 use crate::ids::{ArtifactKey, CellId, KernelId, ScenarioId};
 use crate::inputs::scenario::{
-    Artifact, KubeProxyMode, KubernetesSpec, Scenario, Variant, BPF_OBJECT_PLACEHOLDER,
-    REPRODUCER_PLACEHOLDER, SERVICE_PLACEHOLDER,
+    Artifact, KubeProxyMode, KubernetesSpec, Scenario, Variant, ARTIFACT_PLACEHOLDER,
+    BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER, SERVICE_PLACEHOLDER,
 };
 use crate::inputs::{Catalog, Lock};
 use crate::verdict::Expectation;
@@ -263,7 +263,7 @@ pub fn plan(
                                 vec![arg
                                     .replace(REPRODUCER_PLACEHOLDER, &binary)
                                     .replace(BPF_OBJECT_PLACEHOLDER, &bpf_object)
-                                    .replace("{artifact}", &mount)]
+                                    .replace(ARTIFACT_PLACEHOLDER, &mount)]
                             })
                             .collect(),
                         env: variant
