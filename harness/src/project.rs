@@ -208,12 +208,31 @@ impl Project {
     }
 
     /// Loads the catalog and the scenarios named in `ids` (all when empty).
+    /// The scenario folders' names (their ids), valid or not.
+    fn scenario_folders(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.scenarios_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(scenario::SCENARIO_FILE).is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn load_selected(&self, ids: &[String]) -> Result<(Catalog, Vec<Scenario>), FileError> {
         let catalog = self.catalog()?;
-        let all = scenario::load_all(&self.scenarios_dir, &catalog)?;
+        // Only the scenarios asked for are loaded (a folder is named by its
+        // id): a broken one elsewhere does not block them.
+        let all: Vec<Scenario> = scenario::load_each(&self.scenarios_dir, &catalog, |folder| {
+            ids.is_empty() || ids.iter().any(|id| id == folder)
+        })?
+        .into_iter()
+        .collect::<Result<_, _>>()?;
         for id in ids {
             if !all.iter().any(|s| s.id == *id) {
-                let known: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
+                let known = self.scenario_folders();
                 return Err(FileError::whole_file(
                     &self.scenarios_dir,
                     format!("no scenario `{id}`"),

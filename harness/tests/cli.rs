@@ -177,3 +177,42 @@ fn fail_on_gates_the_exit_status_on_findings_and_regressions() {
     let resumed = project.kmatrix(&["run", "--resume", out_arg]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
 }
+
+/// One broken scenario is reported, and does not block commands about the
+/// others: `plan --scenario OTHER` works, `list` lists the rest and ends
+/// with the broken one's file:line error (exit 2).
+#[test]
+fn a_broken_scenario_does_not_block_the_others() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let broken = project.add_scenario(&repo_root().join("scenarios/calico-xdp"));
+    let file = broken.join("scenario.toml");
+    let text_of = fs::read_to_string(&file).unwrap();
+    fs::write(
+        &file,
+        text_of.replacen("timeout_secs = ", "timeout_secs = = ", 1),
+    )
+    .unwrap();
+
+    let plan = project.kmatrix(&["plan", "--scenario", "kube-vip-cidr"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let list = project.kmatrix(&["list"]);
+    assert_eq!(list.status.code(), Some(2), "{}", text(&list));
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("kube-vip-cidr"),
+        "{}",
+        text(&list)
+    );
+    assert!(
+        String::from_utf8_lossy(&list.stderr).contains("calico-xdp/scenario.toml:"),
+        "{}",
+        text(&list)
+    );
+    let all = project.kmatrix(&["plan"]);
+    assert_eq!(
+        all.status.code(),
+        Some(2),
+        "the whole plan needs every scenario: {}",
+        text(&all)
+    );
+}

@@ -244,6 +244,16 @@ impl Scenario {
 
 /// Loads every `*/scenario.toml` under `dir`, sorted by id.
 pub fn load_all(dir: &Path, catalog: &Catalog) -> Result<Vec<Scenario>, FileError> {
+    load_each(dir, catalog, |_| true)?.into_iter().collect()
+}
+
+/// Each scenario folder (named by its id) that `wanted` accepts, loaded on
+/// its own: one broken scenario does not hide the others.
+pub fn load_each(
+    dir: &Path,
+    catalog: &Catalog,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<Result<Scenario, FileError>>, FileError> {
     let entries = fs::read_dir(dir).map_err(|e| {
         FileError::whole_file(
             dir,
@@ -255,9 +265,10 @@ pub fn load_all(dir: &Path, catalog: &Catalog) -> Result<Vec<Scenario>, FileErro
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.join(SCENARIO_FILE).is_file())
+        .filter(|p| wanted(&p.file_name().unwrap_or_default().to_string_lossy()))
         .collect();
     folders.sort();
-    folders.iter().map(|f| load(f, catalog)).collect()
+    Ok(folders.iter().map(|f| load(f, catalog)).collect())
 }
 
 pub fn load(folder: &Path, catalog: &Catalog) -> Result<Scenario, FileError> {

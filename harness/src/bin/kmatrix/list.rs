@@ -7,9 +7,11 @@ use kmatrix_metadata::ExitStatus;
 use std::process::ExitCode;
 
 pub fn list(project: &Project) -> Result<ExitCode> {
-    let (catalog, scenarios) = project.load_selected(&[])?;
+    let catalog = project.catalog()?;
+    let loaded = kmatrix::inputs::scenario::load_each(&project.scenarios_dir, &catalog, |_| true)?;
+    let (scenarios, broken): (Vec<_>, Vec<_>) = loaded.into_iter().partition(Result::is_ok);
     println!("Scenarios:");
-    for s in &scenarios {
+    for s in scenarios.iter().flatten() {
         let versions: Vec<&str> = s.versions.iter().map(|v| v.id.as_str()).collect();
         let variants: Vec<&str> = s.variants.iter().map(|v| v.id.as_str()).collect();
         let kernels: Vec<&str> = s.kernels.iter().map(|k| k.as_str()).collect();
@@ -43,5 +45,13 @@ pub fn list(project: &Project) -> Result<ExitCode> {
             t.packages.join(", ")
         );
     }
-    exit(ExitStatus::OK)
+    // The broken ones last, where the eye lands; bad input, as everywhere.
+    for error in broken.iter().filter_map(|r| r.as_ref().err()) {
+        eprintln!("{error}");
+    }
+    exit(if broken.is_empty() {
+        ExitStatus::OK
+    } else {
+        ExitStatus::BAD_INPUT
+    })
 }
