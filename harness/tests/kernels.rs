@@ -24,10 +24,20 @@ fn list_shows_origins_and_stand_ins() {
         "centos-7",
     ] {
         assert!(
-            listing.lines().any(|l| l.starts_with(id)),
+            listing.lines().any(|l| l.starts_with(&format!("  {id} "))),
             "{id} missing:\n{listing}"
         );
     }
+    // The clusters inside each kernel's guest are one line, not one each.
+    assert!(!listing.contains("ubuntu-22.04+k8s"), "{listing}");
+    assert!(listing.contains("<kernel>+k8s"), "{listing}");
+    // Each row's origin starts in the same column.
+    let origin_columns: std::collections::BTreeSet<usize> = listing
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.contains("packages by URL"))
+        .map(|l| l.find("packages by URL").unwrap())
+        .collect();
+    assert_eq!(origin_columns.len(), 1, "{listing}");
     assert!(listing.contains("stands in for Ubuntu 22.04"), "{listing}");
     assert!(
         listing.contains("built from Debian bullseye linux-source-5.10"),

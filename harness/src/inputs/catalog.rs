@@ -46,7 +46,9 @@ impl KernelEntry {
                 .or_else(|| file.strip_prefix("linux-image-"))
                 .map(|rest| rest.split('_').next().unwrap_or(rest))
                 .or_else(|| {
-                    file.strip_prefix("kernel-")
+                    ["kernel-core-", "kernel-uek-", "kernel-"]
+                        .iter()
+                        .find_map(|prefix| file.strip_prefix(prefix))
                         .map(|rest| rest.trim_end_matches(".rpm").trim_end_matches(".x86_64"))
                 });
             if let Some(build) = build.filter(|b| b.starts_with(char::is_numeric)) {
@@ -159,6 +161,17 @@ pub enum KernelTree {
 }
 
 impl KernelSource {
+    /// A kernel of its own, booted in a QEMU guest (not an engine or a
+    /// cluster, which run on another kernel or inside one of these).
+    pub fn boots_in_qemu(&self) -> bool {
+        matches!(
+            self,
+            KernelSource::DebianPackage { .. }
+                | KernelSource::PackageUrls { .. }
+                | KernelSource::SourceBuild { .. }
+        )
+    }
+
     pub fn describe(&self) -> String {
         match self {
             KernelSource::DebianPackage { suite, package } => {
