@@ -22,10 +22,7 @@ docs:
 
 # Make a new baseline from a full run (then review and commit results/baseline).
 baseline RUN:
-    mkdir -p results/baseline
-    cp {{RUN}}/cells.jsonl {{RUN}}/run.json results/baseline/
-    cargo run --quiet -- report results/baseline
-    just docs
+    cargo run --quiet -- baseline accept {{RUN}}
 
 # Benchmark one boot per kernel against one boot per cell (a ratio, measured here).
 bench *ARGS:

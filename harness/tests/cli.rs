@@ -216,3 +216,30 @@ fn a_broken_scenario_does_not_block_the_others() {
         text(&all)
     );
 }
+
+/// `diff --common`: a small run against a full baseline compares only the
+/// cells both hold, with no "removed" wall.
+#[test]
+fn diff_common_compares_only_the_cells_both_runs_hold() {
+    let project = TempProject::new();
+    let sample = repo_root().join("harness/tests/fixtures/runs/sample/cells.jsonl");
+    let small = project.root().join("small.jsonl");
+    let first = fs::read_to_string(&sample)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    fs::write(&small, format!("{first}\n")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["diff"];
+        args.extend(extra);
+        args.extend([sample.to_str().unwrap(), small.to_str().unwrap()]);
+        project.kmatrix(&args)
+    };
+    let all = run(&[]);
+    assert!(text(&all).contains("Removed cells"), "{}", text(&all));
+    let common = run(&["--common"]);
+    assert_eq!(common.status.code(), Some(0), "{}", text(&common));
+    assert!(!text(&common).contains("Removed"), "{}", text(&common));
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{copy_tree, repo_root, text};
+use common::{copy_tree, repo_root, text, TempProject};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -191,4 +191,48 @@ fn committed_compatibility_table_is_fresh() {
         committed == fresh,
         "results/COMPATIBILITY.md is stale: run `just docs` (kmatrix report results/baseline --format markdown -o results/COMPATIBILITY.md)"
     );
+}
+
+/// `kmatrix baseline accept RUN`: the run becomes results/baseline, the
+/// docs table is exactly what `report --format markdown` makes of it (what
+/// CI checks), the diff against the old baseline is printed, and an
+/// unfinished run is refused.
+#[test]
+fn baseline_accept_makes_the_baseline_and_the_docs_table_agree() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-ovn-tproxy"));
+    let sample = repo_root().join("harness/tests/fixtures/runs/sample");
+    let first = project.kmatrix(&["baseline", "accept", sample.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let baseline = project.root().join("results/baseline");
+    assert_eq!(
+        fs::read(baseline.join("cells.jsonl")).unwrap(),
+        fs::read(sample.join("cells.jsonl")).unwrap()
+    );
+    assert!(baseline.join("report.html").is_file());
+    let docs = fs::read_to_string(project.root().join("results/COMPATIBILITY.md")).unwrap();
+    // As CI renders it: from the project's root.
+    let rendered = Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .current_dir(project.root())
+        .args(["report", "results/baseline", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&rendered.stdout), docs);
+
+    // Accepting again prints the diff against the baseline it replaces.
+    let again = project.kmatrix(&["baseline", "accept", sample.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("unchanged"), "{}", text(&again));
+
+    // An unfinished run is refused, and the baseline stays.
+    let unfinished = project.root().join("unfinished");
+    fs::create_dir_all(&unfinished).unwrap();
+    fs::copy(sample.join("cells.jsonl"), unfinished.join("cells.jsonl")).unwrap();
+    let info = fs::read_to_string(sample.join("run.json")).unwrap();
+    let mut info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    info["finished"] = serde_json::Value::Null;
+    fs::write(unfinished.join("run.json"), info.to_string()).unwrap();
+    let refused = project.kmatrix(&["baseline", "accept", unfinished.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("--resume"), "{}", text(&refused));
 }

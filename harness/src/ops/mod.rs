@@ -2,6 +2,7 @@
 //! and calls one of these. Each wires the layers together for one job and
 //! returns data; printing is left to the caller (or to the reporters).
 
+pub mod baseline;
 pub mod bench;
 pub mod bisect;
 pub mod check;

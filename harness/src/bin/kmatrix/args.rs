@@ -61,13 +61,26 @@ pub enum Command {
         after_help = "Examples:\n  kmatrix lock accept kernel:debian-sid\n  kmatrix lock accept toolchain:go-1.24 image:docker.io/library/caddy:2.11.4\n  git diff images/kmatrix.lock"
     )]
     Lock(LockCommand),
+    /// Make a finished run the project's baseline (results/baseline) and
+    /// regenerate the docs table (results/COMPATIBILITY.md) from it.
+    ///
+    /// Copies the run's cells.jsonl and run.json, rewrites the reports in
+    /// results/baseline, writes results/COMPATIBILITY.md exactly as
+    /// `kmatrix report results/baseline --format markdown` does, and prints
+    /// the diff against the baseline it replaced. An interrupted or torn
+    /// run is refused (exit 2): finish it with `run --resume` first.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kmatrix run --out results/runs/full && kmatrix baseline accept results/runs/full\n  git diff --stat results/"
+    )]
+    Baseline(BaselineCommand),
     /// Compare two runs (or a baseline and a run), or two versions inside one run.
     ///
     /// Exit status: 0 no regression, 1 regressions (a cell went from pass to
     /// fail, crash or timeout), 2 usage or input error. Cells unavailable,
     /// infra-error or flaky on either side are listed, never counted as regressions.
     #[command(
-        after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13.14 v1.14.0 results/runs/tproxy"
+        after_help = "Examples:\n  kmatrix diff results/baseline results/runs/nightly\n  kmatrix diff --common results/baseline results/runs/pr-check   only the cells both hold\n  kmatrix diff --format markdown OLD NEW >> $GITHUB_STEP_SUMMARY\n  kmatrix diff --ignore-variant RUN_WITH_WORKAROUND RUN_WITHOUT\n  kmatrix diff --versions v1.13.14 v1.14.0 results/runs/tproxy"
     )]
     Diff(DiffArgs),
     /// Join the results of several runs (CI shards) into one run directory.
@@ -245,6 +258,15 @@ pub enum ReportFormat {
 }
 
 #[derive(Subcommand)]
+pub enum BaselineCommand {
+    /// Make RUN (a finished run directory) the baseline.
+    Accept {
+        #[arg(value_name = "RUN")]
+        run: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum LockCommand {
     /// Re-fetch the named entries (keys as the lock spells them:
     /// kernel:ID, toolchain:ID, emulator:ID, image:REF, rootfs:HASH,
@@ -319,6 +341,12 @@ pub struct DiffArgs {
     /// Match cells by scenario, version and kernel only (one variant per side).
     #[arg(long)]
     pub ignore_variant: bool,
+    /// Compare only the cells both runs hold: no "new" or "removed" lines
+    /// (a pull request's small run against the full baseline).
+    #[arg(long)]
+    pub common: bool,
+    /// `console` for a terminal, `markdown` for a pull request comment or a
+    /// job summary, `json` (the `Diff` type of kmatrix-metadata) for tools.
     #[arg(long, value_enum, default_value_t = DiffFormat::Console)]
     pub format: DiffFormat,
 }

@@ -46,7 +46,12 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     let [old, new] = args.runs.as_slice() else {
         return usage("give OLD and NEW (or one RUN with --versions)");
     };
-    let result = diff::diff(&cells_of(old)?, &cells_of(new)?, args.ignore_variant);
+    let mut result = diff::diff(&cells_of(old)?, &cells_of(new)?, args.ignore_variant);
+    if args.common {
+        result
+            .changes
+            .retain(|c| !matches!(c.change, Change::New | Change::Removed));
+    }
     match args.format {
         DiffFormat::Console => print!("{}", diff::to_console(&result)),
         DiffFormat::Markdown => print!("{}", diff::to_markdown(&result)),

@@ -4,6 +4,7 @@
 //! No matrix logic lives here; `shared.rs` holds the one event pump.
 
 mod args;
+mod baseline;
 mod bench;
 mod bisect;
 mod diff;
@@ -19,7 +20,7 @@ mod run;
 mod shared;
 
 use anyhow::{Context, Result};
-use args::{Cli, Command, LockCommand};
+use args::{BaselineCommand, Cli, Command, LockCommand};
 use clap::Parser;
 use kmatrix::diagnostic::FileError;
 use kmatrix::sources::cache::Cache;
@@ -84,6 +85,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&project, &cache_root, args),
         Command::Bisect(args) => bisect::bisect(&project, &cache_root, args),
         Command::Diff(args) => diff::diff(args),
+        Command::Baseline(BaselineCommand::Accept { run }) => baseline::accept(&project, &run),
         Command::Kernels(command) => kernels::kernels(&project, &cache_root, command),
         Command::Lock(LockCommand::Accept { keys }) => lock::accept(&project, &cache_root, &keys),
         Command::Exec(args) => exec::exec(&project, &cache_root, args),
