@@ -3,8 +3,11 @@
 //! the workaround that was verified on that kernel, the upstream issue, the
 //! run's date and harness version, and a legend.
 
+mod columns;
+
 use super::ReportModel;
-use crate::inputs::scenario::BASELINE_VARIANT;
+use crate::inputs::scenario::{Scenario, BASELINE_VARIANT};
+use columns::{CellText, Column};
 use kmatrix_metadata::{CellRecord, Verdict};
 
 pub fn render(model: &ReportModel) -> String {
@@ -64,74 +67,97 @@ pub fn render(model: &ReportModel) -> String {
             scenario.component, scenario.title
         ));
         md.push_str(&format!("Upstream issue: <{}>\n\n", scenario.issue));
-        md.push_str(&format!("| {} version |", scenario.component));
-        for kernel in &kernels {
-            let release = scenario
-                .versions
-                .iter()
-                .filter_map(|v| cell_of(&v.id, kernel))
-                .find_map(|r| r.kernel_release.clone());
-            match release {
-                Some(release) => md.push_str(&format!(" {kernel}<br>`{release}` |")),
-                None => md.push_str(&format!(" {kernel} |")),
-            }
-        }
-        md.push_str("\n|---|");
-        md.push_str(&"---|".repeat(kernels.len()));
-        md.push('\n');
+        // Rows: the versions the run covered (as in the matrix).
+        let versions: Vec<&crate::inputs::scenario::Version> = scenario
+            .versions
+            .iter()
+            .filter(|v| kernels.iter().any(|k| cell_of(&v.id, k).is_some()))
+            .collect();
+        let columns: Vec<Column> = kernels
+            .iter()
+            .map(|kernel| Column {
+                kernels: vec![kernel.to_string()],
+                releases: vec![versions
+                    .iter()
+                    .filter_map(|v| cell_of(&v.id, kernel))
+                    .find_map(|r| r.kernel_release.clone())],
+                cells: versions
+                    .iter()
+                    .map(|v| {
+                        let cell = cell_of(&v.id, kernel)?;
+                        Some(cell_text(
+                            cell,
+                            &workarounds_passed(model, scenario, &v.id, kernel),
+                        ))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let (columns, dropped) = columns::arrange(columns);
         let mut notes: Vec<String> = Vec::new();
-        for version in &scenario.versions {
-            // A version the run did not cover has no row (as in the matrix).
-            if kernels.iter().all(|k| cell_of(&version.id, k).is_none()) {
-                continue;
+        let mut note_of = |signature: &str| match notes.iter().position(|n| n == signature) {
+            Some(i) => i + 1,
+            None => {
+                notes.push(signature.to_string());
+                notes.len()
             }
-            let fidelity = baseline_rows
-                .iter()
-                .find(|row| row.version == version.id)
-                .and_then(|row| row.fidelity);
-            md.push_str(&format!(
-                "| {} ({}) |",
-                version.id,
-                super::markdown::fidelity_word(fidelity)
-            ));
-            for kernel in &kernels {
-                let Some(cell) = cell_of(&version.id, kernel) else {
-                    md.push_str(" |");
-                    continue;
-                };
-                let mut text = format!("{} {}", cell.verdict.emoji(), cell.verdict.words());
-                if cell.verdict.is_failure() {
-                    let fixes: Vec<&String> = checks
-                        .iter()
-                        .filter(|c| {
-                            c.scenario == scenario.id
-                                && c.version == version.id
-                                && &c.kernel == *kernel
-                        })
-                        .flat_map(|c| {
-                            c.workarounds
-                                .iter()
-                                .filter(|(_, v)| *v == Verdict::Pass)
-                                .map(|(id, _)| id)
-                        })
-                        .collect();
-                    for fix in fixes {
-                        text.push_str(&format!(" — ✅ with `{fix}`"));
+        };
+        if !columns.is_empty() {
+            md.push_str(&format!("| {} version |", scenario.component));
+            for column in &columns {
+                md.push_str(&format!(" {} |", column.head(input.catalog)));
+            }
+            md.push_str("\n|---|");
+            md.push_str(&"---|".repeat(columns.len()));
+            md.push('\n');
+            for (row, version) in versions.iter().enumerate() {
+                let fidelity = baseline_rows
+                    .iter()
+                    .find(|r| r.version == version.id)
+                    .and_then(|r| r.fidelity);
+                md.push_str(&format!(
+                    "| {} ({}) |",
+                    version.id,
+                    super::markdown::fidelity_word(fidelity)
+                ));
+                for column in &columns {
+                    match &column.cells[row] {
+                        None => md.push_str(" |"),
+                        Some(cell) => {
+                            let note = cell
+                                .note
+                                .as_deref()
+                                .map(|n| format!(" [{}]", note_of(n)))
+                                .unwrap_or_default();
+                            md.push_str(&format!(" {}{note} |", cell.text));
+                        }
                     }
                 }
-                if !cell.signature.is_empty() {
-                    let note = match notes.iter().position(|n| *n == cell.signature) {
-                        Some(i) => i + 1,
-                        None => {
-                            notes.push(cell.signature.clone());
-                            notes.len()
-                        }
-                    };
-                    text.push_str(&format!(" [{note}]"));
-                }
-                md.push_str(&format!(" {text} |"));
+                md.push('\n');
             }
             md.push('\n');
+        }
+        for column in dropped {
+            let why = column
+                .cells
+                .iter()
+                .flatten()
+                .find_map(|c| c.note.as_deref())
+                .map(|n| format!(" [{}]", note_of(n)))
+                .unwrap_or_default();
+            md.push_str(&format!(
+                "Not tested here: {} ({}){why}.  \n",
+                columns::distribution(input.catalog, &column.kernels[0]),
+                column.kernels[0]
+            ));
+        }
+        let folded: Vec<&Column> = columns.iter().filter(|c| c.kernels.len() > 1).collect();
+        for column in folded {
+            md.push_str(&format!(
+                "Folded column ({} kernels, every row alike): {}.  \n",
+                column.kernels.len(),
+                column.kernels.join(", ")
+            ));
         }
         md.push('\n');
         for (i, note) in notes.iter().enumerate() {
@@ -181,4 +207,40 @@ pub fn render(model: &ReportModel) -> String {
     md.push_str(&super::markdown::fidelity_legend());
     md.push_str("\nunavailable and infra-error cells say nothing about the component: the kernel could not be fetched or booted where the table was made.\n");
     md
+}
+
+/// The workarounds that passed where `version` failed on `kernel`.
+fn workarounds_passed(
+    model: &ReportModel,
+    scenario: &Scenario,
+    version: &str,
+    kernel: &str,
+) -> Vec<String> {
+    model
+        .workarounds
+        .iter()
+        .filter(|c| c.scenario == scenario.id && c.version == version && c.kernel == kernel)
+        .flat_map(|c| {
+            c.workarounds
+                .iter()
+                .filter(|(_, v)| *v == Verdict::Pass)
+                .map(|(id, _)| id.clone())
+        })
+        .collect()
+}
+
+/// A cell's words: symbol and verdict, the workarounds that fixed a
+/// failure, and the signature behind its footnote.
+fn cell_text(cell: &CellRecord, fixes: &[String]) -> CellText {
+    let mut text = format!("{} {}", cell.verdict.emoji(), cell.verdict.words());
+    if cell.verdict.is_failure() {
+        for fix in fixes {
+            text.push_str(&format!(" — ✅ with `{fix}`"));
+        }
+    }
+    CellText {
+        text,
+        note: (!cell.signature.is_empty()).then(|| cell.signature.clone()),
+        unavailable: cell.verdict == Verdict::Unavailable,
+    }
 }
