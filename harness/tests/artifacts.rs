@@ -311,6 +311,20 @@ fn exec_exits_with_the_programs_status_and_refuses_a_dynamic_binary() {
         !said.contains("kmatrix-exec-"),
         "no temporary file named: {said}"
     );
+
+    let unknown = project.kmatrix(&[
+        "exec",
+        "--kernel",
+        "nope",
+        "--binary",
+        binary.to_str().unwrap(),
+    ]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    let said = text(&unknown);
+    assert!(
+        said.contains("images/kernels.toml") && !said.contains("kmatrix-exec-"),
+        "{said}"
+    );
 }
 
 #[test]

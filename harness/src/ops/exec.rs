@@ -59,6 +59,9 @@ pub fn exec(
     if options.kernels.is_empty() {
         bail!("give at least one --kernel (`kmatrix list` shows them)");
     }
+    // Checked against the user's catalog here: an unknown id found later
+    // would point into the scenario exec writes, a file the user never saw.
+    project.catalog()?.kernel_ids_from(&options.kernels)?;
     let temp = tempfile::Builder::new().prefix("kmatrix-exec-").tempdir()?;
     let root = temp.path();
     copy_tree(
