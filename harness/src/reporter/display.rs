@@ -36,12 +36,11 @@ impl Display {
             ProgressDrawTarget::hidden()
         });
         let bar = multi.add(ProgressBar::new(0));
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        // No bar until the run knows how many cells it has: an empty bar
+        // at 0/0 draws as full.
+        bar.set_style(ProgressStyle::with_template("{prefix:>6} {msg}").expect("valid template"));
         bar.set_prefix("cells");
+        bar.set_message("not planned yet");
         Display {
             multi,
             cells: bar,
@@ -131,6 +130,12 @@ impl Reporter for Display {
                 out,
             } => {
                 self.cells.set_length(*to_run as u64);
+                self.cells.set_message("");
+                self.cells.set_style(
+                    ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {msg}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
                 self.note(&format!(
                     "{planned} cells planned, {already_done} already in {out}, {to_run} to run"
                 ));
