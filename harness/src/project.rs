@@ -106,7 +106,7 @@ impl Planned {
     pub fn narrow(&mut self, narrow: &Request, source: &Path) -> Result<(), FileError> {
         let covered = |values: Vec<&str>| {
             let mut values: Vec<&str> = values;
-            values.sort();
+            values.sort_by_key(|v| crate::ids::version_order_key(v));
             values.dedup();
             values.join(", ")
         };
@@ -291,7 +291,7 @@ impl Project {
         ] {
             if let Some(unknown) = given.iter().find(|g| !known.contains(&g.as_str())) {
                 let mut known = known;
-                known.sort();
+                known.sort_by_key(|v| crate::ids::version_order_key(v));
                 known.dedup();
                 return Err(FileError::whole_file(
                     &self.scenarios_dir,

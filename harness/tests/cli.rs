@@ -243,3 +243,17 @@ fn diff_common_compares_only_the_cells_both_runs_hold() {
     assert_eq!(common.status.code(), Some(0), "{}", text(&common));
     assert!(!text(&common).contains("Removed"), "{}", text(&common));
 }
+
+/// Versions are listed in version order in messages (v0.8.2 before v0.8.10).
+#[test]
+fn an_unknown_version_lists_the_known_ones_in_version_order() {
+    let project = TempProject::new();
+    project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
+    let output = project.kmatrix(&["plan", "--version", "v9"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("v0.8.8, v0.8.9, v0.8.10"),
+        "{}",
+        text(&output)
+    );
+}
