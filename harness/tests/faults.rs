@@ -8,53 +8,12 @@
 
 mod common;
 
-use common::{read_cells, repo_root, text, TempProject};
+use common::{free_port, read_cells, repo_root, serve, text, TempProject};
 use kmatrix_metadata::Verdict;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A real HTTP server serving `dir` on 127.0.0.1; its base URL.
-fn serve(dir: &Path) -> (Server, String) {
-    let port = free_port();
-    let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1"])
-        .arg(port.to_string())
-        .arg("--directory")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (Server(child), format!("http://127.0.0.1:{port}"))
-}
 
 /// A kernel package as a .deb (`/boot/vmlinuz-9.9.9-fault`, whose bytes
 /// are `content`): enough to fetch, unpack and pin; nothing boots it.

@@ -6,23 +6,18 @@
 
 mod common;
 
-use common::{fixture, read_cells, repo_root, text, TempProject};
+use common::{fixture, free_port, read_cells, repo_root, serve, text, TempProject};
 use kmatrix_metadata::Verdict;
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+use std::time::Instant;
 
 #[test]
 fn an_unreachable_module_proxy_makes_module_versions_unavailable_quickly() {
     let project = TempProject::new();
     project.add_scenario(&fixture("go-module"));
     let lock_before = fs::read(project.root().join("images/kmatrix.lock")).unwrap();
-    let proxy = format!("http://127.0.0.1:{}", closed_port());
+    let proxy = format!("http://127.0.0.1:{}", free_port());
     let out = project.root().join("out");
     let started = Instant::now();
     let output = project.kmatrix_with_env(
@@ -221,21 +216,11 @@ fn a_run_resumes_from_another_folder_with_the_project_it_came_from() {
 fn an_unreachable_debian_mirror_is_named_with_its_cause() {
     let project = TempProject::new();
     project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
-    let port = closed_port();
+    let port = free_port();
     let refused = format!("http://127.0.0.1:{port}/debian");
     // A server that answers, without a Debian archive at that path.
     let empty = tempfile::tempdir().unwrap();
-    let server_port = closed_port();
-    let mut server = std::process::Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1"])
-        .arg(server_port.to_string())
-        .arg("--directory")
-        .arg(empty.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = wait_for_server(server_port);
+    let (server, served) = serve(empty.path());
     let missing = format!("{served}/debian");
     for (mirror, cause) in [
         (
@@ -271,19 +256,5 @@ fn an_unreachable_debian_mirror_is_named_with_its_cause() {
         );
         eprintln!("{mirror}: {:?}", started.elapsed());
     }
-    let _ = server.kill();
-    let _ = server.wait();
-}
-
-/// The base URL of the HTTP server on `port`, once it accepts connections.
-fn wait_for_server(port: u16) -> String {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    format!("http://127.0.0.1:{port}")
+    drop(server);
 }

@@ -9,16 +9,14 @@
 
 mod common;
 
-use common::{read_cells, repo_root, text, TempProject};
+use common::{read_cells, repo_root, serve, text, TempProject};
 use kmatrix::events::Events;
 use kmatrix::provision::Environment;
 use kmatrix::sources::cache::Cache;
 use kmatrix::sources::modules::{load_order, parse_modules_dep};
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// Debian 6.1's cloud kernel builds virtio_pci and virtio_blk as modules,
 /// as CentOS 7's does: the guest cannot reach its disks before loading them.
@@ -33,42 +31,6 @@ const MODULES: [&str; 7] = [
     "nft_chain_nat",
     "nft_nat",
 ];
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A real HTTP server (Python's) serving `dir` on 127.0.0.1; its base URL.
-fn serve(dir: &Path) -> (Server, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1"])
-        .arg(port.to_string())
-        .arg("--directory")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs (Debian's python3)");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (Server(child), format!("http://127.0.0.1:{port}"))
-}
 
 /// The kernel's image and module tree, from the cache (fetched if need be).
 fn real_kernel(project: &TempProject) -> (PathBuf, PathBuf) {

@@ -224,3 +224,47 @@ pub fn static_program_from(dir: &Path, source: &str) -> PathBuf {
     );
     binary
 }
+
+/// A free TCP port on 127.0.0.1 (nothing listens there once this returns).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real HTTP server (Debian's python3 `http.server`); stopped on drop.
+pub struct HttpServer(Child);
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Serves `dir` on 127.0.0.1 once it accepts connections; the server and
+/// its base URL.
+pub fn serve(dir: &Path) -> (HttpServer, String) {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs (scripts/setup.sh installs Debian's python3)");
+    let server = HttpServer(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the HTTP server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, format!("http://127.0.0.1:{port}"))
+}
