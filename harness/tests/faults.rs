@@ -125,17 +125,7 @@ fn served_bytes_that_differ_from_the_pin_are_refused_and_only_accept_moves_the_p
     let out = work.path().join("run");
     // (The shared cache: the agent, emulator and toolchains are there; no
     // entry holds this URL, whose port is new each time.)
-    let run = project.kmatrix(&[
-        "run",
-        "--kernel",
-        "fault",
-        "--version",
-        "v0.8.4",
-        "--variant",
-        "baseline",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = project.run_one_kube_vip_cell(&["fault"], &out);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
     let cells = read_cells(&out);
     assert_eq!(cells.len(), 1);

@@ -173,17 +173,7 @@ fn a_run_resumes_from_another_folder_with_the_project_it_came_from() {
     project.add_scenario(&repo_root().join("scenarios/kube-vip-cidr"));
     let out = project.root().join("out");
     // centos-7's vault does not answer here: the cell is decided without a boot.
-    let first = project.kmatrix(&[
-        "run",
-        "--kernel",
-        "centos-7",
-        "--version",
-        "v0.8.4",
-        "--variant",
-        "baseline",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let first = project.run_one_kube_vip_cell(&["centos-7"], &out);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let run: kmatrix_metadata::RunInfo =
         serde_json::from_slice(&fs::read(out.join("run.json")).unwrap()).unwrap();

@@ -29,19 +29,7 @@ fn an_altered_kernel_pin_is_refused_and_the_lock_is_untouched() {
     fs::write(&lock_path, lock.replace(pinned, altered)).unwrap();
     let before = fs::read(&lock_path).unwrap();
     let out = project.root().join("out");
-    let output = project.kmatrix(&[
-        "run",
-        "--kernel",
-        "debian-6.1",
-        "--kernel",
-        "debian-6.12",
-        "--version",
-        "v0.8.4",
-        "--variant",
-        "baseline",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = project.run_one_kube_vip_cell(&["debian-6.1", "debian-6.12"], &out);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let cells = read_cells(&out);
     let refused = cells.iter().find(|c| c.kernel == "debian-6.1").unwrap();

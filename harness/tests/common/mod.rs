@@ -268,3 +268,18 @@ pub fn serve(dir: &Path) -> (HttpServer, String) {
     }
     (server, format!("http://127.0.0.1:{port}"))
 }
+
+impl TempProject {
+    /// `kmatrix run` of kube-vip-cidr v0.8.4 as shipped (one cell a
+    /// kernel) on `kernels`, into `out`: the cheapest real cell, for tests
+    /// about what happens around it (pins, fetches, resume).
+    pub fn run_one_kube_vip_cell(&self, kernels: &[&str], out: &Path) -> Output {
+        let mut args = vec!["run"];
+        for kernel in kernels {
+            args.extend(["--kernel", kernel]);
+        }
+        args.extend(["--version", "v0.8.4", "--variant", "baseline"]);
+        args.extend(["--out", out.to_str().expect("a UTF-8 path")]);
+        self.kmatrix(&args)
+    }
+}
