@@ -24,17 +24,20 @@ pub enum AccelChoice {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccelDecision {
-    pub accel: String,
+    /// `None` when the run needed no guest (nothing was decided).
+    pub accel: Option<Accel>,
     pub reason: String,
 }
 
 impl AccelDecision {
+    /// What a guest boots under (TCG when nothing was decided).
     pub fn accel(&self) -> Accel {
-        if self.accel == "kvm" {
-            Accel::Kvm
-        } else {
-            Accel::Tcg
-        }
+        self.accel.unwrap_or(Accel::Tcg)
+    }
+
+    /// As results files spell it: `kvm`, `tcg`, or `none`.
+    pub fn name(&self) -> &'static str {
+        self.accel.map_or("none", Accel::as_str)
     }
 }
 
@@ -46,7 +49,7 @@ pub fn decide(
     probe_kvm: impl FnOnce() -> Result<(), String>,
 ) -> AccelDecision {
     let decision = |accel: Accel, reason: String| AccelDecision {
-        accel: accel.as_str().into(),
+        accel: Some(accel),
         reason,
     };
     match choice {
@@ -121,5 +124,26 @@ pub fn probe_kvm(
     match (&outcome.end, said_done) {
         (BootEnd::Completed, true) => Ok(()),
         (end, _) => Err(end.describe()),
+    }
+}
+
+#[cfg(test)]
+mod decision_tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_decision_reads_back_typed_and_names_itself_as_files_do() {
+        let remembered = r#"{"accel":"tcg","reason":"kvm aborted"}"#;
+        let decision: AccelDecision = serde_json::from_str(remembered).unwrap();
+        assert_eq!(decision.accel, Some(Accel::Tcg));
+        assert_eq!(decision.name(), "tcg");
+        assert_eq!(serde_json::to_string(&decision).unwrap(), remembered);
+        let none = AccelDecision {
+            accel: None,
+            reason: "no cell needed a guest".into(),
+        };
+        assert_eq!((none.name(), none.accel()), ("none", Accel::Tcg));
+        assert_eq!(Accel::from_name("kvm"), Some(Accel::Kvm));
+        assert_eq!(Accel::from_name("none"), None);
     }
 }

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The accelerator a guest runs under (spelled `tcg`/`kvm` in files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Accel {
     Tcg,
     Kvm,
@@ -29,6 +31,16 @@ impl Accel {
         match self {
             Accel::Tcg => "tcg",
             Accel::Kvm => "kvm",
+        }
+    }
+
+    /// The accelerator a results file names (`run.json`'s `accel`); `None`
+    /// for anything else (`none`: the run booted no guest).
+    pub fn from_name(name: &str) -> Option<Accel> {
+        match name {
+            "tcg" => Some(Accel::Tcg),
+            "kvm" => Some(Accel::Kvm),
+            _ => None,
         }
     }
 }

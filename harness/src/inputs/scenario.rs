@@ -26,7 +26,7 @@ pub use placeholders::{
 
 use version::VersionSpec;
 pub use version::{
-    Artifact, DebianPackageSpec, GoModuleSpec, ModuleProgram, RealArtifact, Version,
+    Artifact, DebianPackageSpec, GoModuleSpec, ModuleProgram, RealArtifact, RealNeeds, Version,
 };
 
 pub const SCENARIO_FILE: &str = "scenario.toml";

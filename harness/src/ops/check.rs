@@ -3,6 +3,7 @@
 
 use crate::events::Events;
 use crate::ids::KernelId;
+use crate::inputs::scenario::RealNeeds;
 use crate::project::{Planned, Request};
 use crate::provision::Provisioner;
 use crate::sources::cache::Cache;
@@ -54,14 +55,14 @@ fn real_artifact_here(
         });
     }
     let real = version.real.as_ref()?;
-    let state = match real.needs.as_str() {
-        "kubernetes" => pullable(&real.image).and_then(|how| {
+    let state = match real.needs {
+        RealNeeds::Kubernetes => pullable(&real.image).and_then(|how| {
             Err(format!(
                 "{how}, but `{}` needs a Kubernetes API server, and on k8s-local and kind only the version's stand-in runs so far",
                 real.command.join(" ")
             ))
         }),
-        _ => pullable(&real.image).map(|how| format!("{how}; runs `{}`", real.command.join(" "))),
+        RealNeeds::Registry => pullable(&real.image).map(|how| format!("{how}; runs `{}`", real.command.join(" "))),
     };
     Some((real.image.clone(), state))
 }

@@ -379,13 +379,13 @@ fn work(
                 }))
             })?;
             events.send(RunEvent::AcceleratorChosen {
-                accel: decision.accel.clone(),
+                accel: decision.name().into(),
                 reason: decision.reason.clone(),
             });
             decision
         }
         None => AccelDecision {
-            accel: "none".into(),
+            accel: None,
             reason: "no cell needed a guest".into(),
         },
     };
@@ -395,7 +395,7 @@ fn work(
         Some(before) => {
             let mut info = before;
             if first_kernel.is_some() {
-                info.accel = decision.accel.clone();
+                info.accel = decision.name().into();
                 info.accel_reason = decision.reason.clone();
             }
             info.resumes.extend(resume_entry);
@@ -407,7 +407,7 @@ fn work(
             harness_version: env!("CARGO_PKG_VERSION").into(),
             started: rfc3339(started),
             finished: None,
-            accel: decision.accel.clone(),
+            accel: decision.name().into(),
             accel_reason: decision.reason.clone(),
             cache: CacheStats::default(),
             command: std::env::args().collect(),

@@ -71,7 +71,7 @@ pub fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<Ex
         summary.planned,
         summary.out.display(),
         counts.join(", "),
-        summary.accel.accel,
+        summary.accel.name(),
         summary.cache.reused,
         summary.cache.made
     );

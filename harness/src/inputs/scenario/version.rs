@@ -79,9 +79,19 @@ pub struct RealArtifact {
     pub image: String,
     /// The command its container runs.
     pub command: Vec<String>,
-    /// What it needs besides the image: "registry" (pull it, run it) or
-    /// "kubernetes" (it talks to an API server).
-    pub needs: String,
+    /// What it needs besides the image.
+    pub needs: RealNeeds,
+}
+
+/// What a recorded real component needs besides its image (spelled as in
+/// scenario.toml, and so in the plan's hash input).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RealNeeds {
+    /// Pull it, run it.
+    Registry,
+    /// It talks to a Kubernetes API server.
+    Kubernetes,
 }
 
 /// What a version runs besides the scenario's reproducer.

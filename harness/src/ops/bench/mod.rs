@@ -124,7 +124,7 @@ pub fn bench(
     let kernel = provisioner.kernel(&KernelId::new(&options.kernel))?;
     let boot = provisioner.boot_image(&kernel.image);
     let accel = crate::backend::accel::AccelDecision {
-        accel: warm.info.accel.clone(),
+        accel: crate::backend::qemu::Accel::from_name(&warm.info.accel),
         reason: warm.info.accel_reason.clone(),
     };
     let qemu = QemuBackend::new(
@@ -219,7 +219,7 @@ pub fn bench(
         started: humantime::format_rfc3339_seconds(started).to_string(),
         machine: machine(),
         emulator: emulator.version.clone(),
-        accel: accel.accel.clone(),
+        accel: accel.name().into(),
         accel_reason: accel.reason.clone(),
         kernel: options.kernel.clone(),
         kernel_release: warm.records.iter().find_map(|r| r.kernel_release.clone()),
