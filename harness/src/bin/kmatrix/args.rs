@@ -41,13 +41,34 @@ or what --fail-on names,
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the matrix: provision, boot, classify, write results and reports.
+    ///
+    /// Each cell ends with one verdict: pass; fail, crash or timeout (the
+    /// component misbehaved: these gate CI); flaky (passed and failed across
+    /// --retries); infra-error (the harness or emulator failed); unavailable
+    /// (cannot run here: a kernel, image or toolchain out of reach, named in
+    /// its signature).
+    #[command(after_help = "Examples:
+  kmatrix run                                            the default matrix (every scenario, every kernel it lists)
+  kmatrix run --scenario kube-vip-cidr --kernel debian-6.1 --out results/runs/vip
+  kmatrix run --resume results/runs/vip                  finish it after Ctrl-C or kill -9
+  kmatrix run --locked --fail-on regressions             a nightly's gate against results/baseline
+  kmatrix run --scenario caddy-mptcp --add-version rc1=binary:./caddy   a local build beside the releases")]
     Run(RunArgs),
     /// List the cells a run would execute, without running anything.
+    #[command(after_help = "Examples:
+  kmatrix plan --scenario kube-ovn-tproxy               the cells, their ids and kernels
+  kmatrix plan --check                                   what can run on this machine, and why not
+  kmatrix plan --format github-matrix --shards 4         a strategy.matrix for GitHub Actions
+  kmatrix plan --format json > cells.json")]
     Plan(PlanArgs),
     /// List scenarios, catalog kernels and toolchains.
+    #[command(after_help = "Examples:\n  kmatrix list\n  kmatrix list | grep -A1 kube-vip")]
     List,
     /// Inspect and prepare catalog kernels (CI can cache the cache folder).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kmatrix kernels list\n  kmatrix kernels fetch debian-6.1 ubuntu-14.04\n  kmatrix kernels build debian-5.10-mptcp\n  kmatrix kernels discover --write"
+    )]
     Kernels(KernelsCommand),
     /// Change pins in images/kmatrix.lock, the only way they change.
     ///
@@ -87,13 +108,21 @@ pub enum Command {
     ///
     /// A cell present in more than one with different verdicts is reported
     /// (and listed in OUT/conflicts.json); the exit status is then 1.
+    #[command(
+        after_help = "Examples:\n  kmatrix merge shard-1 shard-2 shard-3 --out results/runs/nightly\n  kmatrix report results/runs/nightly"
+    )]
     Merge {
+        /// The runs to join (run directories, each holding cells.jsonl and run.json).
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<PathBuf>,
+        /// The run directory to write (a new folder).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Rerun exactly one cell and print how to reproduce it without kmatrix.
+    #[command(
+        after_help = "Examples:\n  kmatrix plan --scenario kube-vip-cidr --kernel debian-6.1 --version v0.8.5   find the cell's id\n  kmatrix repro CELL_ID"
+    )]
     Repro {
         /// A cell id, as `kmatrix plan` or a report shows it.
         cell: String,
@@ -102,6 +131,10 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Reports for a run: the docs compatibility table, JUnit XML, HTML, the matrix.
+    #[command(after_help = "Examples:
+  kmatrix report results/runs/vip                                   rewrite every report file in the run
+  kmatrix report results/runs/vip --format markdown -o COMPAT.md    the docs table
+  kmatrix report results/runs/vip --format junit -o junit.xml       for a CI test tab")]
     Report(ReportArgs),
     /// Find where a verdict changes along kernels or along versions.
     ///
@@ -472,4 +505,36 @@ pub enum Accel {
     Auto,
     Tcg,
     Kvm,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command teaches by example, and the verdicts are all named.
+    #[test]
+    fn every_command_has_examples() {
+        let mut cli = Cli::command();
+        cli.build();
+        for command in cli.get_subcommands().filter(|c| c.get_name() != "help") {
+            let help = command
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("Examples:"),
+                "`kmatrix {}` has no examples",
+                command.get_name()
+            );
+        }
+        let run = cli.find_subcommand("run").unwrap();
+        let about = run.get_long_about().unwrap().to_string();
+        for verdict in kmatrix_metadata::Verdict::ALL {
+            assert!(
+                about.contains(verdict.as_str()),
+                "{verdict} missing from run's help"
+            );
+        }
+    }
 }
