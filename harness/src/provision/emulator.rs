@@ -123,7 +123,6 @@ impl Provisioner<'_> {
         let binary_rel = PathBuf::from(&entry.binary);
         let (binary, origin) = self.pinned_artifact(
             &ArtifactKey::Emulator(entry.id.clone()),
-            "emulators",
             &resolve,
             &|root| {
                 let binary = root.join(&binary_rel);

@@ -28,11 +28,8 @@ impl Provisioner<'_> {
             .with_context(|| format!("unknown toolchain `{id}`"))?;
         let resolve = || self.resolve_in(&entry.packages, &entry.suite);
         let goroot_rel = PathBuf::from(&entry.goroot);
-        let (go, _) = self.pinned_artifact(
-            &ArtifactKey::Toolchain(id.to_string()),
-            "toolchains",
-            &resolve,
-            &|root| {
+        let (go, _) =
+            self.pinned_artifact(&ArtifactKey::Toolchain(id.to_string()), &resolve, &|root| {
                 let go = root.join(&goroot_rel).join("bin/go");
                 let output = gotool::go(&root.join(&goroot_rel))
                     .arg("version")
@@ -45,8 +42,7 @@ impl Provisioner<'_> {
                     );
                 }
                 Ok(go.strip_prefix(root).expect("under root").to_path_buf())
-            },
-        )?;
+            })?;
         let goroot = go
             .parent()
             .and_then(Path::parent)
@@ -63,17 +59,13 @@ impl Provisioner<'_> {
         let mut names = wanted.packages.clone();
         names.sort();
         let resolve = || self.resolve_in(&names, &wanted.suite);
-        let (manifest, _) = self.pinned_artifact(
-            &ArtifactKey::GoPackages(names.clone()),
-            "go-packages",
-            &resolve,
-            &|root| {
+        let (manifest, _) =
+            self.pinned_artifact(&ArtifactKey::GoPackages(names.clone()), &resolve, &|root| {
                 let modules = govendor::discover(&root.join(govendor::GOCODE))?;
                 let manifest = Path::new(govendor::GOCODE).join("kmatrix-modules.json");
                 fs::write(root.join(&manifest), serde_json::to_vec_pretty(&modules)?)?;
                 Ok(manifest)
-            },
-        )?;
+            })?;
         Ok(manifest
             .parent()
             .expect("manifest sits in the gocode root")

@@ -67,8 +67,8 @@ fn publisher_pins(source: &KernelSource) -> Vec<LockedPackage> {
 }
 
 /// Cache kinds of kernel artifacts.
-const PACKAGED: &str = "kernels";
-const SOURCES: &str = "kernel-sources";
+pub(super) const PACKAGED: &str = "kernels";
+pub(super) const SOURCES: &str = "kernel-sources";
 const BUILT: &str = "kernels-built";
 /// Uncompressed kernels, keyed by the compressed image's sha256.
 const PVH: &str = "kernels-pvh";
@@ -104,13 +104,8 @@ impl Provisioner<'_> {
         let artifact = ArtifactKey::Kernel(id.clone());
         let published = publisher_pins(&entry.source);
         let packaged = |resolve: &dyn Fn() -> Result<Vec<Package>>| -> Result<KernelArtifact> {
-            let (image, origin) = self.pinned_artifact_with(
-                &artifact,
-                PACKAGED,
-                resolve,
-                &find_kernel_image,
-                &published,
-            )?;
+            let (image, origin) =
+                self.pinned_artifact_with(&artifact, resolve, &find_kernel_image, &published)?;
             let root = image
                 .ancestors()
                 .find(|p| p.file_name().is_some_and(|n| n == "root"))
@@ -188,7 +183,6 @@ impl Provisioner<'_> {
         match tree {
             KernelTree::DebianPackage { suite, package } => self.pinned_artifact(
                 &source_key(tree),
-                SOURCES,
                 &|| Ok(vec![Package::Debian(self.apt.resolve(package, suite)?)]),
                 &|root| {
                     let src = root.join("usr/src");

@@ -39,6 +39,20 @@ impl Package {
     }
 }
 
+/// The cache kind holding an artifact's unpacked packages (what
+/// [`Provisioner::pinned_artifact`] makes, keyed by the packages); `None`
+/// for artifacts cached some other way (images, modules, guest roots).
+fn unpacked_kind(artifact: &ArtifactKey) -> Option<&'static str> {
+    Some(match artifact {
+        ArtifactKey::Kernel(_) => super::kernel::PACKAGED,
+        ArtifactKey::KernelSource(_) => super::kernel::SOURCES,
+        ArtifactKey::Toolchain(_) => "toolchains",
+        ArtifactKey::Emulator(_) => "emulators",
+        ArtifactKey::GoPackages(_) => "go-packages",
+        _ => return None,
+    })
+}
+
 impl Provisioner<'_> {
     /// The versions `suite` publishes of `names`, as packages to pin.
     pub(super) fn resolve_in(&self, names: &[String], suite: &str) -> Result<Vec<Package>> {
@@ -53,11 +67,10 @@ impl Provisioner<'_> {
     pub(super) fn pinned_artifact(
         &self,
         artifact: &ArtifactKey,
-        kind: &str,
         resolve: &dyn Fn() -> Result<Vec<Package>>,
         finish: &dyn Fn(&Path) -> Result<PathBuf>,
     ) -> Result<(PathBuf, String)> {
-        self.pinned_artifact_with(artifact, kind, resolve, finish, &[])
+        self.pinned_artifact_with(artifact, resolve, finish, &[])
     }
 
     /// [`Self::pinned_artifact`], with digests the catalog gives for some
@@ -66,11 +79,12 @@ impl Provisioner<'_> {
     pub(super) fn pinned_artifact_with(
         &self,
         artifact: &ArtifactKey,
-        kind: &str,
         resolve: &dyn Fn() -> Result<Vec<Package>>,
         finish: &dyn Fn(&Path) -> Result<PathBuf>,
         published: &[LockedPackage],
     ) -> Result<(PathBuf, String)> {
+        let kind = unpacked_kind(artifact)
+            .with_context(|| format!("{artifact} is not an unpacked package artifact"))?;
         let locked = self.lock.lock().expect("lock file").get(artifact).cloned();
         if let Some(pinned) = &locked {
             for want in published {
@@ -142,13 +156,8 @@ impl Provisioner<'_> {
     /// accept`). Kinds whose entries are keyed by their digest (images,
     /// modules) need nothing dropped: new bytes get a new entry.
     pub fn forget_cached(&self, artifact: &ArtifactKey, old: &LockedArtifact) -> Result<()> {
-        let kind = match artifact {
-            ArtifactKey::Kernel(_) => "kernels",
-            ArtifactKey::Toolchain(_) => "toolchains",
-            ArtifactKey::Emulator(_) => "emulators",
-            ArtifactKey::KernelSource(_) => "kernel-sources",
-            ArtifactKey::GoPackages(_) => "go-packages",
-            _ => return Ok(()),
+        let Some(kind) = unpacked_kind(artifact) else {
+            return Ok(());
         };
         let packages: Vec<Package> = old.packages.iter().map(Package::from_locked).collect();
         self.cache.forget(kind, &packages_key(&packages))

@@ -19,8 +19,8 @@ impl Provisioner<'_> {
     /// package at its version, checked by sha256), and a cached root that
     /// differs from the pin is refused, never re-pinned.
     pub fn rootfs(&self, spec: &GuestSpec) -> Result<PathBuf> {
-        let key = sha256_bytes(serde_json::to_string(spec)?.as_bytes());
-        let artifact = ArtifactKey::Rootfs(key[..16].to_string());
+        let key = spec_hash(spec)?;
+        let artifact = Self::rootfs_key(spec)?;
         let pinned = self
             .lock
             .lock()
@@ -106,14 +106,12 @@ impl Provisioner<'_> {
 
     /// Drops the cached root of `spec` (`kmatrix lock accept`).
     pub fn forget_rootfs(&self, spec: &GuestSpec) -> Result<()> {
-        let key = sha256_bytes(serde_json::to_string(spec)?.as_bytes());
-        self.cache.forget("rootfs", &key)
+        self.cache.forget("rootfs", &spec_hash(spec)?)
     }
 
     /// The lock key of `spec`'s root.
     pub fn rootfs_key(spec: &GuestSpec) -> Result<ArtifactKey> {
-        let key = sha256_bytes(serde_json::to_string(spec)?.as_bytes());
-        Ok(ArtifactKey::Rootfs(key[..16].to_string()))
+        Ok(ArtifactKey::Rootfs(spec_hash(spec)?[..16].to_string()))
     }
 
     /// Each pinned package at its pinned version, one folder each (names
@@ -200,4 +198,10 @@ fn remove_matching(root: &Path, pattern: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a guest root is keyed by: its cache entry (whole) and its lock entry
+/// (the first 16 hex digits).
+fn spec_hash(spec: &GuestSpec) -> Result<String> {
+    Ok(sha256_bytes(serde_json::to_string(spec)?.as_bytes()))
 }
