@@ -208,19 +208,6 @@ impl Project {
     }
 
     /// Loads the catalog and the scenarios named in `ids` (all when empty).
-    /// The scenario folders' names (their ids), valid or not.
-    fn scenario_folders(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.scenarios_dir)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|e| e.path().join(scenario::SCENARIO_FILE).is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
     pub fn load_selected(&self, ids: &[String]) -> Result<(Catalog, Vec<Scenario>), FileError> {
         let catalog = self.catalog()?;
         // Only the scenarios asked for are loaded (a folder is named by its
@@ -232,7 +219,12 @@ impl Project {
         .collect::<Result<_, _>>()?;
         for id in ids {
             if !all.iter().any(|s| s.id == *id) {
-                let known = self.scenario_folders();
+                // Every folder's name (its id), the broken ones' too.
+                let known: Vec<String> = scenario::folders(&self.scenarios_dir)?
+                    .iter()
+                    .filter_map(|f| f.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect();
                 return Err(FileError::whole_file(
                     &self.scenarios_dir,
                     format!("no scenario `{id}`"),

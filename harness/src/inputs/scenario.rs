@@ -254,6 +254,15 @@ pub fn load_each(
     catalog: &Catalog,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<Result<Scenario, FileError>>, FileError> {
+    Ok(folders(dir)?
+        .iter()
+        .filter(|f| wanted(&f.file_name().unwrap_or_default().to_string_lossy()))
+        .map(|f| load(f, catalog))
+        .collect())
+}
+
+/// Every folder under `dir` holding a scenario.toml, valid or not, sorted.
+pub fn folders(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
     let entries = fs::read_dir(dir).map_err(|e| {
         FileError::whole_file(
             dir,
@@ -265,10 +274,9 @@ pub fn load_each(
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.join(SCENARIO_FILE).is_file())
-        .filter(|p| wanted(&p.file_name().unwrap_or_default().to_string_lossy()))
         .collect();
     folders.sort();
-    Ok(folders.iter().map(|f| load(f, catalog)).collect())
+    Ok(folders)
 }
 
 pub fn load(folder: &Path, catalog: &Catalog) -> Result<Scenario, FileError> {

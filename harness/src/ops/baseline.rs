@@ -9,13 +9,12 @@ use crate::files::write_atomically;
 use crate::results::read_run;
 use crate::{diff, report, Project};
 use anyhow::{Context, Result};
-use kmatrix_metadata::{Diff, CELLS_FILE};
+use kmatrix_metadata::{Diff, CELLS_FILE, RUN_FILE};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The docs table, regenerated from the baseline.
 pub const COMPATIBILITY_FILE: &str = "results/COMPATIBILITY.md";
-const RUN_FILE: &str = "run.json";
 
 pub struct Accepted {
     pub baseline: PathBuf,
@@ -72,9 +71,12 @@ pub fn accept(project: &Project, run: &Path) -> Result<Accepted> {
         baseline: Some(&itself),
     };
     report::write_all(&baseline, &input)?;
+    // write_all made the docs table too (compatibility.md, from the same model).
     let compatibility = project.root.join(COMPATIBILITY_FILE);
-    let model = report::ReportModel::build(&input);
-    write_atomically(&compatibility, report::compat::render(&model).as_bytes())?;
+    write_atomically(
+        &compatibility,
+        &fs::read(baseline.join(report::COMPATIBILITY_FILE))?,
+    )?;
     Ok(Accepted {
         baseline,
         compatibility,

@@ -51,7 +51,7 @@ pub fn accept(
     events: Events,
 ) -> Result<Vec<Accepted>> {
     let catalog = project.catalog()?;
-    let scenarios = crate::inputs::scenario::load_all(&project.root.join("scenarios"), &catalog)?;
+    let scenarios = crate::inputs::scenario::load_all(&project.scenarios_dir, &catalog)?;
     let cache = Cache::open(cache_root)?.watched_by(events.clone());
     let mut accepted = Vec::new();
     for key in keys {

@@ -17,12 +17,15 @@ use crate::files::write_atomically;
 use anyhow::Result;
 use std::path::Path;
 
+/// The docs table a run directory holds.
+pub const COMPATIBILITY_FILE: &str = "compatibility.md";
+
 /// Every report a run directory holds, by file name.
 pub const FILES: [&str; 6] = [
     "matrix.json",
     "matrix.csv",
     "matrix.md",
-    "compatibility.md",
+    COMPATIBILITY_FILE,
     "junit.xml",
     "report.html",
 ];
@@ -40,7 +43,7 @@ pub fn write_all(dir: &Path, input: &ReportInput) -> Result<()> {
     )?;
     write_atomically(&dir.join("matrix.md"), markdown::render(&model).as_bytes())?;
     write_atomically(
-        &dir.join("compatibility.md"),
+        &dir.join(COMPATIBILITY_FILE),
         compat::render(&model).as_bytes(),
     )?;
     write_atomically(&dir.join("junit.xml"), junit::render(&model)?.as_bytes())?;
