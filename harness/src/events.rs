@@ -45,6 +45,10 @@ pub enum RunEvent {
         label: String,
         cells: usize,
     },
+    /// `kmatrix shell`: a guest's console is about to take the terminal.
+    ShellStarted {
+        label: String,
+    },
     /// One cell of that boot finished inside the guest.
     BootCellDone {
         label: String,

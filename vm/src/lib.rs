@@ -44,6 +44,11 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sealed_binaries: Vec<String>,
     pub cells: Vec<JobCell>,
+    /// `kmatrix shell`: once the guest is prepared as for the cells, the
+    /// agent runs an interactive shell on the console instead of the
+    /// cells (listed for the user, not run), and powers off when it exits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shell: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -115,6 +115,7 @@ pub fn probe_kvm(
             disks: Vec::new(),
             sealed_binaries: Vec::new(),
             cells: Vec::new(),
+            shell: false,
         },
         log_dir: log_dir.to_path_buf(),
         workloads: Vec::new(),

@@ -78,6 +78,9 @@ pub struct QemuBackend {
     pub scratch: PathBuf,
     /// Keep the initramfs in the boot's log folder (`kmatrix repro`).
     pub keep_initramfs: bool,
+    /// `kmatrix shell`: the guest's console is this process's terminal
+    /// (QEMU's stdio), the results port a file, and no deadline applies.
+    pub interactive: bool,
 }
 
 /// The host's qboot, when the emulator brings no firmware of its own.
@@ -97,6 +100,7 @@ impl QemuBackend {
             interrupted,
             scratch: std::env::temp_dir(),
             keep_initramfs: false,
+            interactive: false,
         }
     }
 
@@ -169,11 +173,24 @@ impl QemuBackend {
             initramfs.display().to_string(),
             "-append".into(),
             self.cmdline(extra_cmdline),
-            "-serial".into(),
-            format!("file:{}", console.display()),
-            "-serial".into(),
-            "stdio".into(),
         ]);
+        if self.interactive {
+            // The console is the user's terminal (Ctrl-A X quits QEMU); the
+            // agent's few events go to a file beside where the console would be.
+            args.extend([
+                "-serial".into(),
+                "mon:stdio".into(),
+                "-serial".into(),
+                format!("file:{}", results_port_file(console).display()),
+            ]);
+        } else {
+            args.extend([
+                "-serial".into(),
+                format!("file:{}", console.display()),
+                "-serial".into(),
+                "stdio".into(),
+            ]);
+        }
         args
     }
 }
@@ -265,12 +282,12 @@ impl Backend for QemuBackend {
             };
             return outcome;
         }
-        let mut args = self.command(
-            &kernel.boot.path,
-            &initramfs,
-            &console_path,
-            &request.kernel_args,
-        );
+        let mut kernel_args = request.kernel_args.clone();
+        if self.interactive {
+            // The user's terminal shows the console: only what matters.
+            kernel_args.push("quiet".into());
+        }
+        let mut args = self.command(&kernel.boot.path, &initramfs, &console_path, &kernel_args);
         for disk in &request.disks {
             args.extend([
                 "-drive".into(),
@@ -293,6 +310,10 @@ impl Backend for QemuBackend {
         }
         let _ = fs::write(request.log_dir.join("qemu-command.txt"), command_text);
         let stderr_path = request.log_dir.join("qemu-stderr.log");
+        if self.interactive {
+            outcome.end = self.attend(&args, &stderr_path, &console_path, &mut outcome.events);
+            return outcome;
+        }
         let spawned = File::create(&stderr_path).and_then(|stderr| spawn(&args, stderr));
         let mut child = match spawned {
             Ok(child) => child,
@@ -340,6 +361,59 @@ impl Backend for QemuBackend {
 }
 
 impl QemuBackend {
+    /// An interactive boot (`kmatrix shell`): QEMU on this terminal until
+    /// the guest powers off (or the user quits QEMU, or the run is
+    /// stopped); the agent's events are read from their file afterwards.
+    fn attend(
+        &self,
+        args: &[String],
+        stderr_path: &Path,
+        console: &Path,
+        events: &mut Vec<GuestEvent>,
+    ) -> BootEnd {
+        let spawned = File::create(stderr_path).and_then(|stderr| {
+            let mut command = Command::new(&args[0]);
+            command
+                .args(&args[1..])
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(stderr);
+            dies_with_parent(&mut command);
+            command.spawn()
+        });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                return BootEnd::BackendFailed {
+                    detail: format!("cannot start {}: {e}", args[0]),
+                }
+            }
+        };
+        let end = loop {
+            if self.interrupted.load(Ordering::SeqCst) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break BootEnd::Interrupted;
+            }
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break BootEnd::Completed,
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let port = fs::read_to_string(results_port_file(console)).unwrap_or_default();
+        events.extend(port.lines().filter_map(GuestEvent::from_line));
+        if end == BootEnd::Completed && !events.iter().any(|e| matches!(e, GuestEvent::Done)) {
+            let stderr = fs::read_to_string(stderr_path).unwrap_or_default();
+            return BootEnd::GuestDied {
+                detail: match stderr.lines().last() {
+                    Some(line) => format!("qemu: {line}"),
+                    None => "QEMU stopped before the agent finished (Ctrl-A X?)".into(),
+                },
+            };
+        }
+        end
+    }
+
     fn supervise(
         &self,
         request: &BootRequest,
@@ -411,6 +485,11 @@ impl QemuBackend {
     }
 }
 
+/// Where an interactive boot's agent events go: beside its console log.
+fn results_port_file(console: &Path) -> PathBuf {
+    console.with_file_name("results-port.log")
+}
+
 /// Starts QEMU (`args[0]` and its arguments) with its stdout piped (the
 /// results port) and its stderr into `stderr`.
 pub fn spawn(args: &[String], stderr: File) -> std::io::Result<Child> {
@@ -420,6 +499,11 @@ pub fn spawn(args: &[String], stderr: File) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);
+    dies_with_parent(&mut command);
+    command.spawn()
+}
+
+fn dies_with_parent(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -431,7 +515,6 @@ pub fn spawn(args: &[String], stderr: File) -> std::io::Result<Child> {
             Ok(())
         });
     }
-    command.spawn()
 }
 
 /// QEMU's stdout (the agent's results port), line by line, from a thread.

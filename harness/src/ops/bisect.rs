@@ -253,6 +253,7 @@ impl Search<'_> {
                 request: self.request.clone(),
                 resume: true,
                 only: Some(BTreeSet::from([point.cell.id.to_string()])),
+                shell: false,
                 retries: Some(0),
                 ..self.options.run.clone()
             };

@@ -87,6 +87,7 @@ pub fn exec(
         emulator: options.emulator.clone(),
         keep_initramfs: false,
         only: None,
+        shell: false,
     };
     run(&Project::new(root), cache_root, &run_options, interrupted)
 }

@@ -13,3 +13,4 @@ pub mod lock;
 pub mod merge;
 pub mod repro;
 pub mod run;
+pub mod shell;

@@ -74,6 +74,7 @@ pub fn repro(
         emulator: EmulatorChoice::Pinned(None),
         keep_initramfs: true,
         only: None,
+        shell: false,
     };
     let summary = run(
         project,

@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// as in an interrupted run (`kmatrix bisect` runs one point at a time
     /// of the axis it records as the run's selection).
     pub only: Option<BTreeSet<String>>,
+    /// `kmatrix shell`: boot the selected cell's guest with a shell on the
+    /// terminal instead of running it (one cell, a QEMU kernel).
+    pub shell: bool,
 }
 
 #[derive(Debug)]
@@ -438,6 +441,13 @@ fn work(
     let mut qemu = QemuBackend::new(emulator, decision.accel(), interrupted.clone());
     qemu.scratch = scratch.path().to_path_buf();
     qemu.keep_initramfs = options.keep_initramfs;
+    qemu.interactive = options.shell;
+    let shell = match options.shell {
+        true => Some(events.step("busybox for the shell", || {
+            provisioner.rootfs(&shell_tools())
+        })?),
+        false => None,
+    };
     let docker = DockerBackend::new(interrupted.clone(), &options.out, scratch.path());
     let mut kubernetes = KubernetesBackend::new(interrupted.clone(), scratch.path());
     kubernetes.vm = Some(GuestVm {
@@ -463,6 +473,7 @@ fn work(
         durations: runner::schedule::Durations::read(cache.root()),
         events: events.clone(),
         interrupted: &interrupted,
+        shell,
     };
     let stats = runner::run(pending, retries, &context);
     runner::schedule::Durations::remember(cache.root(), &stats);
@@ -585,4 +596,15 @@ fn check_free_space(out: &Path, scratch: &Path, provisioned: &Provisioned) -> Re
         }
     }
     Ok(())
+}
+
+/// What `kmatrix shell` lays under a guest: Debian's static busybox (a
+/// shell and its applets, whatever the scenario's guest holds), pinned in
+/// the lock like any guest root.
+fn shell_tools() -> crate::inputs::scenario::GuestSpec {
+    crate::inputs::scenario::GuestSpec {
+        suite: "bookworm".into(),
+        packages: vec!["busybox-static".into()],
+        exclude: vec!["usr/share/*".into()],
+    }
 }

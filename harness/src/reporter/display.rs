@@ -191,6 +191,17 @@ impl Reporter for Display {
                 }
                 self.vms.insert(label.clone(), bar);
             }
+            RunEvent::ShellStarted { label } => {
+                // The guest's console takes the terminal: nothing may draw over it.
+                for (_, bar) in std::mem::take(&mut self.vms) {
+                    bar.finish_and_clear();
+                }
+                for (_, bar) in std::mem::take(&mut self.steps) {
+                    bar.finish_and_clear();
+                }
+                self.cells.finish_and_clear();
+                eprintln!("{label}: the guest's console follows (it boots in seconds to a minute)");
+            }
             RunEvent::BootCellDone { label } => {
                 if let Some(bar) = self.vms.get(label) {
                     bar.inc(1);

@@ -174,6 +174,9 @@ impl Session<'_> {
     }
 
     fn run(&mut self, mut cells: Vec<Cell>) {
+        if self.context.shell.is_some() {
+            return self.shell(&cells);
+        }
         let mut failed_starts = 0;
         while !cells.is_empty() && !self.interrupted() {
             if self.stats.deaths >= MAX_DEATHS_PER_KERNEL {
@@ -305,15 +308,42 @@ impl Session<'_> {
         let _ = self.results.send(FleetMessage::Record(Box::new(record)));
     }
 
-    /// Boots once with `cells` (none for a control boot), records every cell
-    /// the guest finishes the moment it does, and counts the boot.
-    fn boot(&mut self, cells: &[Cell], kind: &str) -> Boot {
-        self.boot_number += 1;
-        for cell in cells {
-            *self.attempts.entry(cell.id.to_string()).or_default() += 1;
+    /// `kmatrix shell`: one boot of the guest these cells get, busybox laid
+    /// under it, a shell on the user's terminal instead of the cells; no
+    /// verdict comes of it.
+    fn shell(&mut self, cells: &[Cell]) {
+        let mut request = self.request(cells, " shell");
+        request.job.shell = true;
+        request
+            .rootfs
+            .splice(0..0, self.context.shell.iter().cloned());
+        self.context.events.send(RunEvent::ShellStarted {
+            label: request.label.clone(),
+        });
+        let outcome = self.backend.boot(&request, &mut |_| {});
+        self.stats.boots += 1;
+        let powered_off = outcome.end == BootEnd::Completed
+            && outcome.events.iter().any(|e| matches!(e, GuestEvent::Done));
+        if !powered_off {
+            self.stats.deaths += 1;
+            let console = kernel_crash(&outcome.console)
+                .map(|c| format!("; console: {c}"))
+                .unwrap_or_default();
+            self.stats
+                .death_signatures
+                .push(format!("{}{console}", outcome.end.describe()));
         }
+        self.context.events.send(RunEvent::BootFinished {
+            label: request.label,
+            outcome: outcome.end.describe(),
+        });
+    }
+
+    /// What the backend is asked for one boot of `cells`, numbered.
+    fn request(&mut self, cells: &[Cell], kind: &str) -> BootRequest {
+        self.boot_number += 1;
         let label = format!("{} boot {}{kind}", self.boot_name, self.boot_number);
-        let request = BootRequest {
+        BootRequest {
             label: label.clone(),
             environment: self.environment.clone(),
             agent: self.context.provisioned.agent.clone(),
@@ -327,7 +357,17 @@ impl Session<'_> {
                 .boots_dir
                 .join(format!("{}-{}", self.boot_name, self.boot_number)),
             workloads: self.context.workloads_for(cells),
-        };
+        }
+    }
+
+    /// Boots once with `cells` (none for a control boot), records every cell
+    /// the guest finishes the moment it does, and counts the boot.
+    fn boot(&mut self, cells: &[Cell], kind: &str) -> Boot {
+        for cell in cells {
+            *self.attempts.entry(cell.id.to_string()).or_default() += 1;
+        }
+        let request = self.request(cells, kind);
+        let label = request.label.clone();
         let console_path = request.log_dir.join("console.log");
         let context = self.context;
         let backend = self.backend;

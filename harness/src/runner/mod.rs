@@ -45,6 +45,9 @@ pub struct RunContext<'a> {
     pub durations: schedule::Durations,
     pub events: Events,
     pub interrupted: &'a AtomicBool,
+    /// `kmatrix shell`: instead of running the cells, one boot of their
+    /// guest with a shell on the terminal; this root (busybox) laid under it.
+    pub shell: Option<PathBuf>,
 }
 
 /// What the fleet's threads send back: a finished cell, or a boot group's
@@ -355,6 +358,7 @@ impl RunContext<'_> {
             durations: self.durations.clone(),
             events: self.events.clone(),
             interrupted: self.interrupted,
+            shell: self.shell.clone(),
         }
     }
 }
@@ -389,6 +393,7 @@ pub(crate) fn job_for(cells: &[Cell], modules: &[String], disks: &[GuestDisk]) -
                     .collect(),
             })
             .collect(),
+        shell: false,
     }
 }
 

@@ -146,6 +146,7 @@ pub(super) fn run_with_stats(
         durations: Durations::default(),
         events: Events::new(sender),
         interrupted: &interrupted,
+        shell: None,
     };
     let stats = run(cells, retries, &context);
     drop(context);
@@ -460,6 +461,7 @@ fn the_longest_boot_is_taken_first() {
         },
         events: Events::none(),
         interrupted: &interrupted,
+        shell: None,
     };
     let work = |kernel: &str| KernelWork {
         environment: Environment::Kernel(KernelArtifact {

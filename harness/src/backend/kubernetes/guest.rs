@@ -498,6 +498,7 @@ fn boot_request(request: &BootRequest, parts: &GuestParts, files: &Path) -> Resu
                 timeout_ms: 7 * 24 * 3600 * 1000,
             }],
         }],
+        shell: false,
     };
     Ok(BootRequest {
         label: request.label.clone(),

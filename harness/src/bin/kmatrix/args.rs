@@ -171,6 +171,20 @@ pub enum Command {
   kmatrix exec --kernel debian-6.1 --image registry.example:5000/app:v2 -- /app --check
   kmatrix exec --kernel debian-6.1 --binary ./server --env GODEBUG=multipathtcp=0 -- --port 80")]
     Exec(ExecArgs),
+    /// An interactive shell in a kernel's guest: the guest a cell gets.
+    ///
+    /// With --scenario and --version, the guest that version's cell gets on
+    /// the kernel (the scenario's guest root, kernel modules, the version's
+    /// files mounted read-only, its reproducers in /kmatrix/bin); the cell's
+    /// probes are printed, not run. Without, a bare guest. Busybox is laid
+    /// under either (sh, ls, ip, wget, ...). The console is this terminal:
+    /// `exit` or Ctrl-D powers the guest off, Ctrl-A X stops QEMU at once.
+    /// Exit status: 0 the guest powered off, 1 it could not boot, 2 bad input.
+    #[command(after_help = "Examples:
+  kmatrix shell --kernel debian-6.12
+  kmatrix shell --kernel ubuntu-22.04 --scenario caddy-mptcp --version v2.6.2
+  kmatrix shell --kernel ./linux/arch/x86/boot/bzImage      your own build")]
+    Shell(ShellArgs),
     /// Measure what a cell costs against a bare QEMU boot of the same kernel,
     /// and against virtme-ng and vmtest doing the same work.
     ///
@@ -216,6 +230,24 @@ pub struct BenchArgs {
     /// The emulator: an id of images/emulators.toml, or `host` [default: the catalog's pinned default]
     #[arg(long, value_name = "ID|host")]
     pub emulator: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ShellArgs {
+    /// The kernel: a catalog id, or the path of a kernel image (see `kmatrix run --help`).
+    #[arg(long, value_name = "ID|PATH")]
+    pub kernel: String,
+    /// Enter the guest of this scenario's cell on the kernel.
+    #[arg(long, value_name = "ID", requires = "version")]
+    pub scenario: Option<String>,
+    /// The scenario's version whose files are mounted.
+    #[arg(long, value_name = "ID", requires = "scenario")]
+    pub version: Option<String>,
+    /// The scenario's variant (its kernel command line, environment) [default: the first]
+    #[arg(long, value_name = "ID", requires = "scenario")]
+    pub variant: Option<String>,
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
 }
 
 #[derive(clap::Args)]

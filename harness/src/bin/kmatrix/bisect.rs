@@ -47,6 +47,7 @@ pub fn bisect(project: &Project, cache_root: &Path, mut args: BisectArgs) -> Res
             emulator: EmulatorChoice::from_arg(args.emulator.as_deref()),
             keep_initramfs: false,
             only: None,
+            shell: false,
         },
     };
     let result = ops::bisect::bisect(project, cache_root, &options, interrupted)?;

@@ -18,6 +18,7 @@ mod report;
 mod repro;
 mod run;
 mod shared;
+mod shell;
 
 use anyhow::{Context, Result};
 use args::{BaselineCommand, Cli, Command, LockCommand};
@@ -89,6 +90,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Kernels(command) => kernels::kernels(&project, &cache_root, command),
         Command::Lock(LockCommand::Accept { keys }) => lock::accept(&project, &cache_root, &keys),
         Command::Exec(args) => exec::exec(&project, &cache_root, args),
+        Command::Shell(args) => shell::shell(&project, &cache_root, args),
         Command::Bench(args) => bench::bench(&project, &cache_root, args),
     }
 }

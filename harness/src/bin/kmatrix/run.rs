@@ -59,6 +59,7 @@ pub fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<Ex
         emulator: EmulatorChoice::from_arg(args.emulator.as_deref()),
         keep_initramfs: false,
         only: None,
+        shell: false,
     };
     let summary = ops::run::run(project, cache_root, &options, interrupted)?;
     let counts: Vec<String> = summary
