@@ -242,7 +242,7 @@ impl Project {
     /// Loads everything and plans `request`: the one path from command-line
     /// ids to cells, used by `plan`, `run`, `repro` and `plan --check`.
     pub fn plan(&self, request: &Request) -> Result<Planned, FileError> {
-        let (catalog, mut scenarios) = self.load_selected(&request.scenarios)?;
+        let (mut catalog, mut scenarios) = self.load_selected(&request.scenarios)?;
         crate::inputs::added::add_versions(
             &mut scenarios,
             &request.added_versions,

@@ -86,6 +86,16 @@ pub enum KernelSource {
     /// The local cluster inside a QEMU guest of `kernel`: id `<kernel>+k8s`,
     /// derived for every bootable kernel when `kubernetes.toml` exists.
     GuestKubernetes { kernel: KernelId },
+    /// A kernel image given as a path on the command line (never written
+    /// in kernels.toml): see `inputs::kernel_path`.
+    #[serde(skip_deserializing)]
+    LocalImage {
+        image: PathBuf,
+        /// The folder holding `modules.dep`, if the build has modules.
+        modules: Option<PathBuf>,
+        /// The image's, when the run was planned: part of each cell's id.
+        sha256: String,
+    },
 }
 
 /// One package of a by-URL kernel: its URL alone (pinned on first use in
@@ -169,6 +179,7 @@ impl KernelSource {
             KernelSource::DebianPackage { .. }
                 | KernelSource::PackageUrls { .. }
                 | KernelSource::SourceBuild { .. }
+                | KernelSource::LocalImage { .. }
         )
     }
 
@@ -211,6 +222,14 @@ impl KernelSource {
             KernelSource::GuestKubernetes { kernel } => {
                 format!("the local Kubernetes cluster inside a QEMU guest of {kernel}")
             }
+            KernelSource::LocalImage { image, modules, .. } => match modules {
+                Some(modules) => format!(
+                    "the image {} with the modules in {}",
+                    image.display(),
+                    modules.display()
+                ),
+                None => format!("the image {} (no modules)", image.display()),
+            },
         }
     }
 }
@@ -405,10 +424,21 @@ impl Catalog {
     }
 
     /// Kernel ids given on the command line (`--kernel`), checked once here:
-    /// an unknown one is bad input naming the catalog and the known ids.
-    pub fn kernel_ids_from(&self, given: &[String]) -> Result<Vec<KernelId>, FileError> {
-        given
-            .iter()
+    /// an unknown one is bad input naming the catalog and the known ids. A
+    /// path (it holds `/`) is a kernel image of the user's, added to this
+    /// catalog under an id of its own (`inputs::kernel_path`).
+    pub fn kernel_ids_from(&mut self, given: &[String]) -> Result<Vec<KernelId>, FileError> {
+        let mut ids = Vec::new();
+        for given in given {
+            if super::kernel_path::is_path(given) {
+                let entry = super::kernel_path::entry(given)?;
+                ids.push(entry.id.to_string());
+                self.kernels.insert(entry.id.clone(), entry);
+            } else {
+                ids.push(given.clone());
+            }
+        }
+        ids.iter()
             .map(|id| {
                 self.kernels
                     .get_key_value(id.as_str())

@@ -5,6 +5,7 @@
 
 pub mod added;
 pub mod catalog;
+pub mod kernel_path;
 pub mod lock;
 pub mod scenario;
 

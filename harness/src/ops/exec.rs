@@ -50,18 +50,27 @@ pub struct ExecModule {
 
 const SCENARIO: &str = "exec";
 
+/// Runs the program; `summary.records` name each kernel by its id (a
+/// kernel given as a path: its absolute path), in the order of `kernels`.
 pub fn exec(
     project: &Project,
     cache_root: &Path,
     options: &ExecOptions,
     interrupted: Arc<AtomicBool>,
-) -> Result<RunSummary> {
+) -> Result<(RunSummary, Vec<String>)> {
     if options.kernels.is_empty() {
         bail!("give at least one --kernel (`kmatrix list` shows them)");
     }
     // Checked against the user's catalog here: an unknown id found later
     // would point into the scenario exec writes, a file the user never saw.
-    project.catalog()?.kernel_ids_from(&options.kernels)?;
+    // A kernel given as a path gets an id of its own (its record's), so
+    // that the caller can find each kernel's record.
+    let ids: Vec<String> = project
+        .catalog()?
+        .kernel_ids_from(&options.kernels)?
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
     let temp = tempfile::Builder::new().prefix("kmatrix-exec-").tempdir()?;
     let root = temp.path();
     copy_tree(
@@ -89,7 +98,8 @@ pub fn exec(
         only: None,
         shell: false,
     };
-    run(&Project::new(root), cache_root, &run_options, interrupted)
+    let summary = run(&Project::new(root), cache_root, &run_options, interrupted)?;
+    Ok((summary, ids))
 }
 
 /// The one-version scenario, as TOML.
@@ -198,7 +208,15 @@ timeout_secs = {timeout}
 "#,
         component = quote(&what),
         title = quote(&format!("kmatrix exec {what} {}", options.args.join(" "))),
-        kernels = list(&options.kernels),
+        // Paths are no catalog ids: they come with the run's --kernel.
+        kernels = list(
+            &options
+                .kernels
+                .iter()
+                .filter(|k| !crate::inputs::kernel_path::is_path(k))
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
         what = quote(&what),
         env = env.join(", "),
         timeout = options.timeout_secs,

@@ -49,7 +49,7 @@ pub fn fetch(
     ids: &[String],
     events: Events,
 ) -> Result<Vec<Fetched>> {
-    let catalog = project.catalog()?;
+    let mut catalog = project.catalog()?;
     let ids = catalog.kernel_ids_from(ids)?;
     let cache = Cache::open(cache_root)?.watched_by(events.clone());
     let provisioner = Provisioner::new(&cache, &catalog, false, events.clone())?;

@@ -51,7 +51,7 @@ pub fn shell(
     options: &ShellOptions,
     interrupted: Arc<AtomicBool>,
 ) -> Result<ShellEnd> {
-    let catalog = project.catalog()?;
+    let mut catalog = project.catalog()?;
     let kernel = catalog
         .kernel_ids_from(std::slice::from_ref(&options.kernel))?
         .remove(0);
@@ -191,7 +191,7 @@ component = "busybox"
 title = "a bare guest"
 issue = "https://github.com/kmatrix/kmatrix"
 summary = "A guest with busybox and nothing else, for `kmatrix shell`."
-kernels = [{kernel}]
+kernels = [{kernels}]
 
 [[version]]
 id = "busybox"
@@ -208,7 +208,11 @@ id = "true"
 run = ["/bin/busybox", "true"]
 timeout_secs = 10
 "#,
-            kernel = quote(kernel),
+            // A path is no catalog id: it comes with the run's --kernel.
+            kernels = match crate::inputs::kernel_path::is_path(kernel) {
+                true => String::new(),
+                false => quote(kernel),
+            },
             version = quote(&busybox.version),
         ),
     )?;

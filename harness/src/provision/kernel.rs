@@ -175,6 +175,27 @@ impl Provisioner<'_> {
                 anyhow::bail!("{id} is a Kubernetes cluster on the host's kernel: no kernel to fetch or build")
             }
             KernelSource::GuestKubernetes { kernel } => self.kernel(kernel),
+            KernelSource::LocalImage {
+                image,
+                modules,
+                sha256,
+            } => {
+                // The file may have been rebuilt since the run was planned:
+                // its cells' ids name the image that was planned.
+                let now = sha256_file(image)?;
+                anyhow::ensure!(
+                    &now == sha256,
+                    "{} changed since the run was planned (sha256 {sha256}, now {now}); run again to plan it anew",
+                    image.display()
+                );
+                Ok(KernelArtifact {
+                    id: id.clone(),
+                    boot: BootImage::compressed(image, "not yet examined"),
+                    image: image.clone(),
+                    modules: modules.clone(),
+                    origin: format!("your image {} (sha256 {})", image.display(), &sha256[..16]),
+                })
+            }
         }
     }
 
@@ -255,6 +276,8 @@ impl Provisioner<'_> {
                     .is_some()
             }
             KernelSource::DockerEngine {} | KernelSource::Kind {} => false,
+            // The user's own file: nothing to fetch.
+            KernelSource::LocalImage { image, .. } => image.is_file(),
             KernelSource::LocalKubernetes {} => self.kubernetes_binaries_cached(),
             KernelSource::GuestKubernetes { kernel } => {
                 self.kubernetes_binaries_cached() && self.kernel_is_cached(kernel)?
@@ -309,6 +332,7 @@ impl Provisioner<'_> {
                     .map(|_| format!("its kernel {kernel}; the cluster's binaries cached or built from Debian's kubernetes source"))
                     .map_err(|e| format!("{e:#}"))
             }
+            KernelSource::LocalImage { image, .. } => Err(format!("{} is gone", image.display())),
             KernelSource::Kind {} => crate::backend::kubernetes::kind::available(
                 self.catalog.kubernetes.as_ref().map(|k| &k.kind),
             )

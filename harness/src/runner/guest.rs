@@ -162,7 +162,10 @@ impl GuestView {
             .map(|(probe, outcome)| (probe.probe_id.as_str(), probe.expect.needed, outcome))
             .collect();
         let verdict = crate::verdict::needed_missing(&verdict, &needed).unwrap_or(verdict);
-        let verdict = self.absent_module(cell).unwrap_or(verdict);
+        let verdict = self
+            .unmounted_artifact(cell)
+            .or_else(|| self.absent_module(cell))
+            .unwrap_or(verdict);
         let mut record = record_without_guest(cell, verdict);
         record.duration_ms = probes.iter().map(|p| p.duration_ms).sum();
         record.probes = probes;
@@ -173,6 +176,22 @@ impl GuestView {
     /// A module the cell needs that the environment said it lacks and
     /// cannot load (a container on a host kernel built without it): the
     /// cell's probes could not mean anything there, so it is unavailable.
+    /// The version's files never reached the guest (their disk did not
+    /// mount): whatever the probes said, the component did not run.
+    fn unmounted_artifact(&self, cell: &Cell) -> Option<Classified> {
+        let (_, facts) = self.hello.as_ref()?;
+        let mount = &cell.artifact.as_ref()?.mount;
+        let state = facts.get(&format!("disk.{mount}"))?;
+        (state != "mounted").then(|| {
+            Classified::new(
+                Verdict::Unavailable,
+                format!(
+                    "the version's files could not be mounted in the guest ({state}): the kernel lacks virtio_blk or ext4 (a kernel image of your own: give its modules, --kernel IMAGE,modules=DIR)"
+                ),
+            )
+        })
+    }
+
     fn absent_module(&self, cell: &Cell) -> Option<Classified> {
         let (_, facts) = self.hello.as_ref()?;
         cell.modules.iter().find_map(|module| {

@@ -52,7 +52,8 @@ pub enum Command {
   kmatrix run --scenario kube-vip-cidr --kernel debian-6.1 --out results/runs/vip
   kmatrix run --resume results/runs/vip                  finish it after Ctrl-C or kill -9
   kmatrix run --locked --fail-on regressions             a nightly's gate against results/baseline
-  kmatrix run --scenario caddy-mptcp --add-version rc1=binary:./caddy   a local build beside the releases")]
+  kmatrix run --scenario caddy-mptcp --add-version rc1=binary:./caddy   a local build beside the releases
+  kmatrix run --scenario caddy-mptcp --kernel ./linux/arch/x86/boot/bzImage,modules=./mods   your own kernel build")]
     Run(RunArgs),
     /// List the cells a run would execute, without running anything.
     #[command(after_help = "Examples:
@@ -252,8 +253,8 @@ pub struct ShellArgs {
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
-    /// Kernel catalog id (repeatable; at least one); `docker` runs it in a container on the Docker engine's host kernel.
-    #[arg(long = "kernel", value_name = "ID", required = true)]
+    /// Kernel catalog id or image path (repeatable; at least one); `docker` runs it in a container on the Docker engine's host kernel; a path (it holds `/`) is your own bzImage or vmlinux, `PATH,modules=DIR` with its modules.
+    #[arg(long = "kernel", value_name = "ID|PATH", required = true)]
     pub kernels: Vec<String>,
     /// An image: REGISTRY/NAME:TAG, NAME@sha256:..., docker-archive:PATH, oci:DIR[:TAG] or docker-daemon:NAME[:TAG] (an image the local Docker engine has; a registry image it has is taken from it too).
     #[arg(
@@ -378,8 +379,8 @@ pub struct SelectArgs {
     /// Scenario id (repeatable) [default: every scenario]
     #[arg(long = "scenario", value_name = "ID")]
     pub scenarios: Vec<String>,
-    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]; `docker` = containers on the Docker engine's host kernel (DOCKER_HOST or the default socket); `k8s-local` = workloads on a single-node Kubernetes kmatrix assembles on this host (the scenario's kubernetes/ manifests), `kind` = on a kind cluster; `latest:ubuntu-jammy` (GA), `latest:ubuntu-jammy-hwe`, `latest:debian-trixie` = the newest build the archive publishes now (the catalog entry is bumped to it)
-    #[arg(long = "kernel", value_name = "ID")]
+    /// Kernel catalog id (repeatable) [default: the kernels each scenario lists]; `docker` = containers on the Docker engine's host kernel (DOCKER_HOST or the default socket); `k8s-local` = workloads on a single-node Kubernetes kmatrix assembles on this host (the scenario's kubernetes/ manifests), `kind` = on a kind cluster; `latest:ubuntu-jammy` (GA), `latest:ubuntu-jammy-hwe`, `latest:debian-trixie` = the newest build the archive publishes now (the catalog entry is bumped to it); a path (it holds `/`: ./linux/arch/x86/boot/bzImage, a vmlinux) = your own kernel build, `PATH,modules=DIR` with the folder `make modules_install INSTALL_MOD_PATH=DIR` wrote (its cells' kernel id: the file name and a digest, bzImage@3f9ed566ba8e)
+    #[arg(long = "kernel", value_name = "ID|PATH")]
     pub kernels: Vec<String>,
     /// Variant id (repeatable), e.g. only `baseline` [default: every variant]
     #[arg(long = "variant", value_name = "ID")]
@@ -503,8 +504,8 @@ pub struct BisectArgs {
     /// Component version: one (kernel axis) or several in order (version axis).
     #[arg(long = "version", value_name = "ID", required = true)]
     pub versions: Vec<String>,
-    /// Kernel catalog id: several (kernel axis, sorted by kernel version) or one (version axis).
-    #[arg(long = "kernel", value_name = "ID", required = true)]
+    /// Kernel catalog id or image path: several (kernel axis, sorted by kernel version) or one (version axis).
+    #[arg(long = "kernel", value_name = "ID|PATH", required = true)]
     pub kernels: Vec<String>,
     /// The variant.
     #[arg(long, value_name = "ID", default_value = "baseline")]

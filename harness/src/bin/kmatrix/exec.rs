@@ -42,7 +42,7 @@ pub fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<Exit
         accel: AccelChoice::Auto,
         emulator: EmulatorChoice::Pinned(None),
     };
-    let summary = ops::exec::exec(
+    let (summary, kernels) = ops::exec::exec(
         project,
         cache_root,
         &options,
@@ -50,7 +50,7 @@ pub fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<Exit
     )?;
     println!("{:<18} {:<26} {:<11} exit", "kernel", "release", "verdict");
     let mut ends = Vec::new();
-    for kernel in &options.kernels {
+    for kernel in &kernels {
         let Some(record) = summary.records.iter().find(|r| &r.kernel == kernel) else {
             continue;
         };
