@@ -17,6 +17,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test.sh: installing cargo-nextest (not on this machine)" >&2
   cargo install --quiet --locked cargo-nextest --version 0.9.151
 fi
+# actionlint checks the GitHub Action (tests/action.rs): its Go module built
+# once, with the Go on this machine and no toolchain download.
+actionlint=$HOME/.cache/kmatrix-tools/bin/actionlint
+if [ ! -x "$actionlint" ]; then
+  go=$(command -v go || echo /usr/local/go/bin/go)
+  echo "test.sh: building actionlint v1.7.12 from its Go module" >&2
+  GOTOOLCHAIN=local GOFLAGS=-mod=mod GOBIN=$(dirname "$actionlint") "$go" install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+fi
 # The local Kubernetes cluster's binaries are built once from Debian's
 # source package (about 7 minutes cold on 2 cores) and then reused from the
 # cache; build them here rather than inside a test's deadline, with the
