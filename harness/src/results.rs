@@ -92,6 +92,17 @@ pub fn read_run_info(dir: &Path) -> Option<RunInfo> {
     serde_json::from_slice(&fs::read(dir.join(RUN_FILE)).ok()?).ok()
 }
 
+/// A run named for a reader: its folder (relative to `base` where it lies
+/// under it) and the day it started, e.g. "results/baseline (run started
+/// 2026-12-06T01:07:44Z)".
+pub fn run_label(dir: &Path, base: &Path) -> String {
+    let shown = dir.strip_prefix(base).unwrap_or(dir).display().to_string();
+    match read_run_info(dir) {
+        Some(info) => format!("{shown} (run started {})", info.started),
+        None => shown,
+    }
+}
+
 /// The cells of a finished (or interrupted) run, for reports and diffs.
 #[derive(Debug)]
 pub struct RunCells {

@@ -29,7 +29,11 @@ fn actionlint() -> PathBuf {
 /// checks the workflow's inputs against our action.yml), with `workflow`.
 fn lint(workflow: &str) -> std::process::Output {
     let repo = tempfile::tempdir().unwrap();
-    fs::copy(repo_root().join("action.yml"), repo.path().join("action.yml")).unwrap();
+    fs::copy(
+        repo_root().join("action.yml"),
+        repo.path().join("action.yml"),
+    )
+    .unwrap();
     let workflows = repo.path().join(".github/workflows");
     fs::create_dir_all(&workflows).unwrap();
     fs::write(workflows.join("kmatrix.yml"), workflow).unwrap();
@@ -86,7 +90,11 @@ fn the_actions_run_step_gates_and_writes_the_job_summary() {
     assert!(output.status.success(), "{}", text(&output));
     let outputs = fs::read_to_string(&outputs).unwrap();
     // kube-vip v0.8.5+ crash on a half-given CIDR: findings, so the gate fails.
-    assert!(outputs.contains("exit-code=1"), "{outputs}\n{}", text(&output));
+    assert!(
+        outputs.contains("exit-code=1"),
+        "{outputs}\n{}",
+        text(&output)
+    );
     let run_dir = dir.path().join("kmatrix-run");
     assert!(outputs.contains(&format!("run-dir={}", run_dir.display())));
     assert!(run_dir.join("report.html").is_file());
@@ -104,7 +112,11 @@ fn the_actions_run_step_gates_and_writes_the_job_summary() {
         .env("GITHUB_OUTPUT", dir.path().join("outputs2"))
         .output()
         .unwrap();
-    assert!(text(&output).contains("none of regressions"), "{}", text(&output));
+    assert!(
+        text(&output).contains("none of regressions"),
+        "{}",
+        text(&output)
+    );
     let outputs = fs::read_to_string(dir.path().join("outputs2")).unwrap();
     assert_eq!(outputs.trim(), "exit-code=2");
 }

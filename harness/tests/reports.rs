@@ -236,3 +236,83 @@ fn baseline_accept_makes_the_baseline_and_the_docs_table_agree() {
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("--resume"), "{}", text(&refused));
 }
+
+/// What a reader of a wide report needs without hunting: counts at the
+/// top, a contents list, the header row and version column kept in view
+/// (sticky, checked in the page Chromium rendered), a failure's text in its
+/// cell, a link per cell, and which baseline it is compared with and when.
+#[test]
+fn the_html_report_keeps_its_bearings() {
+    let (dir, run) = sample_run();
+    let baseline = dir.path().join("baseline");
+    copy_tree(&run, &baseline);
+    let html = {
+        let output = kmatrix(&[
+            "report",
+            run.to_str().unwrap(),
+            "--format",
+            "html",
+            "--baseline",
+            baseline.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let started = fs::read_to_string(run.join("run.json")).unwrap();
+    let started: serde_json::Value = serde_json::from_str(&started).unwrap();
+    let started = started["started"].as_str().unwrap();
+    assert!(
+        html.contains(&format!(
+            "Against {} (run started {started})",
+            baseline.display()
+        )),
+        "the baseline is named with its date"
+    );
+    assert!(
+        html.contains(r#"<p class="counts">"#) && html.contains("1 crash"),
+        "counts"
+    );
+    assert!(html.contains("<nav><strong>Scenarios</strong>"), "contents");
+    assert!(html.contains(r##"<a href="#kube-ovn-tproxy">kube-ovn-tproxy</a>"##));
+    assert!(
+        html.contains(r#"id="cell-0000000000000005""#),
+        "per-cell anchors"
+    );
+    assert!(html.contains(r##"href="#cell-0000000000000005""##));
+    assert!(
+        html.contains(r#"<p class="brief""#),
+        "failure text without a click"
+    );
+    assert!(html.contains("thead th { position: sticky; top: 0;"));
+    assert!(
+        html.contains("tbody th:first-child, thead th:first-child { position: sticky; left: 0;")
+    );
+
+    // Rendered: the header cell is sticky in the page Chromium computed.
+    let page = dir.path().join("report.html");
+    fs::write(&page, &html).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.html");
+    fs::write(
+        &probe,
+        html.replace(
+            "</body>",
+            "<script>document.body.setAttribute('data-sticky', getComputedStyle(document.querySelector('thead th')).position + '/' + getComputedStyle(document.querySelector('tbody th')).position);</script></body>",
+        ),
+    )
+    .unwrap();
+    let dom = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", probe.display()))
+        .output()
+        .expect("Debian's chromium (scripts/setup.sh installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains(r#"data-sticky="sticky/sticky""#), "{dom:.400}");
+}

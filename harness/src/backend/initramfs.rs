@@ -3,7 +3,11 @@
 //! Documentation/driver-api/early-userspace/buffer-format.rst). Uncompressed,
 //! because decompressing in an emulated guest costs more than reading.
 
-use std::io::{self, Write};
+use super::BootRequest;
+use kmatrix_agent::JOB_PATH;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
 
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
@@ -138,6 +142,43 @@ impl<W: Write> Cpio<W> {
         let padding = (4 - self.written % 4) % 4;
         self.write(&[0u8; 3][..padding as usize])
     }
+}
+
+/// Writes the initramfs for a boot: the agent as /init, the job, and the files.
+pub fn write_initramfs(request: &BootRequest, path: &Path) -> std::io::Result<()> {
+    let mut cpio = Cpio::new(BufWriter::new(File::create(path)?));
+    for root in &request.rootfs {
+        cpio.tree(root, "")?;
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for dir in ["dev", "proc", "sys", "tmp", "run", "kmatrix"] {
+        dirs.insert(dir.to_string());
+    }
+    for file in &request.files {
+        let mut parent = Path::new(file.guest_path.trim_start_matches('/')).parent();
+        while let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
+    }
+    // BTreeSet order puts every parent before its children.
+    for dir in &dirs {
+        cpio.dir(dir)?;
+    }
+    cpio.char_device("dev/console", 0o600, 5, 1)?;
+    cpio.file("init", 0o755, &fs::read(&request.agent)?)?;
+    cpio.file(
+        JOB_PATH,
+        0o644,
+        serde_json::to_string_pretty(&request.job)
+            .expect("jobs serialise")
+            .as_bytes(),
+    )?;
+    for file in &request.files {
+        cpio.file(&file.guest_path, 0o755, &fs::read(&file.host_path)?)?;
+    }
+    cpio.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]

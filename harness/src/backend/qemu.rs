@@ -3,13 +3,13 @@
 //! is the kernel console (kept in a file and scanned for crashes), the second
 //! carries the agent's events on stdout. Every wait has a deadline.
 
-use super::initramfs::Cpio;
+use super::initramfs::write_initramfs;
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
 use crate::provision::Emulator;
-use kmatrix_agent::{GuestEvent, JOB_PATH, RESULTS_PORT_PARAM};
+use kmatrix_agent::{GuestEvent, RESULTS_PORT_PARAM};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::path::PathBuf;
@@ -193,43 +193,6 @@ impl QemuBackend {
         }
         args
     }
-}
-
-/// Writes the initramfs for a boot: the agent as /init, the job, and the files.
-pub fn write_initramfs(request: &BootRequest, path: &Path) -> std::io::Result<()> {
-    let mut cpio = Cpio::new(BufWriter::new(File::create(path)?));
-    for root in &request.rootfs {
-        cpio.tree(root, "")?;
-    }
-    let mut dirs = std::collections::BTreeSet::new();
-    for dir in ["dev", "proc", "sys", "tmp", "run", "kmatrix"] {
-        dirs.insert(dir.to_string());
-    }
-    for file in &request.files {
-        let mut parent = Path::new(file.guest_path.trim_start_matches('/')).parent();
-        while let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.insert(dir.to_string_lossy().into_owned());
-            parent = dir.parent();
-        }
-    }
-    // BTreeSet order puts every parent before its children.
-    for dir in &dirs {
-        cpio.dir(dir)?;
-    }
-    cpio.char_device("dev/console", 0o600, 5, 1)?;
-    cpio.file("init", 0o755, &fs::read(&request.agent)?)?;
-    cpio.file(
-        JOB_PATH,
-        0o644,
-        serde_json::to_string_pretty(&request.job)
-            .expect("jobs serialise")
-            .as_bytes(),
-    )?;
-    for file in &request.files {
-        cpio.file(&file.guest_path, 0o755, &fs::read(&file.host_path)?)?;
-    }
-    cpio.finish()?;
-    Ok(())
 }
 
 impl Backend for QemuBackend {

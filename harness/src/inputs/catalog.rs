@@ -29,7 +29,27 @@ pub struct KernelEntry {
     /// kmatrix records on first use against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksums: Option<String>,
+    /// Other names `--kernel` takes for it, clearer ones (Ubuntu's day-one
+    /// build against its newest, `ubuntu-22.04-day-one`); not part of its
+    /// identity, so cell ids do not hash them.
+    #[serde(default, skip_serializing)]
+    pub aliases: Vec<String>,
     pub source: KernelSource,
+}
+
+impl KernelEntry {
+    /// What its aliases say it is: "day one" or "newest" (for headings).
+    pub fn build_word(&self) -> Option<&'static str> {
+        self.aliases.iter().find_map(|a| {
+            if a.ends_with("-day-one") {
+                Some("day one")
+            } else if a.ends_with("-newest") {
+                Some("newest")
+            } else {
+                None
+            }
+        })
+    }
 }
 
 impl KernelEntry {
@@ -401,6 +421,7 @@ impl Catalog {
             Err(_) => None,
         };
         let mut kernels = unique_by_id(&kernels_path, kernels.kernel, |k| k.id.clone())?;
+        check_aliases(&kernels_path, &kernels)?;
         if kubernetes.is_some() {
             add_guest_clusters(&mut kernels);
         }
@@ -434,6 +455,8 @@ impl Catalog {
                 let entry = super::kernel_path::entry(given)?;
                 ids.push(entry.id.to_string());
                 self.kernels.insert(entry.id.clone(), entry);
+            } else if let Some(entry) = self.kernels.values().find(|k| k.aliases.contains(given)) {
+                ids.push(entry.id.to_string());
             } else {
                 ids.push(given.clone());
             }
@@ -505,6 +528,7 @@ fn add_guest_clusters(kernels: &mut BTreeMap<KernelId, KernelEntry>) {
             ),
             stands_in_for: None,
             checksums: None,
+            aliases: Vec::new(),
             source: KernelSource::GuestKubernetes {
                 kernel: k.id.clone(),
             },
@@ -513,6 +537,21 @@ fn add_guest_clusters(kernels: &mut BTreeMap<KernelId, KernelEntry>) {
     for entry in derived {
         kernels.entry(entry.id.clone()).or_insert(entry);
     }
+}
+
+/// An alias names one kernel: never an id, never two kernels.
+fn check_aliases(path: &Path, kernels: &BTreeMap<KernelId, KernelEntry>) -> Result<(), FileError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for alias in kernels.values().flat_map(|k| &k.aliases) {
+        if kernels.contains_key(alias.as_str()) || !seen.insert(alias) {
+            return Err(FileError::whole_file(
+                path,
+                format!("alias `{alias}` is another kernel's id or alias"),
+                "give every alias once, and never a kernel's id",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn unique_by_id<K: Ord + Clone + std::fmt::Display, T>(
@@ -535,32 +574,5 @@ fn unique_by_id<K: Ord + Clone + std::fmt::Display, T>(
 }
 
 #[cfg(test)]
-mod release_hint_tests {
-    use super::*;
-
-    fn by_url(url: &str) -> KernelEntry {
-        KernelEntry {
-            id: KernelId::new("k"),
-            version: "5.15".into(),
-            description: String::new(),
-            stands_in_for: None,
-            checksums: None,
-            source: KernelSource::PackageUrls {
-                urls: vec![url.into()],
-            },
-        }
-    }
-
-    #[test]
-    fn a_by_url_kernel_names_its_build() {
-        assert_eq!(
-            by_url("http://a/pool/main/l/linux/linux-image-unsigned-5.15.0-204-generic_5.15.0-204.214_amd64.deb").release_hint(),
-            "5.15.0-204-generic"
-        );
-        assert_eq!(
-            by_url("http://v/Packages/kernel-3.10.0-1160.el7.x86_64.rpm").release_hint(),
-            "3.10.0-1160.el7"
-        );
-        assert_eq!(by_url("http://x/odd.deb").release_hint(), "5.15");
-    }
-}
+#[path = "catalog_tests.rs"]
+mod tests;

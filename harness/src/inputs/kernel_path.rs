@@ -72,6 +72,7 @@ pub fn entry(given: &str) -> Result<KernelEntry, FileError> {
         description: format!("your kernel image {} ({release})", image.display()),
         stands_in_for: None,
         checksums: None,
+        aliases: Vec::new(),
         source: KernelSource::LocalImage {
             image,
             modules,

@@ -69,6 +69,7 @@ pub fn accept(project: &Project, run: &Path) -> Result<Accepted> {
         run: info.as_ref(),
         run_dir: Some(&baseline),
         baseline: Some(&itself),
+        baseline_name: Some(crate::results::run_label(&baseline, &project.root)),
     };
     report::write_all(&baseline, &input)?;
     // write_all made the docs table too (compatibility.md, from the same model).

@@ -89,6 +89,7 @@ pub fn merge(project: &Project, dirs: &[PathBuf], out: &Path) -> Result<Merged> 
             run: run.as_ref(),
             run_dir: Some(out),
             baseline: None,
+            baseline_name: None,
         },
     )?;
     let conflicts_file = if conflicts.is_empty() {

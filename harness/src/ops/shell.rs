@@ -45,6 +45,17 @@ pub struct ShellEnd {
 
 const BARE: &str = "shell";
 
+/// What `kmatrix shell` lays under a guest: Debian's static busybox (a
+/// shell and its applets, whatever the scenario's guest holds), pinned in
+/// the lock like any guest root.
+pub(super) fn tools() -> crate::inputs::scenario::GuestSpec {
+    crate::inputs::scenario::GuestSpec {
+        suite: "bookworm".into(),
+        packages: vec!["busybox-static".into()],
+        exclude: vec!["usr/share/*".into()],
+    }
+}
+
 pub fn shell(
     project: &Project,
     cache_root: &Path,

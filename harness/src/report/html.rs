@@ -13,10 +13,23 @@ const TEMPLATE: &str = include_str!("../../templates/report.html.hbs");
 #[derive(Serialize)]
 struct Page {
     title: String,
+    /// One line: when, how many cells, where.
     generated: String,
+    /// The rest of the run's facts (accelerator and why, emulator, engine).
+    run_details: String,
+    counts: Vec<Count>,
     legend: Vec<Legend>,
     baseline: Option<BaselineView>,
     scenarios: Vec<ScenarioView>,
+}
+
+/// How many cells got one verdict.
+#[derive(Serialize)]
+struct Count {
+    class: &'static str,
+    symbol: &'static str,
+    name: &'static str,
+    n: usize,
 }
 
 #[derive(Serialize)]
@@ -28,6 +41,8 @@ struct Legend {
 
 #[derive(Serialize)]
 struct BaselineView {
+    /// Which run, and its date.
+    name: String,
     summary: String,
     rows: Vec<BaselineRow>,
 }
@@ -47,6 +62,8 @@ struct ScenarioView {
     summary: String,
     component: String,
     issue: String,
+    /// "12 cells: 9 pass, 3 crash".
+    counts: String,
     kernels: Vec<KernelHead>,
     rows: Vec<RowView>,
     workarounds: Vec<String>,
@@ -74,6 +91,8 @@ struct CellView {
     symbol: &'static str,
     verdict: &'static str,
     signature: String,
+    /// The signature's start, shown in the cell without a click (not for a pass).
+    brief: String,
     cell_id: String,
     kernel_release: String,
     attempts: u32,
@@ -108,11 +127,20 @@ fn page(model: &ReportModel) -> Page {
     let input = model.input;
     let matrix = &model.matrix;
     let checks = &model.workarounds;
-    let generated = match input.run {
+    let generated = format!(
+        "{} cells{}",
+        input.records.len(),
+        input
+            .run
+            .map(|run| format!(
+                " · run started {} · kmatrix {} · accelerator {}",
+                run.started, run.harness_version, run.accel
+            ))
+            .unwrap_or_default()
+    );
+    let run_details = match input.run {
         Some(run) => format!(
-            "kmatrix {} · run started {} · accelerator {}: {}{}{}",
-            run.harness_version,
-            run.started,
+            "accelerator {}: {}{}{}",
             run.accel,
             run.accel_reason,
             run.emulator
@@ -137,6 +165,13 @@ fn page(model: &ReportModel) -> Page {
                 summary: scenario.map(|s| s.summary.clone()).unwrap_or_default(),
                 component: m.component.clone(),
                 issue: m.issue.clone(),
+                counts: counts_sentence(
+                    input
+                        .records
+                        .iter()
+                        .filter(|r| r.scenario == m.scenario)
+                        .map(|r| r.verdict),
+                ),
                 kernels: m
                     .kernels
                     .iter()
@@ -183,6 +218,17 @@ fn page(model: &ReportModel) -> Page {
             _ => "compatibility matrix".into(),
         },
         generated,
+        run_details,
+        counts: Verdict::ALL
+            .iter()
+            .map(|v| Count {
+                class: v.as_str(),
+                symbol: v.glyph(),
+                name: v.as_str(),
+                n: input.records.iter().filter(|r| r.verdict == *v).count(),
+            })
+            .filter(|c| c.n > 0)
+            .collect(),
         legend: Verdict::ALL
             .iter()
             .map(|v| Legend {
@@ -192,6 +238,10 @@ fn page(model: &ReportModel) -> Page {
             })
             .collect(),
         baseline: input.baseline.map(|diff| BaselineView {
+            name: input
+                .baseline_name
+                .clone()
+                .unwrap_or_else(|| "the baseline".into()),
             summary: diff.summary(),
             rows: diff
                 .changes
@@ -206,6 +256,27 @@ fn page(model: &ReportModel) -> Page {
                 .collect(),
         }),
         scenarios,
+    }
+}
+
+/// "12 cells: 9 pass, 3 crash" (verdicts in their usual order).
+fn counts_sentence(verdicts: impl Iterator<Item = Verdict>) -> String {
+    let verdicts: Vec<Verdict> = verdicts.collect();
+    let parts: Vec<String> = Verdict::ALL
+        .iter()
+        .map(|v| (v, verdicts.iter().filter(|x| *x == v).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(v, n)| format!("{n} {}", v.as_str()))
+        .collect();
+    format!("{} cells: {}", verdicts.len(), parts.join(", "))
+}
+
+/// A signature cut to what a table cell can show (the whole one is a click away).
+fn brief(signature: &str) -> String {
+    const LIMIT: usize = 90;
+    match signature.char_indices().nth(LIMIT) {
+        Some((at, _)) => format!("{}…", &signature[..at]),
+        None => signature.to_string(),
     }
 }
 
@@ -231,6 +302,10 @@ fn cell_view(model: &ReportModel, cell_id: &str) -> CellView {
         symbol: record.verdict.glyph(),
         verdict: record.verdict.as_str(),
         signature: record.signature.clone(),
+        brief: match record.verdict {
+            Verdict::Pass => String::new(),
+            _ => brief(&record.signature),
+        },
         cell_id: record.cell_id.clone(),
         kernel_release: record
             .kernel_release

@@ -27,6 +27,8 @@ pub struct ReportInput<'a> {
     pub run_dir: Option<&'a Path>,
     /// The diff against a baseline, when one was given.
     pub baseline: Option<&'a Diff>,
+    /// Which run that baseline is, and its date (`results::run_label`).
+    pub baseline_name: Option<String>,
 }
 
 /// What one boot left for the reader: the console's tail and how to rerun it.

@@ -162,7 +162,7 @@ impl GuestNode {
 
         let initramfs = scratch.join("initramfs.cpio");
         let boot = boot_request(request, parts, &files)?;
-        qemu::write_initramfs(&boot, &initramfs)
+        crate::backend::initramfs::write_initramfs(&boot, &initramfs)
             .with_context(|| format!("cannot write {}", initramfs.display()))?;
         let mut machine = QemuBackend::new(vm.emulator.clone(), vm.accel, interrupted.clone());
         machine.memory_mb = parts.disk.memory_mb;

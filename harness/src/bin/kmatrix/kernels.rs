@@ -100,6 +100,9 @@ fn print_list(rows: &[ops::kernels::KernelRow]) {
             cached(row),
             kernel.source.describe()
         );
+        if let (Some(word), Some(alias)) = (kernel.build_word(), kernel.aliases.first()) {
+            println!("{:indent$}{word} build; also --kernel {alias}", "");
+        }
         if let Some(stand_in) = &kernel.stands_in_for {
             println!("{:indent$}stands in for {stand_in}", "");
         }

@@ -24,6 +24,13 @@ pub fn report(project: &Project, args: ReportArgs) -> Result<ExitCode> {
         run: run.as_ref(),
         run_dir: Some(&args.dir),
         baseline: baseline.as_ref(),
+        baseline_name: Some(kmatrix::results::run_label(
+            &args
+                .baseline
+                .clone()
+                .unwrap_or_else(|| project.baseline_dir()),
+            &project.root,
+        )),
     };
     let Some(format) = args.format else {
         report::write_all(&args.dir, &input)?;

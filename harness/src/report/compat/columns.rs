@@ -95,10 +95,15 @@ pub fn distribution(catalog: &Catalog, id: &str) -> String {
         .is_some_and(|w| w.starts_with(char::is_uppercase))
         && !words.first().is_some_and(|w| w.ends_with("'s"))
         && words.len() < entry.description.split_whitespace().count();
-    if named {
+    let name = if named {
         words.join(" ")
     } else {
         id.to_string()
+    };
+    // Ubuntu's day-one build beside its newest: the heading says which.
+    match entry.build_word() {
+        Some(word) => format!("{name} ({word})"),
+        None => name,
     }
 }
 

@@ -3,6 +3,8 @@
 //! the reporters (the display draws, the recorder writes), then writes the
 //! reports from what the recorder kept.
 
+mod scratch;
+
 use crate::backend::accel::{self, AccelChoice, AccelDecision};
 use crate::backend::docker::DockerBackend;
 use crate::backend::kubernetes::{guest::GuestVm, KubernetesBackend};
@@ -18,7 +20,7 @@ use crate::results::{ResultsStore, RUN_FILE};
 use crate::runner::{self, RunContext};
 use crate::sources::cache::Cache;
 use crate::{report, Project};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use kmatrix_metadata::{CacheStats, CellRecord, ContainerEngine, ResumeEntry, RunInfo, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -185,6 +187,10 @@ pub fn run(
             run: Some(&worked.info),
             run_dir: Some(&options.out),
             baseline: baseline.as_ref(),
+            baseline_name: Some(crate::results::run_label(
+                &project.baseline_dir(),
+                &project.root,
+            )),
         },
     )?;
     let mut counts = BTreeMap::new();
@@ -342,18 +348,7 @@ fn work(
     provisioner.add_rootfs(&mut provisioned, &planned.scenarios, &pending);
     provisioner.add_boot_images(&mut provisioned, &pending);
 
-    sweep_dead_scratch(&std::env::temp_dir());
-    let scratch = tempfile::Builder::new()
-        .prefix(SCRATCH_PREFIX)
-        .tempdir()
-        .context("cannot make a scratch folder in the temporary directory")?;
-    // Whose it is: a run killed with -9 cannot remove its scratch, and the
-    // next run sweeps the folders whose owner is gone.
-    fs::write(
-        scratch.path().join(SCRATCH_OWNER),
-        std::process::id().to_string(),
-    )
-    .context("cannot write into the scratch folder")?;
+    let scratch = scratch::make()?;
     let first_kernel = pending
         .iter()
         .filter(|c| provisioned.missing_for(c).is_none())
@@ -366,7 +361,7 @@ fn work(
                 .kernel()
         });
     if first_kernel.is_some() {
-        check_free_space(&options.out, scratch.path(), &provisioned)?;
+        scratch::check_free_space(&options.out, scratch.path(), &provisioned)?;
     }
     let decision = match first_kernel {
         Some(kernel) => {
@@ -444,7 +439,7 @@ fn work(
     qemu.interactive = options.shell;
     let shell = match options.shell {
         true => Some(events.step("busybox for the shell", || {
-            provisioner.rootfs(&shell_tools())
+            provisioner.rootfs(&super::shell::tools())
         })?),
         false => None,
     };
@@ -508,103 +503,7 @@ fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<Conta
     })
 }
 
-/// Scratch folders in the temporary directory: `kmatrix-run-XXXXXX`, with
-/// the owning process's pid inside.
-const SCRATCH_PREFIX: &str = "kmatrix-run-";
-const SCRATCH_OWNER: &str = "owner.pid";
-
-/// Removes the scratch (decompressed modules, initramfs images: megabytes
-/// per boot) of runs that were killed before they could; folders without
-/// an owner file, or whose owner lives, are left alone.
-fn sweep_dead_scratch(temp: &Path) {
-    let Ok(entries) = fs::read_dir(temp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(SCRATCH_PREFIX)
-        {
-            continue;
-        }
-        let Some(pid) = fs::read_to_string(entry.path().join(SCRATCH_OWNER))
-            .ok()
-            .and_then(|text| text.trim().parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// This process's peak resident memory (`VmHWM`), children not counted.
 fn peak_rss_kib() -> Option<u64> {
     crate::files::proc_kib(&fs::read_to_string("/proc/self/status").ok()?, "VmHWM")
-}
-
-/// Room a run's results need beside its boots' logs.
-const RESULTS_ROOM: u64 = 16 << 20;
-
-/// Refuses to boot when the results folder or the boot scratch cannot hold
-/// what a boot writes: a clear error naming the folder, before any cell
-/// could be blamed for a full disk.
-fn check_free_space(out: &Path, scratch: &Path, provisioned: &Provisioned) -> Result<()> {
-    let biggest_rootfs = provisioned
-        .rootfs
-        .values()
-        .filter_map(|r| r.as_ref().ok())
-        .map(|root| crate::files::tree_size(root))
-        .max()
-        .unwrap_or(0);
-    let files: u64 = provisioned
-        .files
-        .values()
-        .filter_map(|f| f.as_ref().ok())
-        .filter_map(|f| fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let agent = fs::metadata(&provisioned.agent)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    // An initramfs holds the agent, the files, a root filesystem and modules.
-    let initramfs = agent + files + biggest_rootfs + (32 << 20);
-    for (dir, need, what) in [
-        (
-            out,
-            RESULTS_ROOM,
-            "the results (cells.jsonl, reports, console logs)",
-        ),
-        (scratch, initramfs, "one boot's initramfs"),
-    ] {
-        let free = fs4::available_space(dir)
-            .with_context(|| format!("cannot tell the free space of {}", dir.display()))?;
-        if free < need {
-            bail!(
-                "not enough free space in {}: {} MB free, {what} need about {} MB; free some space{}",
-                dir.display(),
-                free >> 20,
-                need >> 20,
-                if dir == scratch {
-                    " or point TMPDIR at a larger filesystem"
-                } else {
-                    " or choose another --out"
-                }
-            );
-        }
-    }
-    Ok(())
-}
-
-/// What `kmatrix shell` lays under a guest: Debian's static busybox (a
-/// shell and its applets, whatever the scenario's guest holds), pinned in
-/// the lock like any guest root.
-fn shell_tools() -> crate::inputs::scenario::GuestSpec {
-    crate::inputs::scenario::GuestSpec {
-        suite: "bookworm".into(),
-        packages: vec!["busybox-static".into()],
-        exclude: vec!["usr/share/*".into()],
-    }
 }
