@@ -180,6 +180,10 @@ impl GuestView {
     /// mount): whatever the probes said, the component did not run.
     fn unmounted_artifact(&self, cell: &Cell) -> Option<Classified> {
         let (_, facts) = self.hello.as_ref()?;
+        if facts.contains_key("environment") {
+            // A container: the engine bind-mounts the files, no disk to mount.
+            return None;
+        }
         let mount = &cell.artifact.as_ref()?.mount;
         let state = facts.get(&format!("disk.{mount}"))?;
         (state != "mounted").then(|| {
