@@ -85,6 +85,17 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// Each scenario's failure signatures, for the runner's classifier.
+    pub fn signatures(
+        &self,
+    ) -> std::collections::BTreeMap<crate::ids::ScenarioId, Vec<crate::inputs::scenario::Signature>>
+    {
+        self.scenarios
+            .iter()
+            .map(|s| (s.id.clone(), s.signatures.clone()))
+            .collect()
+    }
+
     /// The same request planned again under `lock` (provisioning may pin new
     /// checksums, and cell ids hash the pins).
     pub fn replan(&self, lock: &Lock) -> Result<Vec<Cell>, FileError> {

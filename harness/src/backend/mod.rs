@@ -8,7 +8,9 @@ pub mod accel;
 pub mod docker;
 pub mod initramfs;
 pub mod kubernetes;
+pub mod machine;
 pub mod qemu;
+pub mod set;
 
 use crate::provision::Environment;
 use kmatrix_agent::{GuestEvent, Job};

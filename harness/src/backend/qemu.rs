@@ -4,16 +4,14 @@
 //! carries the agent's events on stdout. Every wait has a deadline.
 
 use super::initramfs::write_initramfs;
+use super::machine::{Machine, Running, Serial, STDERR_FILE};
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
 use crate::provision::Emulator;
 use kmatrix_agent::{GuestEvent, RESULTS_PORT_PARAM};
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
+use std::fs;
 use std::path::Path;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -83,11 +81,6 @@ pub struct QemuBackend {
     pub interactive: bool,
 }
 
-/// The host's qboot, when the emulator brings no firmware of its own.
-const HOST_QBOOT: &str = "/usr/share/qemu/qboot.rom";
-/// Written into a boot's log folder while its QEMU runs.
-pub const PID_FILE: &str = "qemu.pid";
-
 impl QemuBackend {
     pub fn new(emulator: Emulator, accel: Accel, interrupted: Arc<AtomicBool>) -> Self {
         QemuBackend {
@@ -102,12 +95,6 @@ impl QemuBackend {
             keep_initramfs: false,
             interactive: false,
         }
-    }
-
-    fn qboot(&self) -> Option<PathBuf> {
-        let own = self.emulator.firmware.as_ref().map(|f| f.join("qboot.rom"));
-        own.filter(|p| p.is_file())
-            .or_else(|| Some(PathBuf::from(HOST_QBOOT)).filter(|p| p.is_file()))
     }
 
     /// The kernel command line: what every boot gets, then `extra`.
@@ -131,6 +118,34 @@ impl QemuBackend {
         words.join(" ")
     }
 
+    /// The guest of a boot: this backend's emulator, accelerator and size,
+    /// the console into `console` and the results port on QEMU's stdout
+    /// (with `interactive`: the console on this terminal, the results port
+    /// into a file beside where the console would be).
+    pub fn machine(
+        &self,
+        kernel: &Path,
+        initramfs: &Path,
+        console: &Path,
+        extra_cmdline: &[String],
+    ) -> Machine {
+        Machine {
+            emulator: self.emulator.clone(),
+            accel: self.accel,
+            memory_mb: self.memory_mb,
+            cpus: self.cpus,
+            kernel: kernel.to_path_buf(),
+            initramfs: initramfs.to_path_buf(),
+            cmdline: self.cmdline(extra_cmdline),
+            disks: Vec::new(),
+            forwards: Vec::new(),
+            serials: match self.interactive {
+                true => vec![Serial::Terminal, Serial::File(results_port_file(console))],
+                false => vec![Serial::File(console.to_path_buf()), Serial::Stdio],
+            },
+        }
+    }
+
     /// The full QEMU argument list for a boot, so a person can paste it.
     pub fn command(
         &self,
@@ -139,59 +154,8 @@ impl QemuBackend {
         console: &Path,
         extra_cmdline: &[String],
     ) -> Vec<String> {
-        let mut args: Vec<String> = vec![self.emulator.binary.display().to_string()];
-        if let Some(firmware) = &self.emulator.firmware {
-            args.extend(["-L".into(), firmware.display().to_string()]);
-        }
-        args.extend([
-            "-nodefaults".into(),
-            "-no-user-config".into(),
-            "-display".into(),
-            "none".into(),
-            "-no-reboot".into(),
-        ]);
-        if let Some(qboot) = self.qboot() {
-            // qboot skips SeaBIOS's device probing: about a second saved per boot.
-            args.extend(["-bios".into(), qboot.display().to_string()]);
-        }
-        match self.accel {
-            Accel::Tcg => args.extend(["-accel".into(), "tcg".into(), "-cpu".into(), "max".into()]),
-            Accel::Kvm => {
-                args.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()])
-            }
-        }
-        args.extend([
-            "-m".into(),
-            self.memory_mb.to_string(),
-            "-smp".into(),
-            self.cpus.to_string(),
-            "-device".into(),
-            "virtio-rng-pci".into(),
-            "-kernel".into(),
-            kernel.display().to_string(),
-            "-initrd".into(),
-            initramfs.display().to_string(),
-            "-append".into(),
-            self.cmdline(extra_cmdline),
-        ]);
-        if self.interactive {
-            // The console is the user's terminal (Ctrl-A X quits QEMU); the
-            // agent's few events go to a file beside where the console would be.
-            args.extend([
-                "-serial".into(),
-                "mon:stdio".into(),
-                "-serial".into(),
-                format!("file:{}", results_port_file(console).display()),
-            ]);
-        } else {
-            args.extend([
-                "-serial".into(),
-                format!("file:{}", console.display()),
-                "-serial".into(),
-                "stdio".into(),
-            ]);
-        }
-        args
+        self.machine(kernel, initramfs, console, extra_cmdline)
+            .args()
     }
 }
 
@@ -250,36 +214,16 @@ impl Backend for QemuBackend {
             // The user's terminal shows the console: only what matters.
             kernel_args.push("quiet".into());
         }
-        let mut args = self.command(&kernel.boot.path, &initramfs, &console_path, &kernel_args);
-        for disk in &request.disks {
-            args.extend([
-                "-drive".into(),
-                format!(
-                    "file={},format=raw,if=virtio,readonly=on",
-                    disk.host_path.display()
-                ),
-            ]);
-        }
-        let mut command_text = format!(
-            "# kernel: {} ({})\n{}",
-            kernel.boot.how,
-            kernel.image.display(),
-            shell_words(&args)
-        );
+        let mut machine = self.machine(&kernel.boot.path, &initramfs, &console_path, &kernel_args);
+        machine.disks = request.disks.iter().map(|d| d.host_path.clone()).collect();
+        let mut note = format!("# kernel: {} ({})", kernel.boot.how, kernel.image.display());
         if !self.keep_initramfs {
-            command_text = format!(
-                "# the initramfs was removed after the boot; `kmatrix repro CELL` keeps one\n{command_text}"
+            note = format!(
+                "# the initramfs was removed after the boot; `kmatrix repro CELL` keeps one\n{note}"
             );
         }
-        let _ = fs::write(request.log_dir.join("qemu-command.txt"), command_text);
-        let stderr_path = request.log_dir.join("qemu-stderr.log");
-        if self.interactive {
-            outcome.end = self.attend(&args, &stderr_path, &console_path, &mut outcome.events);
-            return outcome;
-        }
-        let spawned = File::create(&stderr_path).and_then(|stderr| spawn(&args, stderr));
-        let mut child = match spawned {
-            Ok(child) => child,
+        let mut running = match Running::spawn(&machine, &request.log_dir, &note) {
+            Ok(running) => running,
             Err(e) => {
                 outcome.end = BootEnd::BackendFailed {
                     detail: format!(
@@ -290,10 +234,18 @@ impl Backend for QemuBackend {
                 return outcome;
             }
         };
-        let pid_file = request.log_dir.join(PID_FILE);
-        let _ = fs::write(&pid_file, child.id().to_string());
-        let lines = read_lines(&mut child);
-        outcome.end = self.supervise(request, &mut child, &lines, &mut outcome.events, on_event);
+        let stderr_path = request.log_dir.join(STDERR_FILE);
+        if self.interactive {
+            outcome.end = self.attend(
+                &mut running,
+                &stderr_path,
+                &console_path,
+                &mut outcome.events,
+            );
+            return outcome;
+        }
+        let lines = running.lines();
+        outcome.end = self.supervise(request, &mut running, &lines, &mut outcome.events, on_event);
         // Drain what is left: events written just before the guest stopped.
         while let Ok(line) = lines.try_recv() {
             if let Some(event) = GuestEvent::from_line(&line) {
@@ -301,8 +253,8 @@ impl Backend for QemuBackend {
                 outcome.events.push(event);
             }
         }
-        let _ = child.wait();
-        let _ = fs::remove_file(&pid_file);
+        running.wait();
+        drop(running);
         drop(scratch);
         outcome.console = fs::read_to_string(&console_path)
             .map(|s| s.replace('\r', ""))
@@ -329,39 +281,20 @@ impl QemuBackend {
     /// stopped); the agent's events are read from their file afterwards.
     fn attend(
         &self,
-        args: &[String],
+        running: &mut Running,
         stderr_path: &Path,
         console: &Path,
         events: &mut Vec<GuestEvent>,
     ) -> BootEnd {
-        let spawned = File::create(stderr_path).and_then(|stderr| {
-            let mut command = Command::new(&args[0]);
-            command
-                .args(&args[1..])
-                .stdin(Stdio::inherit())
-                .stdout(Stdio::inherit())
-                .stderr(stderr);
-            dies_with_parent(&mut command);
-            command.spawn()
-        });
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                return BootEnd::BackendFailed {
-                    detail: format!("cannot start {}: {e}", args[0]),
-                }
-            }
-        };
         let end = loop {
             if self.interrupted.load(Ordering::SeqCst) {
-                let _ = child.kill();
-                let _ = child.wait();
+                running.kill();
                 break BootEnd::Interrupted;
             }
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break BootEnd::Completed,
-                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            if running.exited() {
+                break BootEnd::Completed;
             }
+            std::thread::sleep(Duration::from_millis(100));
         };
         let port = fs::read_to_string(results_port_file(console)).unwrap_or_default();
         events.extend(port.lines().filter_map(GuestEvent::from_line));
@@ -380,7 +313,7 @@ impl QemuBackend {
     fn supervise(
         &self,
         request: &BootRequest,
-        child: &mut Child,
+        running: &mut Running,
         lines: &mpsc::Receiver<String>,
         events: &mut Vec<GuestEvent>,
         on_event: &mut dyn FnMut(&GuestEvent),
@@ -401,7 +334,7 @@ impl QemuBackend {
         let mut deadline = Instant::now() + self.deadlines.boot;
         loop {
             if self.interrupted.load(Ordering::SeqCst) {
-                let _ = child.kill();
+                running.kill();
                 return BootEnd::Interrupted;
             }
             match lines.recv_timeout(Duration::from_millis(100)) {
@@ -433,11 +366,11 @@ impl QemuBackend {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            if let Ok(Some(_)) = child.try_wait() {
+            if running.exited() {
                 return BootEnd::Completed;
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
+                running.kill();
                 if events.iter().any(|e| matches!(e, GuestEvent::Done)) {
                     // Every result is in; a guest slow to power off costs nothing.
                     return BootEnd::Completed;
@@ -453,111 +386,5 @@ fn results_port_file(console: &Path) -> PathBuf {
     console.with_file_name("results-port.log")
 }
 
-/// Starts QEMU (`args[0]` and its arguments) with its stdout piped (the
-/// results port) and its stderr into `stderr`.
-pub fn spawn(args: &[String], stderr: File) -> std::io::Result<Child> {
-    let mut command = Command::new(&args[0]);
-    command
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-    dies_with_parent(&mut command);
-    command.spawn()
-}
-
-fn dies_with_parent(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            // The VM dies with the thread that started it, so a `kill -9`
-            // of kmatrix leaves no guest running.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// QEMU's stdout (the agent's results port), line by line, from a thread.
-pub fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        while reader.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
-            if sender
-                .send(String::from_utf8_lossy(&buf).into_owned())
-                .is_err()
-            {
-                break;
-            }
-            buf.clear();
-        }
-    });
-    receiver
-}
-
-/// Quotes arguments for a POSIX shell, so a logged command pastes.
-pub fn shell_words(args: &[String]) -> String {
-    shell_words::join(args)
-}
-
-/// Boots left running by an earlier kmatrix in `run_dir` (a `qemu.pid` whose
-/// process is a QEMU of that boot): each is stopped, and named in the result.
-pub fn stop_stale_boots(run_dir: &Path) -> Vec<String> {
-    let mut stopped = Vec::new();
-    let Ok(entries) = fs::read_dir(run_dir) else {
-        return stopped;
-    };
-    let boot_dirs = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("boots"))
-        })
-        .flat_map(|boots| {
-            fs::read_dir(boots)
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-        })
-        .map(|e| e.path());
-    for boot in boot_dirs {
-        let pid_file = boot.join(PID_FILE);
-        let Some(pid) = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let ours = cmdline.contains("qemu") && cmdline.contains(&*boot.to_string_lossy());
-        if ours {
-            // SAFETY: a plain kill(2) of a process we identified by its command line.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-            stopped.push(format!("{} (pid {pid})", boot.display()));
-        }
-        let _ = fs::remove_file(&pid_file);
-    }
-    stopped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_words_quote_what_needs_it() {
-        let args: Vec<String> = vec!["qemu".into(), "-append".into(), "a b 'c'".into()];
-        let words = shell_words(&args);
-        assert!(words.starts_with("qemu -append '"), "{words}");
-        assert_eq!(shell_words::split(&words).unwrap(), args);
-    }
-}
+/// The pasteable command line of a boot (kept here for its callers).
+pub use super::machine::shell_words;

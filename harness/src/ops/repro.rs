@@ -89,7 +89,7 @@ pub fn repro(
         .and_then(|console| out.join(console).parent().map(Path::to_path_buf));
     let qemu_command = boot_dir
         .as_ref()
-        .and_then(|dir| fs::read_to_string(dir.join("qemu-command.txt")).ok());
+        .and_then(|dir| fs::read_to_string(dir.join(crate::backend::machine::COMMAND_FILE)).ok());
     Ok(Repro {
         cell,
         record,

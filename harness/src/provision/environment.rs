@@ -118,8 +118,7 @@ impl Provisioner<'_> {
             }),
             KernelSource::Kind {} => {
                 let entry = self.catalog.kubernetes.as_ref().map(|k| &k.kind);
-                let kind = crate::backend::kubernetes::kind::available(entry)
-                    .map_err(|why| anyhow::anyhow!("{why}"))?;
+                let kind = super::host::kind(entry).map_err(|why| anyhow::anyhow!("{why}"))?;
                 Ok(Environment::Cluster {
                     id: id.clone(),
                     cluster: ClusterKind::Kind {

@@ -321,7 +321,7 @@ impl Provisioner<'_> {
                 .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
                 .map_err(|e| format!("{e:#}")),
             KernelSource::LocalKubernetes {} => k8sbuild::check_build_tools()
-                .and_then(|_| crate::backend::kubernetes::local::check_host_tools())
+                .and_then(|_| super::host::local_cluster_tools())
                 .map(|_| {
                     "to be built from Debian's kubernetes source (about 7 minutes on 2 cores), then started on this host".to_string()
                 })
@@ -333,7 +333,7 @@ impl Provisioner<'_> {
                     .map_err(|e| format!("{e:#}"))
             }
             KernelSource::LocalImage { image, .. } => Err(format!("{} is gone", image.display())),
-            KernelSource::Kind {} => crate::backend::kubernetes::kind::available(
+            KernelSource::Kind {} => super::host::kind(
                 self.catalog.kubernetes.as_ref().map(|k| &k.kind),
             )
             .map(|kind| format!("kind at {}", kind.display())),

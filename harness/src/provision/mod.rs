@@ -14,6 +14,7 @@ mod emulator;
 mod environment;
 mod go;
 mod gomodule;
+pub mod host;
 mod image;
 mod kernel;
 mod pinning;
@@ -68,6 +69,15 @@ pub struct Provisioned {
 }
 
 impl Provisioned {
+    /// The kernel of the first of `cells` that will boot a guest (what the
+    /// KVM probe boots), if any will.
+    pub fn first_kernel(&self, cells: &[Cell]) -> Option<&KernelArtifact> {
+        cells
+            .iter()
+            .filter(|c| self.missing_for(c).is_none())
+            .find_map(|c| self.environments.get(&c.kernel)?.as_ref().ok()?.kernel())
+    }
+
     /// Why `cell` cannot boot, if one of its artifacts is missing or its
     /// environment cannot give it what it needs.
     pub fn missing_for(&self, cell: &Cell) -> Option<Classified> {

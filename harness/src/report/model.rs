@@ -60,7 +60,9 @@ impl<'a> ReportModel<'a> {
                 let console_tail = fs::read_to_string(&path)
                     .map(|text| crate::files::last_lines(&text, CONSOLE_LINES))
                     .unwrap_or_default();
-                let qemu_command = fs::read_to_string(path.with_file_name("qemu-command.txt")).ok();
+                let qemu_command =
+                    fs::read_to_string(path.with_file_name(crate::backend::machine::COMMAND_FILE))
+                        .ok();
                 boots.insert(
                     console.clone(),
                     BootExcerpt {

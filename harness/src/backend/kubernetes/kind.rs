@@ -1,6 +1,6 @@
 //! kind: a Kubernetes cluster in a Docker container, for users who have
 //! Docker and a registry to pull `kindest/node` from. Where kind, the
-//! engine or the node image cannot be had, [`available`] says which within
+//! engine or the node image cannot be had, `provision::host::kind` says which within
 //! seconds and the cells are `unavailable` with that reason.
 //!
 //! On a machine with them, a run creates one cluster
@@ -11,47 +11,10 @@
 //! removes a killed run's cluster too.
 
 use super::Cluster;
-use crate::files;
-use crate::inputs::catalog::KindEntry;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Where a node image is pulled from when the engine does not hold it.
-const REGISTRY: &str = "https://registry-1.docker.io/v2/";
-
-/// A `kind` binary, a Docker engine, and the node image (held by the engine,
-/// or its registry reachable): the kind binary's path, or why not.
-pub fn available(entry: Option<&KindEntry>) -> Result<PathBuf, String> {
-    let entry = entry.ok_or("this project has no images/kubernetes.toml [kind]")?;
-    // What can least be fixed here is said first: the engine, the image.
-    crate::sources::engine::Engine::connect()
-        .map_err(|e| format!("kind needs a Docker engine: {e:#}"))?;
-    let held = Command::new("docker")
-        .args(["image", "inspect", &entry.node_image])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !held {
-        crate::sources::fetch::reachable(REGISTRY).map_err(|e| {
-            format!(
-                "kind's node image {} is not in the Docker engine and its registry does not answer ({e:#}); `docker load` it, or run where Docker Hub is reachable",
-                entry.node_image
-            )
-        })?;
-    }
-    let kind = files::which("kind").ok_or_else(|| {
-        format!(
-            "no `kind` on PATH (Debian {}'s `{}` package has one: apt-get install -t {} {})",
-            entry.suite, entry.package, entry.suite, entry.package
-        )
-    })?;
-    if files::which("kubectl").is_none() {
-        return Err("kind cells are driven with `kubectl`, and none is on PATH".into());
-    }
-    Ok(kind)
-}
 
 pub struct KindCluster {
     kind: PathBuf,

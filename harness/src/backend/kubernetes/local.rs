@@ -19,7 +19,6 @@
 //! containers, mounts, iptables chains, the bridge).
 
 use super::Cluster;
-use crate::files;
 use crate::files::FileLock;
 use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::cluster::ClusterParts;
@@ -69,7 +68,7 @@ impl LocalCluster {
         interrupted: &AtomicBool,
     ) -> Result<LocalCluster> {
         let started = Instant::now();
-        check_host_tools()?;
+        crate::provision::host::local_cluster_tools()?;
         let lock = FileLock::acquire(&lock_path())
             .context("cannot take the local cluster's lock (another run's cluster?)")?;
         sweep();
@@ -562,14 +561,6 @@ fn last_error(path: &Path) -> String {
 /// The last `n` lines of a log file.
 fn tail(path: &Path, n: usize) -> String {
     crate::files::last_lines(&fs::read_to_string(path).unwrap_or_default(), n)
-}
-
-/// Whether the tools a local cluster needs on the host are there.
-pub fn check_host_tools() -> Result<()> {
-    files::require_tools(
-        &["iptables", "iptables-save", "ip", "umount"],
-        "a local cluster needs on the host",
-    )
 }
 
 #[cfg(test)]

@@ -3,18 +3,21 @@
 //! the reporters (the display draws, the recorder writes), then writes the
 //! reports from what the recorder kept.
 
+mod info;
 mod scratch;
 
+use info::{finish_info, info_at_start, RunStart};
+
 use crate::backend::accel::{self, AccelChoice, AccelDecision};
-use crate::backend::docker::DockerBackend;
-use crate::backend::kubernetes::{guest::GuestVm, KubernetesBackend};
-use crate::backend::qemu::{stop_stale_boots, QemuBackend};
-use crate::backend::Backends;
+use crate::backend::machine::stop_stale_boots;
+use crate::backend::set::{BackendSet, BackendSettings};
 use crate::diagnostic::FileError;
 use crate::events::{Events, RunEvent};
 use crate::plan::Cell;
 use crate::project::{Planned, Request};
-use crate::provision::{Emulator, EmulatorChoice, Environment, Provisioned, Provisioner};
+use crate::provision::{
+    Emulator, EmulatorChoice, Environment, KernelArtifact, Provisioned, Provisioner,
+};
 use crate::reporter::{Display, Recorder, Reporter};
 use crate::results::{ResultsStore, RUN_FILE};
 use crate::runner::{self, RunContext};
@@ -305,162 +308,61 @@ fn work(
         resume_entry,
     } = start;
     let cache = Cache::open(cache_root)?.watched_by(events.clone());
-    let provisioner = Provisioner::new(&cache, &planned.catalog, options.locked, events.clone())?;
-    let boots_guests = planned
-        .cells
-        .iter()
-        .any(|c| planned.catalog.kernel(&c.kernel).source.boots_a_guest());
-    let emulator = if boots_guests {
-        let emulator = events.step("emulator", || provisioner.emulator(&options.emulator))?;
-        events.note(format!(
-            "emulator: {} ({})",
-            emulator.version, emulator.origin
-        ));
-        emulator
-    } else {
-        Emulator::unused()
-    };
-    let mut provisioned = provisioner.prepare(&planned.scenarios, &planned.cells)?;
-    // Planned again: provisioning may pin new checksums in the lock file,
-    // and cell ids hash the lock, so the ids that count come after it.
-    let cells = planned.replan(&provisioner.lock_snapshot())?;
-    let total = cells.len();
-    let pending: Vec<_> = cells
-        .into_iter()
-        .filter(|c| !held.contains(c.id.as_str()))
-        .collect();
-    let already_done = total - pending.len();
-    let pending: Vec<_> = pending
-        .into_iter()
-        .filter(|c| {
-            options
-                .only
-                .as_ref()
-                .is_none_or(|only| only.contains(c.id.as_str()))
-        })
-        .collect();
-    events.send(RunEvent::RunStarted {
-        planned: total,
+    let Prepared {
+        emulator,
+        boots_guests,
+        provisioned,
+        total,
         already_done,
-        to_run: pending.len(),
-        out: options.out.display().to_string(),
-    });
-    provisioner.add_rootfs(&mut provisioned, &planned.scenarios, &pending);
-    provisioner.add_boot_images(&mut provisioned, &pending);
-
+        pending,
+        shell,
+    } = prepare(&planned, &cache, options, held, &events)?;
     let scratch = scratch::make()?;
-    let first_kernel = pending
-        .iter()
-        .filter(|c| provisioned.missing_for(c).is_none())
-        .find_map(|c| {
-            provisioned
-                .environments
-                .get(&c.kernel)?
-                .as_ref()
-                .ok()?
-                .kernel()
-        });
+    let first_kernel = provisioned.first_kernel(&pending);
     if first_kernel.is_some() {
         scratch::check_free_space(&options.out, scratch.path(), &provisioned)?;
     }
-    let decision = match first_kernel {
-        Some(kernel) => {
-            let decision = events.step("choosing KVM or TCG", || -> Result<AccelDecision> {
-                Ok(accel::decide(options.accel, cache.root(), || {
-                    accel::probe_kvm(
-                        &emulator,
-                        kernel,
-                        &provisioned.agent,
-                        &options.out.join("boots").join("kvm-probe"),
-                        interrupted.clone(),
-                    )
-                }))
-            })?;
-            events.send(RunEvent::AcceleratorChosen {
-                accel: decision.name().into(),
-                reason: decision.reason.clone(),
-            });
-            decision
-        }
-        None => AccelDecision {
-            accel: None,
-            reason: "no cell needed a guest".into(),
+    let decision = choose_accel(first_kernel, options, &cache, &events, |kernel| {
+        accel::probe_kvm(
+            &emulator,
+            kernel,
+            &provisioned.agent,
+            &options.out.join("boots").join("kvm-probe"),
+            interrupted.clone(),
+        )
+    })?;
+    let mut info = info_at_start(
+        earlier,
+        resume_entry,
+        &decision,
+        first_kernel.is_some(),
+        &RunStart {
+            project_root: &project_root,
+            started,
+            options,
+            retries,
+            emulator: boots_guests.then_some(&emulator),
         },
-    };
-    // A resumed run keeps its first start, its command and selection, and
-    // the accelerator it used when this part boots nothing.
-    let mut info = match earlier {
-        Some(before) => {
-            let mut info = before;
-            if first_kernel.is_some() {
-                info.accel = decision.name().into();
-                info.accel_reason = decision.reason.clone();
-            }
-            info.resumes.extend(resume_entry);
-            info.project
-                .get_or_insert(project_root.display().to_string());
-            info
-        }
-        None => RunInfo {
-            harness_version: env!("CARGO_PKG_VERSION").into(),
-            started: rfc3339(started),
-            finished: None,
-            accel: decision.name().into(),
-            accel_reason: decision.reason.clone(),
-            cache: CacheStats::default(),
-            command: std::env::args().collect(),
-            project: Some(project_root.display().to_string()),
-            selection: Some(options.request.to_selection(retries)),
-            resumes: Vec::new(),
-            emulator: None,
-            emulator_origin: None,
-            boots: BTreeMap::new(),
-            container_engine: None,
-            harness_peak_rss_kib: None,
-            wall_ms: None,
-        },
-    };
-    info.harness_version = env!("CARGO_PKG_VERSION").into();
-    info.finished = None;
-    // A resume that boots no guest keeps the emulator the run used.
-    if boots_guests || info.emulator.is_none() {
-        info.emulator = Some(emulator.version.clone());
-        info.emulator_origin = Some(emulator.origin.clone());
-    }
+    );
     info.cache = cache.stats();
     if let Some(engine) = container_engine(&provisioned, &pending) {
         info.container_engine = Some(engine);
     }
     events.send(RunEvent::RunInfo(Box::new(info.clone())));
 
-    let mut qemu = QemuBackend::new(emulator, decision.accel(), interrupted.clone());
-    qemu.scratch = scratch.path().to_path_buf();
-    qemu.keep_initramfs = options.keep_initramfs;
-    qemu.interactive = options.shell;
-    let shell = match options.shell {
-        true => Some(events.step("busybox for the shell", || {
-            provisioner.rootfs(&super::shell::tools())
-        })?),
-        false => None,
-    };
-    let docker = DockerBackend::new(interrupted.clone(), &options.out, scratch.path());
-    let mut kubernetes = KubernetesBackend::new(interrupted.clone(), scratch.path());
-    kubernetes.vm = Some(GuestVm {
-        emulator: qemu.emulator.clone(),
-        accel: qemu.accel,
+    let built = BackendSet::build(BackendSettings {
+        emulator,
+        accel: decision.accel(),
+        run_dir: options.out.clone(),
+        scratch: scratch.path().to_path_buf(),
+        keep_initramfs: options.keep_initramfs,
+        interactive: options.shell,
+        interrupted: interrupted.clone(),
     });
     let context = RunContext {
-        backends: Backends {
-            vm: &qemu,
-            container: &docker,
-            cluster: &kubernetes,
-        },
+        backends: built.backends(),
         provisioned: &provisioned,
-        signatures: planned
-            .scenarios
-            .iter()
-            .map(|s| (s.id.clone(), s.signatures.clone()))
-            .collect(),
+        signatures: planned.signatures(),
         run_dir: options.out.clone(),
         boots_dir: options.out.join("boots"),
         scratch: scratch.path().to_path_buf(),
@@ -472,14 +374,8 @@ fn work(
     };
     let stats = runner::run(pending, retries, &context);
     runner::schedule::Durations::remember(cache.root(), &stats);
-    for (group, more) in stats {
-        info.boots.entry(group).or_default().absorb(more);
-    }
     let was_interrupted = interrupted.load(Ordering::SeqCst);
-    info.finished = (!was_interrupted).then(|| rfc3339(SystemTime::now()));
-    info.cache = cache.stats();
-    info.harness_peak_rss_kib = peak_rss_kib();
-    info.wall_ms = started.elapsed().ok().map(|d| d.as_millis() as u64);
+    finish_info(&mut info, stats, &cache, started, was_interrupted);
     events.send(RunEvent::RunInfo(Box::new(info.clone())));
     events.send(RunEvent::RunFinished {
         interrupted: was_interrupted,
@@ -491,6 +387,120 @@ fn work(
         info,
         planned_inputs: planned,
     })
+}
+
+/// What the run's cells need, provisioned (each missing part named on
+/// the cells it affects), and the cells still to run.
+struct Prepared {
+    emulator: Emulator,
+    /// Whether any planned cell runs in a QEMU guest.
+    boots_guests: bool,
+    provisioned: Provisioned,
+    total: usize,
+    already_done: usize,
+    pending: Vec<Cell>,
+    /// `kmatrix shell`: the busybox root laid under the guest.
+    shell: Option<PathBuf>,
+}
+
+fn prepare(
+    planned: &Planned,
+    cache: &Cache,
+    options: &RunOptions,
+    held: &BTreeSet<String>,
+    events: &Events,
+) -> Result<Prepared> {
+    let provisioner = Provisioner::new(cache, &planned.catalog, options.locked, events.clone())?;
+    let boots_guests = planned
+        .cells
+        .iter()
+        .any(|c| planned.catalog.kernel(&c.kernel).source.boots_a_guest());
+    let emulator = match boots_guests {
+        true => {
+            let emulator = events.step("emulator", || provisioner.emulator(&options.emulator))?;
+            events.note(format!(
+                "emulator: {} ({})",
+                emulator.version, emulator.origin
+            ));
+            emulator
+        }
+        false => Emulator::unused(),
+    };
+    let mut provisioned = provisioner.prepare(&planned.scenarios, &planned.cells)?;
+    // Planned again: provisioning may pin new checksums in the lock file,
+    // and cell ids hash the lock, so the ids that count come after it.
+    let cells = planned.replan(&provisioner.lock_snapshot())?;
+    let total = cells.len();
+    let (already_done, pending) = still_to_run(cells, held, options.only.as_ref());
+    events.send(RunEvent::RunStarted {
+        planned: total,
+        already_done,
+        to_run: pending.len(),
+        out: options.out.display().to_string(),
+    });
+    provisioner.add_rootfs(&mut provisioned, &planned.scenarios, &pending);
+    provisioner.add_boot_images(&mut provisioned, &pending);
+
+    let shell = match options.shell {
+        true => Some(events.step("busybox for the shell", || {
+            provisioner.rootfs(&super::shell::tools())
+        })?),
+        false => None,
+    };
+    Ok(Prepared {
+        emulator,
+        boots_guests,
+        provisioned,
+        total,
+        already_done,
+        pending,
+        shell,
+    })
+}
+
+/// KVM or TCG, when a kernel is to boot (its test guest run under KVM
+/// first, `probe`); said as an event.
+fn choose_accel(
+    first_kernel: Option<&KernelArtifact>,
+    options: &RunOptions,
+    cache: &Cache,
+    events: &Events,
+    probe: impl Fn(&KernelArtifact) -> Result<(), String>,
+) -> Result<AccelDecision> {
+    let Some(kernel) = first_kernel else {
+        return Ok(AccelDecision {
+            accel: None,
+            reason: "no cell needed a guest".into(),
+        });
+    };
+    let decision = events.step("choosing KVM or TCG", || -> Result<AccelDecision> {
+        Ok(accel::decide(options.accel, cache.root(), || probe(kernel)))
+    })?;
+    events.send(RunEvent::AcceleratorChosen {
+        accel: decision.name().into(),
+        reason: decision.reason.clone(),
+    });
+    Ok(decision)
+}
+
+/// Of the planned `cells`: how many the run folder already holds, and the
+/// ones to run now (`only`: of those, just these; the rest stay to do).
+fn still_to_run(
+    cells: Vec<Cell>,
+    held: &BTreeSet<String>,
+    only: Option<&BTreeSet<String>>,
+) -> (usize, Vec<Cell>) {
+    let total = cells.len();
+    let pending: Vec<Cell> = cells
+        .into_iter()
+        .filter(|c| !held.contains(c.id.as_str()))
+        .collect();
+    let already_done = total - pending.len();
+    let now = pending
+        .into_iter()
+        .filter(|c| only.is_none_or(|only| only.contains(c.id.as_str())))
+        .collect();
+    (already_done, now)
 }
 
 /// The container engine the pending cells run on, as run.json records it.
