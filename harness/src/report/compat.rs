@@ -8,11 +8,10 @@ mod columns;
 use super::ReportModel;
 use crate::inputs::scenario::{Scenario, BASELINE_VARIANT};
 use columns::{CellText, Column};
-use kmatrix_metadata::{CellRecord, Verdict};
+use kmatrix_metadata::{CellRecord, MatrixRow, Verdict};
 
 pub fn render(model: &ReportModel) -> String {
     let input = model.input;
-    let checks = &model.workarounds;
     let mut md = String::from("# Compatibility\n\n");
     if let Some(run) = input.run {
         md.push_str(&format!(
@@ -35,168 +34,7 @@ pub fn render(model: &ReportModel) -> String {
         }
     }
     for scenario in input.scenarios {
-        // The matrix's baseline rows, in its column order.
-        let Some(matrix) = model
-            .matrix
-            .scenarios
-            .iter()
-            .find(|m| scenario.id == m.scenario)
-        else {
-            continue;
-        };
-        let baseline_rows: Vec<_> = matrix
-            .rows
-            .iter()
-            .filter(|row| row.variant == BASELINE_VARIANT)
-            .collect();
-        let cell_of = |version: &str, kernel: &str| -> Option<&CellRecord> {
-            let row = baseline_rows.iter().find(|row| row.version == version)?;
-            model.record(&row.cells.get(kernel)?.cell_id)
-        };
-        let kernels: Vec<&String> = matrix
-            .kernels
-            .iter()
-            .map(|k| &k.id)
-            .filter(|k| baseline_rows.iter().any(|row| row.cells.contains_key(*k)))
-            .collect();
-        if kernels.is_empty() {
-            continue;
-        }
-        md.push_str(&format!(
-            "## {}: {}\n\n",
-            scenario.component, scenario.title
-        ));
-        md.push_str(&format!("Upstream issue: <{}>\n\n", scenario.issue));
-        // Rows: the versions the run covered (as in the matrix).
-        let versions: Vec<&crate::inputs::scenario::Version> = scenario
-            .versions
-            .iter()
-            .filter(|v| kernels.iter().any(|k| cell_of(&v.id, k).is_some()))
-            .collect();
-        let columns: Vec<Column> = kernels
-            .iter()
-            .map(|kernel| Column {
-                kernels: vec![kernel.to_string()],
-                releases: vec![versions
-                    .iter()
-                    .filter_map(|v| cell_of(&v.id, kernel))
-                    .find_map(|r| r.kernel_release.clone())],
-                cells: versions
-                    .iter()
-                    .map(|v| {
-                        let cell = cell_of(&v.id, kernel)?;
-                        Some(cell_text(
-                            cell,
-                            &workarounds_passed(model, scenario, &v.id, kernel),
-                        ))
-                    })
-                    .collect(),
-            })
-            .collect();
-        let (columns, dropped) = columns::arrange(columns);
-        let mut notes: Vec<String> = Vec::new();
-        let mut note_of = |signature: &str| match notes.iter().position(|n| n == signature) {
-            Some(i) => i + 1,
-            None => {
-                notes.push(signature.to_string());
-                notes.len()
-            }
-        };
-        if !columns.is_empty() {
-            md.push_str(&format!("| {} version |", scenario.component));
-            for column in &columns {
-                md.push_str(&format!(" {} |", column.head(input.catalog)));
-            }
-            md.push_str("\n|---|");
-            md.push_str(&"---|".repeat(columns.len()));
-            md.push('\n');
-            for (row, version) in versions.iter().enumerate() {
-                let fidelity = baseline_rows
-                    .iter()
-                    .find(|r| r.version == version.id)
-                    .and_then(|r| r.fidelity);
-                md.push_str(&format!(
-                    "| {} ({}) |",
-                    version.id,
-                    super::markdown::fidelity_word(fidelity)
-                ));
-                for column in &columns {
-                    match &column.cells[row] {
-                        None => md.push_str(" |"),
-                        Some(cell) => {
-                            let note = cell
-                                .note
-                                .as_deref()
-                                .map(|n| format!(" [{}]", note_of(n)))
-                                .unwrap_or_default();
-                            md.push_str(&format!(" {}{note} |", cell.text));
-                        }
-                    }
-                }
-                md.push('\n');
-            }
-            md.push('\n');
-        }
-        for column in dropped {
-            let why = column
-                .cells
-                .iter()
-                .flatten()
-                .find_map(|c| c.note.as_deref())
-                .map(|n| format!(" [{}]", note_of(n)))
-                .unwrap_or_default();
-            md.push_str(&format!(
-                "Not tested here: {} ({}){why}.  \n",
-                columns::distribution(input.catalog, &column.kernels[0]),
-                column.kernels[0]
-            ));
-        }
-        let folded: Vec<&Column> = columns.iter().filter(|c| c.kernels.len() > 1).collect();
-        for column in folded {
-            md.push_str(&format!(
-                "Folded column ({} kernels, every row alike): {}.  \n",
-                column.kernels.len(),
-                column.kernels.join(", ")
-            ));
-        }
-        md.push('\n');
-        for (i, note) in notes.iter().enumerate() {
-            md.push_str(&format!("[{}] `{}`  \n", i + 1, note.replace('`', "'")));
-        }
-        // Why a stand-in ran where the component's own code did not.
-        let mut why_stand_in: Vec<&str> = baseline_rows
-            .iter()
-            .filter(|row| row.fidelity == Some(kmatrix_metadata::Fidelity::StandIn))
-            .filter_map(|row| {
-                let cell = row.cells.values().next()?;
-                model.record(&cell.cell_id)?.fidelity_note.as_deref()
-            })
-            .collect();
-        why_stand_in.sort();
-        why_stand_in.dedup();
-        for why in why_stand_in {
-            md.push_str(&format!("\nStand-in rows: {why}.\n"));
-        }
-        let verified: Vec<_> = scenario
-            .variants
-            .iter()
-            .filter(|v| v.id != BASELINE_VARIANT)
-            .filter(|v| {
-                checks.iter().any(|c| {
-                    c.scenario == scenario.id
-                        && c.workarounds
-                            .iter()
-                            .any(|(id, verdict)| id == &v.id && *verdict == Verdict::Pass)
-                })
-            })
-            .collect();
-        if !verified.is_empty() {
-            md.push_str("\nWorkarounds verified here (each cell above names where it passed):\n\n");
-            for variant in verified {
-                md.push_str(&format!("- `{}`: {}\n", variant.id, variant.description));
-            }
-        }
-        md.push('\n');
+        scenario_section(&mut md, model, scenario);
     }
     md.push_str("Legend: ");
     let legend: Vec<String> = Verdict::ALL
@@ -207,6 +45,217 @@ pub fn render(model: &ReportModel) -> String {
     md.push_str(&super::markdown::fidelity_legend());
     md.push_str("\nunavailable and infra-error cells say nothing about the component: the kernel could not be fetched or booted where the table was made.\n");
     md
+}
+
+/// One scenario's table (baseline rows, folded columns), its notes and
+/// what dropped out of it, then why stand-ins ran and which workarounds
+/// were verified.
+fn scenario_section(md: &mut String, model: &ReportModel, scenario: &Scenario) {
+    let input = model.input;
+    // The matrix's baseline rows, in its column order.
+    let Some(matrix) = model
+        .matrix
+        .scenarios
+        .iter()
+        .find(|m| scenario.id == m.scenario)
+    else {
+        return;
+    };
+    let baseline_rows: Vec<_> = matrix
+        .rows
+        .iter()
+        .filter(|row| row.variant == BASELINE_VARIANT)
+        .collect();
+    let cell_of = |version: &str, kernel: &str| -> Option<&CellRecord> {
+        let row = baseline_rows.iter().find(|row| row.version == version)?;
+        model.record(&row.cells.get(kernel)?.cell_id)
+    };
+    let kernels: Vec<&String> = matrix
+        .kernels
+        .iter()
+        .map(|k| &k.id)
+        .filter(|k| baseline_rows.iter().any(|row| row.cells.contains_key(*k)))
+        .collect();
+    if kernels.is_empty() {
+        return;
+    }
+    md.push_str(&format!(
+        "## {}: {}\n\nUpstream issue: <{}>\n\n",
+        scenario.component, scenario.title, scenario.issue
+    ));
+    // Rows: the versions the run covered (as in the matrix).
+    let versions: Vec<&crate::inputs::scenario::Version> = scenario
+        .versions
+        .iter()
+        .filter(|v| kernels.iter().any(|k| cell_of(&v.id, k).is_some()))
+        .collect();
+    let columns: Vec<Column> = kernels
+        .iter()
+        .map(|kernel| Column {
+            kernels: vec![kernel.to_string()],
+            releases: vec![versions
+                .iter()
+                .filter_map(|v| cell_of(&v.id, kernel))
+                .find_map(|r| r.kernel_release.clone())],
+            cells: versions
+                .iter()
+                .map(|v| {
+                    let cell = cell_of(&v.id, kernel)?;
+                    Some(cell_text(
+                        cell,
+                        &workarounds_passed(model, scenario, &v.id, kernel),
+                    ))
+                })
+                .collect(),
+        })
+        .collect();
+    let (columns, dropped) = columns::arrange(columns);
+    let mut notes = Notes::default();
+    if !columns.is_empty() {
+        write_table(
+            md,
+            model,
+            scenario,
+            &columns,
+            &versions,
+            &baseline_rows,
+            &mut notes,
+        );
+    }
+    for column in dropped {
+        let why = column
+            .cells
+            .iter()
+            .flatten()
+            .find_map(|c| c.note.as_deref())
+            .map(|n| format!(" [{}]", notes.number(n)))
+            .unwrap_or_default();
+        md.push_str(&format!(
+            "Not tested here: {} ({}){why}.  \n",
+            columns::distribution(input.catalog, &column.kernels[0]),
+            column.kernels[0]
+        ));
+    }
+    let folded: Vec<&Column> = columns.iter().filter(|c| c.kernels.len() > 1).collect();
+    for column in folded {
+        md.push_str(&format!(
+            "Folded column ({} kernels, every row alike): {}.  \n",
+            column.kernels.len(),
+            column.kernels.join(", ")
+        ));
+    }
+    md.push('\n');
+    for (i, note) in notes.0.iter().enumerate() {
+        md.push_str(&format!("[{}] `{}`  \n", i + 1, note.replace('`', "'")));
+    }
+    stand_ins_and_workarounds(md, model, scenario, &baseline_rows);
+}
+
+/// The footnotes of a table: each signature once, numbered in order of use.
+#[derive(Default)]
+struct Notes(Vec<String>);
+
+impl Notes {
+    fn number(&mut self, signature: &str) -> usize {
+        match self.0.iter().position(|n| n == signature) {
+            Some(i) => i + 1,
+            None => {
+                self.0.push(signature.to_string());
+                self.0.len()
+            }
+        }
+    }
+}
+
+/// The table itself: a row per version (what ran, in words), a column
+/// per kernel or folded range of kernels.
+fn write_table(
+    md: &mut String,
+    model: &ReportModel,
+    scenario: &Scenario,
+    columns: &[Column],
+    versions: &[&crate::inputs::scenario::Version],
+    baseline_rows: &[&MatrixRow],
+    notes: &mut Notes,
+) {
+    let input = model.input;
+    md.push_str(&format!("| {} version |", scenario.component));
+    for column in columns {
+        md.push_str(&format!(" {} |", column.head(input.catalog)));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(columns.len()));
+    md.push('\n');
+    for (row, version) in versions.iter().enumerate() {
+        let fidelity = baseline_rows
+            .iter()
+            .find(|r| r.version == version.id)
+            .and_then(|r| r.fidelity);
+        md.push_str(&format!(
+            "| {} ({}) |",
+            version.id,
+            super::markdown::fidelity_word(fidelity)
+        ));
+        for column in columns {
+            match &column.cells[row] {
+                None => md.push_str(" |"),
+                Some(cell) => {
+                    let note = cell
+                        .note
+                        .as_deref()
+                        .map(|n| format!(" [{}]", notes.number(n)))
+                        .unwrap_or_default();
+                    md.push_str(&format!(" {}{note} |", cell.text));
+                }
+            }
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+}
+
+/// Why a stand-in ran where the component's own code did not, and the
+/// workarounds that passed where the release failed.
+fn stand_ins_and_workarounds(
+    md: &mut String,
+    model: &ReportModel,
+    scenario: &Scenario,
+    baseline_rows: &[&MatrixRow],
+) {
+    let checks = &model.workarounds;
+    let mut why_stand_in: Vec<&str> = baseline_rows
+        .iter()
+        .filter(|row| row.fidelity == Some(kmatrix_metadata::Fidelity::StandIn))
+        .filter_map(|row| {
+            let cell = row.cells.values().next()?;
+            model.record(&cell.cell_id)?.fidelity_note.as_deref()
+        })
+        .collect();
+    why_stand_in.sort();
+    why_stand_in.dedup();
+    for why in why_stand_in {
+        md.push_str(&format!("\nStand-in rows: {why}.\n"));
+    }
+    let verified: Vec<_> = scenario
+        .variants
+        .iter()
+        .filter(|v| v.id != BASELINE_VARIANT)
+        .filter(|v| {
+            checks.iter().any(|c| {
+                c.scenario == scenario.id
+                    && c.workarounds
+                        .iter()
+                        .any(|(id, verdict)| id == &v.id && *verdict == Verdict::Pass)
+            })
+        })
+        .collect();
+    if !verified.is_empty() {
+        md.push_str("\nWorkarounds verified here (each cell above names where it passed):\n\n");
+        for variant in verified {
+            md.push_str(&format!("- `{}`: {}\n", variant.id, variant.description));
+        }
+    }
+    md.push('\n');
 }
 
 /// The workarounds that passed where `version` failed on `kernel`.

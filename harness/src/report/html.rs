@@ -5,7 +5,7 @@
 use super::ReportModel;
 use anyhow::Result;
 use handlebars::Handlebars;
-use kmatrix_metadata::{Change, Side, Verdict};
+use kmatrix_metadata::{Change, ScenarioMatrix, Side, Verdict};
 use serde::Serialize;
 
 const TEMPLATE: &str = include_str!("../../templates/report.html.hbs");
@@ -125,92 +125,13 @@ pub fn render(model: &ReportModel) -> Result<String> {
 
 fn page(model: &ReportModel) -> Page {
     let input = model.input;
-    let matrix = &model.matrix;
-    let checks = &model.workarounds;
-    let generated = format!(
-        "{} cells{}",
-        input.records.len(),
-        input
-            .run
-            .map(|run| format!(
-                " · run started {} · kmatrix {} · accelerator {}",
-                run.started, run.harness_version, run.accel
-            ))
-            .unwrap_or_default()
-    );
-    let run_details = match input.run {
-        Some(run) => format!(
-            "accelerator {}: {}{}{}",
-            run.accel,
-            run.accel_reason,
-            run.emulator
-                .as_ref()
-                .map(|e| format!(" · emulator: {e}"))
-                .unwrap_or_default(),
-            run.container_engine
-                .as_ref()
-                .map(|e| format!(" · docker: {} on host kernel {}", e.version, e.host_kernel))
-                .unwrap_or_default()
-        ),
-        None => format!("kmatrix {}", env!("CARGO_PKG_VERSION")),
-    };
-    let scenarios = matrix
+    let generated = generated_line(input);
+    let run_details = run_details(input);
+    let scenarios = model
+        .matrix
         .scenarios
         .iter()
-        .map(|m| {
-            let scenario = model.scenario(&m.scenario);
-            ScenarioView {
-                id: m.scenario.clone(),
-                title: m.title.clone(),
-                summary: scenario.map(|s| s.summary.clone()).unwrap_or_default(),
-                component: m.component.clone(),
-                issue: m.issue.clone(),
-                counts: counts_sentence(
-                    input
-                        .records
-                        .iter()
-                        .filter(|r| r.scenario == m.scenario)
-                        .map(|r| r.verdict),
-                ),
-                kernels: m
-                    .kernels
-                    .iter()
-                    .map(|k| KernelHead {
-                        id: k.id.clone(),
-                        release: k.release.clone(),
-                    })
-                    .collect(),
-                rows: m
-                    .rows
-                    .iter()
-                    .map(|row| RowView {
-                        version: row.version.clone(),
-                        variant: row.variant.clone(),
-                        fidelity: super::markdown::fidelity_word(row.fidelity),
-                        fidelity_note: row
-                            .cells
-                            .values()
-                            .find_map(|c| model.record(&c.cell_id)?.fidelity_note.clone())
-                            .unwrap_or_default(),
-                        cells: m
-                            .kernels
-                            .iter()
-                            .map(|k| {
-                                row.cells
-                                    .get(&k.id)
-                                    .map(|c| cell_view(model, &c.cell_id))
-                                    .unwrap_or_default()
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-                workarounds: checks
-                    .iter()
-                    .filter(|c| c.scenario == m.scenario)
-                    .map(|c| format!("{} on {}: {}", c.version, c.kernel, c.sentence()))
-                    .collect(),
-            }
-        })
+        .map(|m| scenario_view(model, m))
         .collect();
     Page {
         title: match input.scenarios {
@@ -256,6 +177,99 @@ fn page(model: &ReportModel) -> Page {
                 .collect(),
         }),
         scenarios,
+    }
+}
+
+/// "509 cells · run started … · kmatrix … · accelerator tcg".
+fn generated_line(input: &super::ReportInput) -> String {
+    format!(
+        "{} cells{}",
+        input.records.len(),
+        input
+            .run
+            .map(|run| format!(
+                " · run started {} · kmatrix {} · accelerator {}",
+                run.started, run.harness_version, run.accel
+            ))
+            .unwrap_or_default()
+    )
+}
+
+/// The run's facts a reader opens when they want them.
+fn run_details(input: &super::ReportInput) -> String {
+    match input.run {
+        Some(run) => format!(
+            "accelerator {}: {}{}{}",
+            run.accel,
+            run.accel_reason,
+            run.emulator
+                .as_ref()
+                .map(|e| format!(" · emulator: {e}"))
+                .unwrap_or_default(),
+            run.container_engine
+                .as_ref()
+                .map(|e| format!(" · docker: {} on host kernel {}", e.version, e.host_kernel))
+                .unwrap_or_default()
+        ),
+        None => format!("kmatrix {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// One scenario's table: its kernels, and a row per version and variant.
+fn scenario_view(model: &ReportModel, m: &ScenarioMatrix) -> ScenarioView {
+    let input = model.input;
+    let checks = &model.workarounds;
+    let scenario = model.scenario(&m.scenario);
+    ScenarioView {
+        id: m.scenario.clone(),
+        title: m.title.clone(),
+        summary: scenario.map(|s| s.summary.clone()).unwrap_or_default(),
+        component: m.component.clone(),
+        issue: m.issue.clone(),
+        counts: counts_sentence(
+            input
+                .records
+                .iter()
+                .filter(|r| r.scenario == m.scenario)
+                .map(|r| r.verdict),
+        ),
+        kernels: m
+            .kernels
+            .iter()
+            .map(|k| KernelHead {
+                id: k.id.clone(),
+                release: k.release.clone(),
+            })
+            .collect(),
+        rows: m
+            .rows
+            .iter()
+            .map(|row| RowView {
+                version: row.version.clone(),
+                variant: row.variant.clone(),
+                fidelity: super::markdown::fidelity_word(row.fidelity),
+                fidelity_note: row
+                    .cells
+                    .values()
+                    .find_map(|c| model.record(&c.cell_id)?.fidelity_note.clone())
+                    .unwrap_or_default(),
+                cells: m
+                    .kernels
+                    .iter()
+                    .map(|k| {
+                        row.cells
+                            .get(&k.id)
+                            .map(|c| cell_view(model, &c.cell_id))
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            })
+            .collect(),
+        workarounds: checks
+            .iter()
+            .filter(|c| c.scenario == m.scenario)
+            .map(|c| format!("{} on {}: {}", c.version, c.kernel, c.sentence()))
+            .collect(),
     }
 }
 
