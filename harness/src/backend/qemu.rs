@@ -171,24 +171,6 @@ impl Backend for QemuBackend {
     fn boot(&self, request: &BootRequest, on_event: &mut dyn FnMut(&GuestEvent)) -> BootOutcome {
         let mut outcome = BootOutcome::starting(request, self.name());
         let console_path = outcome.console_path.clone();
-        // The initramfs lives outside the results directory (or in it, for
-        // `repro`), and a scratch one is removed when the boot ends.
-        let scratch = match fs::create_dir_all(&request.log_dir).and_then(|_| {
-            tempfile::Builder::new()
-                .prefix("kmatrix-boot-")
-                .tempdir_in(&self.scratch)
-        }) {
-            Ok(dir) => dir,
-            Err(e) => {
-                outcome.end = BootEnd::BackendFailed {
-                    detail: format!(
-                        "cannot make a scratch folder in {}: {e}",
-                        self.scratch.display()
-                    ),
-                };
-                return outcome;
-            }
-        };
         let Some(kernel) = request.environment.kernel() else {
             outcome.end = BootEnd::BackendFailed {
                 detail: format!(
@@ -198,17 +180,13 @@ impl Backend for QemuBackend {
             };
             return outcome;
         };
-        let initramfs = if self.keep_initramfs {
-            request.log_dir.join("initramfs.cpio")
-        } else {
-            scratch.path().join("initramfs.cpio")
+        let (scratch, initramfs) = match self.initramfs(request) {
+            Ok(made) => made,
+            Err(detail) => {
+                outcome.end = BootEnd::BackendFailed { detail };
+                return outcome;
+            }
         };
-        if let Err(e) = write_initramfs(request, &initramfs) {
-            outcome.end = BootEnd::BackendFailed {
-                detail: format!("cannot write the initramfs {}: {e}", initramfs.display()),
-            };
-            return outcome;
-        }
         let mut kernel_args = request.kernel_args.clone();
         if self.interactive {
             // The user's terminal shows the console: only what matters.
@@ -276,6 +254,31 @@ impl Backend for QemuBackend {
 }
 
 impl QemuBackend {
+    /// The boot's initramfs, written: outside the results directory in a
+    /// scratch folder removed with the returned guard, or (for `repro`) in
+    /// the boot's log folder.
+    fn initramfs(&self, request: &BootRequest) -> Result<(tempfile::TempDir, PathBuf), String> {
+        let scratch = fs::create_dir_all(&request.log_dir)
+            .and_then(|_| {
+                tempfile::Builder::new()
+                    .prefix("kmatrix-boot-")
+                    .tempdir_in(&self.scratch)
+            })
+            .map_err(|e| {
+                format!(
+                    "cannot make a scratch folder in {}: {e}",
+                    self.scratch.display()
+                )
+            })?;
+        let initramfs = match self.keep_initramfs {
+            true => request.log_dir.join("initramfs.cpio"),
+            false => scratch.path().join("initramfs.cpio"),
+        };
+        write_initramfs(request, &initramfs)
+            .map_err(|e| format!("cannot write the initramfs {}: {e}", initramfs.display()))?;
+        Ok((scratch, initramfs))
+    }
+
     /// An interactive boot (`kmatrix shell`): QEMU on this terminal until
     /// the guest powers off (or the user quits QEMU, or the run is
     /// stopped); the agent's events are read from their file afterwards.

@@ -115,7 +115,73 @@ fn scenario_text(options: &ExecOptions) -> Result<String> {
                 .join(", ")
         )
     };
-    let (what, version) = match (&options.image, &options.binary, &options.module) {
+    let (what, version) = version_text(options)?;
+    let env: Vec<String> = options
+        .env
+        .iter()
+        .map(|(k, v)| format!("{} = {}", quote(k), quote(v)))
+        .collect();
+    Ok(format!(
+        r#"# Written by `kmatrix exec`.
+[scenario]
+id = "{SCENARIO}"
+component = {component}
+title = {title}
+issue = "https://example.invalid/kmatrix-exec"
+summary = "An ad hoc run of one artifact on a list of kernels."
+kernels = {kernels}
+
+[guest]
+suite = "bookworm"
+packages = ["crun"]
+exclude = ["usr/share/doc/*", "usr/share/man/*", "usr/share/locale/*"]
+
+[[version]]
+id = "artifact"
+{version}built_from = {what}
+
+[[variant]]
+id = "baseline"
+description = "as given"
+env = {{ {env} }}
+
+[[probe]]
+id = "exec"
+run = ["{{service}}"]
+timeout_secs = {timeout}
+"#,
+        component = quote(&what),
+        title = quote(&format!("kmatrix exec {what} {}", options.args.join(" "))),
+        // Paths are no catalog ids: they come with the run's --kernel.
+        kernels = list(
+            &options
+                .kernels
+                .iter()
+                .filter(|k| !crate::inputs::kernel_path::is_path(k))
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
+        what = quote(&what),
+        env = env.join(", "),
+        timeout = options.timeout_secs,
+    ))
+}
+
+/// What the one version is (its artifact and command, as TOML lines), and
+/// what it was built from.
+fn version_text(options: &ExecOptions) -> Result<(String, String)> {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let list = |items: &[String]| {
+        format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| quote(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let made = match (&options.image, &options.binary, &options.module) {
         (None, None, Some(module)) => {
             let Some((path, version)) = module.reference.rsplit_once('@') else {
                 bail!(
@@ -172,55 +238,7 @@ fn scenario_text(options: &ExecOptions) -> Result<String> {
         }
         _ => bail!("give exactly one of --image, --binary and --module"),
     };
-    let env: Vec<String> = options
-        .env
-        .iter()
-        .map(|(k, v)| format!("{} = {}", quote(k), quote(v)))
-        .collect();
-    Ok(format!(
-        r#"# Written by `kmatrix exec`.
-[scenario]
-id = "{SCENARIO}"
-component = {component}
-title = {title}
-issue = "https://example.invalid/kmatrix-exec"
-summary = "An ad hoc run of one artifact on a list of kernels."
-kernels = {kernels}
-
-[guest]
-suite = "bookworm"
-packages = ["crun"]
-exclude = ["usr/share/doc/*", "usr/share/man/*", "usr/share/locale/*"]
-
-[[version]]
-id = "artifact"
-{version}built_from = {what}
-
-[[variant]]
-id = "baseline"
-description = "as given"
-env = {{ {env} }}
-
-[[probe]]
-id = "exec"
-run = ["{{service}}"]
-timeout_secs = {timeout}
-"#,
-        component = quote(&what),
-        title = quote(&format!("kmatrix exec {what} {}", options.args.join(" "))),
-        // Paths are no catalog ids: they come with the run's --kernel.
-        kernels = list(
-            &options
-                .kernels
-                .iter()
-                .filter(|k| !crate::inputs::kernel_path::is_path(k))
-                .cloned()
-                .collect::<Vec<_>>()
-        ),
-        what = quote(&what),
-        env = env.join(", "),
-        timeout = options.timeout_secs,
-    ))
+    Ok(made)
 }
 
 /// A binary is copied into the guest alone: it must be an x86-64 ELF that

@@ -8,7 +8,7 @@ use crate::diagnostic::FileError;
 use crate::hashing::{sha256_bytes, sha256_file, sha256_tree};
 use crate::ids::{ArtifactKey, CellId, KernelId, ScenarioId};
 use crate::inputs::scenario::{
-    Artifact, KubeProxyMode, KubernetesSpec, Scenario, Variant, ARTIFACT_PLACEHOLDER,
+    Artifact, KubeProxyMode, KubernetesSpec, Scenario, Variant, Version, ARTIFACT_PLACEHOLDER,
     BPF_OBJECT_PLACEHOLDER, REPRODUCER_PLACEHOLDER, SERVICE_PLACEHOLDER,
 };
 use crate::inputs::{Catalog, Lock};
@@ -210,71 +210,28 @@ pub fn plan(
 ) -> Result<Vec<Cell>, FileError> {
     let mut cells = Vec::new();
     for scenario in scenarios {
-        let scenario_hash = hash_or_error(
-            &scenario.dir.join(crate::inputs::scenario::SCENARIO_FILE),
-            sha256_file,
-        )?;
-        let source_hash = match &scenario.reproducer_dir {
-            Some(dir) => hash_or_error(dir, sha256_tree)?,
-            None => "none".to_string(),
-        };
+        let (scenario_hash, source_hash) = scenario_hashes(scenario)?;
         let wanted = if kernels.is_empty() {
             &scenario.kernels
         } else {
             kernels
         };
         for version in &scenario.versions {
-            let binary = reproducer_guest_path(&scenario.id, &version.id);
-            let bpf_object = bpf_object_guest_path(&scenario.id, &version.id);
-            let mut artifacts = Vec::new();
-            if scenario.reproducer_dir.is_some() || version.harness.is_some() {
-                artifacts.push(binary.clone());
-            }
-            let bpf_hash = match &version.bpf_object {
-                Some(source) => {
-                    artifacts.push(bpf_object.clone());
-                    Some(hash_or_error(
-                        source.parent().unwrap_or(Path::new(".")),
-                        sha256_tree,
-                    )?)
-                }
-                None => None,
-            };
+            let files = version_files(scenario, version)?;
             let mount = artifact_mount(&scenario.id, &version.id);
             for variant in &scenario.variants {
-                let bundle = format!(
-                    "{GUEST_BUNDLES_DIR}/{}",
-                    &sha256_bytes(
-                        format!("{}\0{}\0{}", scenario.id, version.id, variant.id).as_bytes()
-                    )[..12]
+                let bundle = bundle_dir(scenario, version, variant);
+                let probes = cell_probes(
+                    scenario,
+                    version,
+                    variant,
+                    &GuestPaths {
+                        bundle: &bundle,
+                        binary: &files.binary,
+                        bpf_object: &files.bpf_object,
+                        mount: &mount,
+                    },
                 );
-                let probes: Vec<CellProbe> = scenario
-                    .probes
-                    .iter()
-                    .map(|probe| CellProbe {
-                        probe_id: probe.id.clone(),
-                        argv: probe
-                            .run
-                            .iter()
-                            .flat_map(|arg| {
-                                if arg == SERVICE_PLACEHOLDER && version.artifact.is_some() {
-                                    return service_argv(&bundle, &format!("kmx-{}", probe.id));
-                                }
-                                vec![arg
-                                    .replace(REPRODUCER_PLACEHOLDER, &binary)
-                                    .replace(BPF_OBJECT_PLACEHOLDER, &bpf_object)
-                                    .replace(ARTIFACT_PLACEHOLDER, &mount)]
-                            })
-                            .collect(),
-                        env: variant
-                            .env
-                            .iter()
-                            .chain(&probe.env)
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                        expect: Expectation::of(probe),
-                    })
-                    .collect();
                 let artifact = version.artifact.as_ref().map(|artifact| CellArtifact {
                     artifact: artifact.clone(),
                     command: version.command.clone(),
@@ -283,95 +240,253 @@ pub fn plan(
                     env: variant.env.clone(),
                 });
                 // The workload and its probes, the same on every cluster.
-                let kube = match &scenario.kubernetes {
-                    Some(spec) => {
+                let kube = scenario
+                    .kubernetes
+                    .as_ref()
+                    .map(|spec| -> Result<_, FileError> {
                         let work = kube_work(scenario, spec, &version.id, variant)?;
-                        Some((kube_probes(spec, &work), work))
-                    }
-                    None => None,
+                        Ok((kube_probes(spec, &work), work))
+                    })
+                    .transpose()?;
+                let planned = VariantPlan {
+                    scenario,
+                    version,
+                    variant,
+                    scenario_hash: &scenario_hash,
+                    source_hash: &source_hash,
+                    files: &files,
+                    probes,
+                    artifact,
+                    kube,
                 };
-                for kernel in wanted {
-                    let on_cluster = catalog.kernel(kernel).source.is_kubernetes();
-                    if (variant.kube_proxy.is_some() || version.only_on_clusters) && !on_cluster {
-                        // A cluster's setting (or a version kept for the
-                        // clusters only): nothing to run off a cluster.
-                        continue;
-                    }
-                    let (probes, kubernetes) = match (&kube, on_cluster) {
-                        (Some((probes, kube)), true) => (probes.clone(), Some(kube.clone())),
-                        (None, true) => (Vec::new(), None),
-                        (_, false) => (probes.clone(), None),
-                    };
-                    let mut inputs = serde_json::json!({
-                        "scenario": scenario.id,
-                        "scenario_file": scenario_hash,
-                        "reproducer_source": source_hash,
-                        "version": version.id,
-                        "toolchain": catalog.toolchains.get(&version.toolchain),
-                        "toolchain_lock": lock.get(&ArtifactKey::Toolchain(version.toolchain.clone())),
-                        "go_directive": version.go_directive,
-                        "build_tags": version.build_tags,
-                        "bpf_sources": bpf_hash,
-                        "go_packages": scenario.go_packages.as_ref().map(|g| (&g.suite, &g.packages)),
-                        "variant": variant.id,
-                        "probes": probes,
-                        "modules": scenario.modules,
-                        "kernel_args": variant.kernel_args,
-                        "guest": scenario.guest,
-                        "kernel": catalog.kernel(kernel),
-                        "kernel_lock": lock.get(&ArtifactKey::Kernel(kernel.clone())),
-                        "agent_protocol": env!("CARGO_PKG_VERSION"),
-                    });
-                    if on_cluster {
-                        inputs["kubernetes"] = serde_json::json!(kubernetes);
-                    }
-                    // Only harness versions carry these (other ids stay).
-                    if let Some((module, harness)) = &version.harness {
-                        inputs["harness_module"] = serde_json::json!(module);
-                        inputs["harness_source"] =
-                            serde_json::json!(hash_or_error(harness, sha256_tree)?);
-                        inputs["harness_lock"] =
-                            serde_json::json!(lock.get(&ArtifactKey::GoModule(module.reference())));
-                    }
-                    // Only artifact versions carry these keys: adding a key to
-                    // every cell's inputs would change every cell id.
-                    if let Some(artifact) = &artifact {
-                        inputs["artifact"] = serde_json::json!(artifact);
-                        inputs["artifact_lock"] = match &artifact.artifact {
-                            Artifact::Image(reference) => {
-                                serde_json::json!(lock.get(&ArtifactKey::Image(reference.clone())))
-                            }
-                            Artifact::Binary(path) => {
-                                serde_json::json!(hash_or_error(path, sha256_file)?)
-                            }
-                            Artifact::DebianPackage(_) => serde_json::Value::Null,
-                            Artifact::GoModule(module) => serde_json::json!(
-                                lock.get(&ArtifactKey::GoModule(module.reference()))
-                            ),
-                        };
-                    }
-                    let id = CellId::new(&sha256_bytes(inputs.to_string().as_bytes())[..16]);
-                    cells.push(Cell {
-                        id,
-                        scenario: scenario.id.clone(),
-                        component: scenario.component.clone(),
-                        version: version.id.clone(),
-                        variant: variant.id.clone(),
-                        kernel: kernel.clone(),
-                        artifacts: artifacts.clone(),
-                        modules: scenario.modules.clone(),
-                        kernel_args: variant.kernel_args.clone(),
-                        probes,
-                        artifact: artifact.clone(),
-                        kubernetes,
-                        fidelity: version.fidelity,
-                        fidelity_note: version.fidelity_note.clone(),
-                    });
-                }
+                planned.cells_on(wanted, catalog, lock, &mut cells)?;
             }
         }
     }
     Ok(cells)
+}
+
+/// One version and variant of a scenario, ready to be planned on kernels.
+struct VariantPlan<'a> {
+    scenario: &'a Scenario,
+    version: &'a Version,
+    variant: &'a Variant,
+    scenario_hash: &'a str,
+    source_hash: &'a str,
+    files: &'a VersionFiles,
+    probes: Vec<CellProbe>,
+    artifact: Option<CellArtifact>,
+    /// The workload and its probes, the same on every cluster.
+    kube: Option<(Vec<CellProbe>, KubeWork)>,
+}
+
+impl VariantPlan<'_> {
+    /// Its cells on `wanted`, each id a hash of every input.
+    fn cells_on(
+        &self,
+        wanted: &[KernelId],
+        catalog: &Catalog,
+        lock: &Lock,
+        cells: &mut Vec<Cell>,
+    ) -> Result<(), FileError> {
+        let VariantPlan {
+            scenario,
+            version,
+            variant,
+            probes,
+            artifact,
+            kube,
+            ..
+        } = self;
+        for kernel in wanted {
+            let on_cluster = catalog.kernel(kernel).source.is_kubernetes();
+            if (variant.kube_proxy.is_some() || version.only_on_clusters) && !on_cluster {
+                // A cluster's setting (or a version kept for the
+                // clusters only): nothing to run off a cluster.
+                continue;
+            }
+            let (probes, kubernetes) = match (&kube, on_cluster) {
+                (Some((probes, kube)), true) => (probes.clone(), Some(kube.clone())),
+                (None, true) => (Vec::new(), None),
+                (_, false) => (probes.clone(), None),
+            };
+            let mut inputs = serde_json::json!({
+                "scenario": scenario.id,
+                "scenario_file": self.scenario_hash,
+                "reproducer_source": self.source_hash,
+                "version": version.id,
+                "toolchain": catalog.toolchains.get(&version.toolchain),
+                "toolchain_lock": lock.get(&ArtifactKey::Toolchain(version.toolchain.clone())),
+                "go_directive": version.go_directive,
+                "build_tags": version.build_tags,
+                "bpf_sources": self.files.bpf_hash,
+                "go_packages": scenario.go_packages.as_ref().map(|g| (&g.suite, &g.packages)),
+                "variant": variant.id,
+                "probes": probes,
+                "modules": scenario.modules,
+                "kernel_args": variant.kernel_args,
+                "guest": scenario.guest,
+                "kernel": catalog.kernel(kernel),
+                "kernel_lock": lock.get(&ArtifactKey::Kernel(kernel.clone())),
+                "agent_protocol": env!("CARGO_PKG_VERSION"),
+            });
+            if on_cluster {
+                inputs["kubernetes"] = serde_json::json!(kubernetes);
+            }
+            add_version_inputs(&mut inputs, version, artifact.as_ref(), lock)?;
+            let id = CellId::new(&sha256_bytes(inputs.to_string().as_bytes())[..16]);
+            cells.push(Cell {
+                id,
+                scenario: scenario.id.clone(),
+                component: scenario.component.clone(),
+                version: version.id.clone(),
+                variant: variant.id.clone(),
+                kernel: kernel.clone(),
+                artifacts: self.files.artifacts.clone(),
+                modules: scenario.modules.clone(),
+                kernel_args: variant.kernel_args.clone(),
+                probes,
+                artifact: artifact.clone(),
+                kubernetes,
+                fidelity: version.fidelity,
+                fidelity_note: version.fidelity_note.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The hashes of a scenario's file and of its reproducer's sources.
+fn scenario_hashes(scenario: &Scenario) -> Result<(String, String), FileError> {
+    let file = hash_or_error(
+        &scenario.dir.join(crate::inputs::scenario::SCENARIO_FILE),
+        sha256_file,
+    )?;
+    let source = match &scenario.reproducer_dir {
+        Some(dir) => hash_or_error(dir, sha256_tree)?,
+        None => "none".to_string(),
+    };
+    Ok((file, source))
+}
+
+/// What a version puts into the guest besides its artifact: its
+/// reproducer and BPF object (their guest paths) and the hash of the BPF
+/// sources.
+struct VersionFiles {
+    binary: String,
+    bpf_object: String,
+    artifacts: Vec<String>,
+    bpf_hash: Option<String>,
+}
+
+fn version_files(scenario: &Scenario, version: &Version) -> Result<VersionFiles, FileError> {
+    let binary = reproducer_guest_path(&scenario.id, &version.id);
+    let bpf_object = bpf_object_guest_path(&scenario.id, &version.id);
+    let mut artifacts = Vec::new();
+    if scenario.reproducer_dir.is_some() || version.harness.is_some() {
+        artifacts.push(binary.clone());
+    }
+    let bpf_hash = match &version.bpf_object {
+        Some(source) => {
+            artifacts.push(bpf_object.clone());
+            Some(hash_or_error(
+                source.parent().unwrap_or(Path::new(".")),
+                sha256_tree,
+            )?)
+        }
+        None => None,
+    };
+    Ok(VersionFiles {
+        binary,
+        bpf_object,
+        artifacts,
+        bpf_hash,
+    })
+}
+
+/// The container bundle's folder of a version and variant in the guest.
+fn bundle_dir(scenario: &Scenario, version: &Version, variant: &Variant) -> String {
+    format!(
+        "{GUEST_BUNDLES_DIR}/{}",
+        &sha256_bytes(format!("{}\0{}\0{}", scenario.id, version.id, variant.id).as_bytes())[..12]
+    )
+}
+
+/// Where a version's things are inside the guest.
+struct GuestPaths<'a> {
+    bundle: &'a str,
+    binary: &'a str,
+    bpf_object: &'a str,
+    mount: &'a str,
+}
+
+/// The scenario's probes for one version and variant: placeholders filled
+/// in (`{service}` becomes the container runtime's command line for a
+/// version with an artifact), the variant's environment under the probe's.
+fn cell_probes(
+    scenario: &Scenario,
+    version: &Version,
+    variant: &Variant,
+    paths: &GuestPaths,
+) -> Vec<CellProbe> {
+    scenario
+        .probes
+        .iter()
+        .map(|probe| CellProbe {
+            probe_id: probe.id.clone(),
+            argv: probe
+                .run
+                .iter()
+                .flat_map(|arg| {
+                    if arg == SERVICE_PLACEHOLDER && version.artifact.is_some() {
+                        return service_argv(paths.bundle, &format!("kmx-{}", probe.id));
+                    }
+                    vec![arg
+                        .replace(REPRODUCER_PLACEHOLDER, paths.binary)
+                        .replace(BPF_OBJECT_PLACEHOLDER, paths.bpf_object)
+                        .replace(ARTIFACT_PLACEHOLDER, paths.mount)]
+                })
+                .collect(),
+            env: variant
+                .env
+                .iter()
+                .chain(&probe.env)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            expect: Expectation::of(probe),
+        })
+        .collect()
+}
+
+/// The keys only some versions add to a cell's id inputs: a harness
+/// version's module and sources, an artifact version's artifact and pin.
+/// Adding a key to every cell's inputs would change every cell id.
+fn add_version_inputs(
+    inputs: &mut serde_json::Value,
+    version: &Version,
+    artifact: Option<&CellArtifact>,
+    lock: &Lock,
+) -> Result<(), FileError> {
+    if let Some((module, harness)) = &version.harness {
+        inputs["harness_module"] = serde_json::json!(module);
+        inputs["harness_source"] = serde_json::json!(hash_or_error(harness, sha256_tree)?);
+        inputs["harness_lock"] =
+            serde_json::json!(lock.get(&ArtifactKey::GoModule(module.reference())));
+    }
+    if let Some(artifact) = artifact {
+        inputs["artifact"] = serde_json::json!(artifact);
+        inputs["artifact_lock"] = match &artifact.artifact {
+            Artifact::Image(reference) => {
+                serde_json::json!(lock.get(&ArtifactKey::Image(reference.clone())))
+            }
+            Artifact::Binary(path) => serde_json::json!(hash_or_error(path, sha256_file)?),
+            Artifact::DebianPackage(_) => serde_json::Value::Null,
+            Artifact::GoModule(module) => {
+                serde_json::json!(lock.get(&ArtifactKey::GoModule(module.reference())))
+            }
+        };
+    }
+    Ok(())
 }
 
 /// Renders the scenario's manifest templates for one version and variant.

@@ -118,6 +118,22 @@ impl Display {
             record.kernel
         ));
     }
+
+    fn boot_started(&mut self, label: &str, cells: usize) {
+        let bar = self
+            .multi
+            .insert_before(&self.cells, ProgressBar::new(cells as u64));
+        bar.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix}: {pos}/{len} cells, {elapsed}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(label.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        if !self.interactive {
+            eprintln!("  booting {label} for {cells} cells");
+        }
+        self.vms.insert(label.to_string(), bar);
+    }
 }
 
 impl Reporter for Display {
@@ -174,23 +190,7 @@ impl Reporter for Display {
             RunEvent::AcceleratorChosen { accel, reason } => {
                 self.note(&format!("accelerator: {accel} ({reason})"))
             }
-            RunEvent::BootStarted { label, cells } => {
-                let bar = self
-                    .multi
-                    .insert_before(&self.cells, ProgressBar::new(*cells as u64));
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "  {spinner} {prefix}: {pos}/{len} cells, {elapsed}",
-                    )
-                    .expect("valid template"),
-                );
-                bar.set_prefix(label.clone());
-                bar.enable_steady_tick(Duration::from_millis(200));
-                if !self.interactive {
-                    eprintln!("  booting {label} for {cells} cells");
-                }
-                self.vms.insert(label.clone(), bar);
-            }
+            RunEvent::BootStarted { label, cells } => self.boot_started(label, *cells),
             RunEvent::ShellStarted { label } => {
                 // The guest's console takes the terminal: nothing may draw over it.
                 for (_, bar) in std::mem::take(&mut self.vms) {

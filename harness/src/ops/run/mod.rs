@@ -155,17 +155,7 @@ pub fn run(
             }
         });
         drop(events);
-        let mut failure = None;
-        for event in receiver {
-            display.report(&event)?;
-            if failure.is_none() {
-                if let Err(e) = recorder.report(&event) {
-                    // Results can no longer be kept: stop the VMs, keep what is on disk.
-                    interrupted.store(true, Ordering::SeqCst);
-                    failure = Some(e);
-                }
-            }
-        }
+        let failure = pump(receiver, &mut display, &mut recorder, &interrupted)?;
         let worked = worker.join().expect("the run's worker does not panic");
         match failure {
             Some(e) => Err(e.context(format!(
@@ -178,33 +168,15 @@ pub fn run(
     })?;
 
     let records: Vec<CellRecord> = recorder.store().records().cloned().collect();
-    let baseline = project
-        .baseline_cells()
-        .map(|old| crate::diff::diff(&old, &records, false));
-    report::write_all(
-        &options.out,
-        &report::ReportInput {
-            records: &records,
-            scenarios: &worked.planned_inputs.scenarios,
-            catalog: &worked.planned_inputs.catalog,
-            run: Some(&worked.info),
-            run_dir: Some(&options.out),
-            baseline: baseline.as_ref(),
-            baseline_name: Some(crate::results::run_label(
-                &project.baseline_dir(),
-                &project.root,
-            )),
-        },
-    )?;
-    let mut counts = BTreeMap::new();
-    for record in &records {
-        *counts.entry(record.verdict).or_insert(0) += 1;
-    }
+    write_reports(project, options, &records, &worked)?;
     Ok(RunSummary {
         out: options.out.clone(),
         planned: worked.planned,
         already_done: worked.already_done,
-        counts,
+        counts: records.iter().fold(BTreeMap::new(), |mut counts, r| {
+            *counts.entry(r.verdict).or_insert(0) += 1;
+            counts
+        }),
         interrupted: interrupted.load(Ordering::SeqCst),
         accel: worked.decision,
         cache: worked.info.cache,
@@ -287,6 +259,56 @@ fn read_run_info_strict(path: &Path) -> Result<Option<RunInfo>> {
 
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Hands each event of the worker to the display and the recorder. When
+/// results can no longer be written the run is stopped (the VMs go, what is
+/// on disk stays) and the recorder's error returned.
+fn pump(
+    receiver: mpsc::Receiver<RunEvent>,
+    display: &mut Display,
+    recorder: &mut Recorder,
+    interrupted: &AtomicBool,
+) -> Result<Option<anyhow::Error>> {
+    let mut failure = None;
+    for event in receiver {
+        display.report(&event)?;
+        if failure.is_none() {
+            if let Err(e) = recorder.report(&event) {
+                interrupted.store(true, Ordering::SeqCst);
+                failure = Some(e);
+            }
+        }
+    }
+    Ok(failure)
+}
+
+/// Every report of the run, against the project's baseline.
+fn write_reports(
+    project: &Project,
+    options: &RunOptions,
+    records: &[CellRecord],
+    worked: &Worked,
+) -> Result<()> {
+    let baseline = project
+        .baseline_cells()
+        .map(|old| crate::diff::diff(&old, records, false));
+    report::write_all(
+        &options.out,
+        &report::ReportInput {
+            records,
+            scenarios: &worked.planned_inputs.scenarios,
+            catalog: &worked.planned_inputs.catalog,
+            run: Some(&worked.info),
+            run_dir: Some(&options.out),
+            baseline: baseline.as_ref(),
+            baseline_name: Some(crate::results::run_label(
+                &project.baseline_dir(),
+                &project.root,
+            )),
+        },
+    )?;
+    Ok(())
 }
 
 /// Provisions, plans for good, chooses the accelerator, and runs; every
