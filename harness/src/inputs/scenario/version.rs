@@ -225,72 +225,10 @@ impl Validator<'_> {
             }
             let Some(reproducer) = reproducer else {
                 // No reproducer to build: the version must be a real artifact.
-                let artifact = self.artifact(&spec)?;
-                if artifact.is_none() {
-                    return Err(self.error(
-                        spec.id.span(),
-                        format!("version `{}` is no real artifact, and the scenario has no [reproducer]", spec.id.get_ref()),
-                        "give it image, debian_package or binary, or add a [reproducer]".into(),
-                    ));
-                }
-                let (fidelity, fidelity_note) = self.fidelity(&spec, artifact.as_ref(), None)?;
-                versions.push(Version {
-                    id: spec.id.into_inner(),
-                    toolchain: String::new(),
-                    go_directive: String::new(),
-                    built_from: spec.built_from,
-                    artifact,
-                    command: spec.command,
-                    real: spec.real,
-                    build_tags: spec.build_tags,
-                    bpf_object: None,
-                    fidelity,
-                    fidelity_note,
-                    only_on_clusters: spec.only_on_clusters,
-                    harness: None,
-                });
+                versions.push(self.artifact_version(spec)?);
                 continue;
             };
-            let toolchain = spec
-                .toolchain
-                .clone()
-                .or_else(|| reproducer.toolchain.clone())
-                .ok_or_else(|| {
-                    self.error(
-                        spec.id.span(),
-                        format!("version `{}` names no toolchain", spec.id.get_ref()),
-                        "give it toolchain = \"go-1.24\" (the Go its release was built with), or give [reproducer] a toolchain for versions that are real artifacts".into(),
-                    )
-                })?;
-            let go_directive = spec
-                .go_directive
-                .clone()
-                .or_else(|| reproducer.go_directive.clone())
-                .ok_or_else(|| {
-                    self.error(
-                        spec.id.span(),
-                        format!("version `{}` names no go_directive", spec.id.get_ref()),
-                        "give it go_directive = \"1.24\" (the release's go.mod go line), or give [reproducer] one".into(),
-                    )
-                })?;
-            if !self.catalog.toolchains.contains_key(toolchain.get_ref()) {
-                let known: Vec<&String> = self.catalog.toolchains.keys().collect();
-                return Err(self.error(
-                    toolchain.span(),
-                    format!("unknown toolchain `{}`", toolchain.get_ref()),
-                    format!("use one of {known:?} (see images/toolchains.toml)"),
-                ));
-            }
-            let directive = go_directive.get_ref();
-            let well_formed = directive.split('.').count() >= 2
-                && directive.split('.').all(|p| p.parse::<u32>().is_ok());
-            if !well_formed {
-                return Err(self.error(
-                    go_directive.span(),
-                    format!("go_directive `{directive}` is not a Go version"),
-                    "write the `go` line of the release's go.mod, e.g. \"1.24\"".into(),
-                ));
-            }
+            let (toolchain, go_directive) = self.toolchain_of(&spec, reproducer)?;
             let artifact = self.artifact(&spec)?;
             let bpf_object = match &spec.bpf_object {
                 None => None,
@@ -325,6 +263,87 @@ impl Validator<'_> {
             });
         }
         Ok(versions)
+    }
+
+    /// A version that is only a real artifact (the scenario builds no reproducer).
+    fn artifact_version(&self, spec: VersionSpec) -> Result<Version, FileError> {
+        let artifact = self.artifact(&spec)?;
+        if artifact.is_none() {
+            return Err(self.error(
+                spec.id.span(),
+                format!(
+                    "version `{}` is no real artifact, and the scenario has no [reproducer]",
+                    spec.id.get_ref()
+                ),
+                "give it image, debian_package or binary, or add a [reproducer]".into(),
+            ));
+        }
+        let (fidelity, fidelity_note) = self.fidelity(&spec, artifact.as_ref(), None)?;
+        Ok(Version {
+            id: spec.id.into_inner(),
+            toolchain: String::new(),
+            go_directive: String::new(),
+            built_from: spec.built_from,
+            artifact,
+            command: spec.command,
+            real: spec.real,
+            build_tags: spec.build_tags,
+            bpf_object: None,
+            fidelity,
+            fidelity_note,
+            only_on_clusters: spec.only_on_clusters,
+            harness: None,
+        })
+    }
+
+    /// The Go toolchain and go.mod `go` line a version's reproducer is
+    /// built with: its own, else the [reproducer]'s; both checked.
+    fn toolchain_of(
+        &self,
+        spec: &VersionSpec,
+        reproducer: &ReproducerSpec,
+    ) -> Result<(Spanned<String>, Spanned<String>), FileError> {
+        let toolchain = spec
+        .toolchain
+        .clone()
+        .or_else(|| reproducer.toolchain.clone())
+        .ok_or_else(|| {
+            self.error(
+                spec.id.span(),
+                format!("version `{}` names no toolchain", spec.id.get_ref()),
+                "give it toolchain = \"go-1.24\" (the Go its release was built with), or give [reproducer] a toolchain for versions that are real artifacts".into(),
+            )
+        })?;
+        let go_directive = spec
+        .go_directive
+        .clone()
+        .or_else(|| reproducer.go_directive.clone())
+        .ok_or_else(|| {
+            self.error(
+                spec.id.span(),
+                format!("version `{}` names no go_directive", spec.id.get_ref()),
+                "give it go_directive = \"1.24\" (the release's go.mod go line), or give [reproducer] one".into(),
+            )
+        })?;
+        if !self.catalog.toolchains.contains_key(toolchain.get_ref()) {
+            let known: Vec<&String> = self.catalog.toolchains.keys().collect();
+            return Err(self.error(
+                toolchain.span(),
+                format!("unknown toolchain `{}`", toolchain.get_ref()),
+                format!("use one of {known:?} (see images/toolchains.toml)"),
+            ));
+        }
+        let directive = go_directive.get_ref();
+        let well_formed = directive.split('.').count() >= 2
+            && directive.split('.').all(|p| p.parse::<u32>().is_ok());
+        if !well_formed {
+            return Err(self.error(
+                go_directive.span(),
+                format!("go_directive `{directive}` is not a Go version"),
+                "write the `go` line of the release's go.mod, e.g. \"1.24\"".into(),
+            ));
+        }
+        Ok((toolchain, go_directive))
     }
 
     /// The version's real artifact: at most one of image, debian_package, binary.
