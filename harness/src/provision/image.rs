@@ -121,20 +121,7 @@ impl Provisioner<'_> {
         if by_engine {
             self.cache.count_from_engine();
         }
-        let mut blobs = Vec::new();
-        for (n, layer) in resolved.layers.iter().enumerate() {
-            let hex = layer.digest.trim_start_matches("sha256:").to_string();
-            let path = self.events.step(
-                &format!("{label}: layer {}/{}", n + 1, resolved.layers.len()),
-                || {
-                    self.cache.get_or_make("layers", &hex, |dir| {
-                        source.fetch_blob(layer, &dir.join("blob"))?;
-                        Ok(PathBuf::from("blob"))
-                    })
-                },
-            )?;
-            blobs.push(path);
-        }
+        let blobs = self.fetch_layers(&label, source, &resolved)?;
         let disk = self.events.step(&format!("{label}: file system"), || {
             self.cache
                 .get_or_make("images", &image_key(&resolved.digest), |dir| {
@@ -158,6 +145,31 @@ impl Provisioner<'_> {
             )?;
         }
         image_artifact(reference_text, &resolved.digest, disk)
+    }
+
+    /// Each layer blob of `resolved`, fetched into the cache (or found
+    /// there, its sha256 checked), base first.
+    fn fetch_layers(
+        &self,
+        label: &str,
+        source: &dyn ImageSource,
+        resolved: &ResolvedImage,
+    ) -> Result<Vec<PathBuf>> {
+        let mut blobs = Vec::new();
+        for (n, layer) in resolved.layers.iter().enumerate() {
+            let hex = layer.digest.trim_start_matches("sha256:").to_string();
+            let path = self.events.step(
+                &format!("{label}: layer {}/{}", n + 1, resolved.layers.len()),
+                || {
+                    self.cache.get_or_make("layers", &hex, |dir| {
+                        source.fetch_blob(layer, &dir.join("blob"))?;
+                        Ok(PathBuf::from("blob"))
+                    })
+                },
+            )?;
+            blobs.push(path);
+        }
+        Ok(blobs)
     }
 }
 

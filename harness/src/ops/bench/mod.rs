@@ -15,8 +15,8 @@ use crate::backend::qemu::QemuBackend;
 use crate::events::Events;
 use crate::ids::KernelId;
 use crate::plan::Cell;
-use crate::project::Request;
-use crate::provision::{EmulatorChoice, Provisioner};
+use crate::project::{Planned, Request};
+use crate::provision::{BootImage, EmulatorChoice, KernelArtifact, Provisioner};
 use crate::sources::cache::Cache;
 use crate::Project;
 use anyhow::{bail, Context, Result};
@@ -85,21 +85,7 @@ pub fn bench(
         out: fs::canonicalize(&options.out)?,
         ..options.clone()
     };
-    let planned = project.plan(&Request {
-        scenarios: vec![options.scenario.clone()],
-        kernels: vec![options.kernel.clone()],
-        ..Default::default()
-    })?;
-    let cells: Vec<Cell> = planned.cells.iter().take(options.cells).cloned().collect();
-    if cells.is_empty() {
-        bail!(
-            "scenario {} has no cells on {} (`kmatrix plan --scenario {} --kernel {}`)",
-            options.scenario,
-            options.kernel,
-            options.scenario,
-            options.kernel
-        );
-    }
+    let (planned, cells) = bench_cells(project, options)?;
     let ids: Vec<String> = cells.iter().map(|c| c.id.to_string()).collect();
     let runs_dir = options.out.join("runs");
 
@@ -134,7 +120,76 @@ pub fn bench(
     );
 
     let floor_dir = options.out.join("floor");
-    let initramfs = floor::trivial_initramfs(&floor_dir)?;
+    let mut timed = floor_figures(&qemu, &kernel, &boot, &floor_dir)?;
+    timed.extend(kmatrix.figures(&ids));
+
+    if !options.peers.is_empty() {
+        let peer_work = peers::Work::of(
+            &provisioner,
+            &planned,
+            &cells[0],
+            &kernel,
+            &qemu,
+            &floor_dir,
+        )?;
+        for peer in &options.peers {
+            timed.push(peers::prepare(peer, &peer_work, cache_root));
+        }
+    }
+
+    time_rounds(&mut timed, options.rounds, &runs_dir, &events);
+
+    let mut figures: Vec<BenchFigure> = timed.into_iter().map(|t| t.figure).collect();
+    fill_ratios(&mut figures);
+    let result = BenchResult {
+        harness_version: env!("CARGO_PKG_VERSION").into(),
+        started: humantime::format_rfc3339_seconds(started).to_string(),
+        machine: machine(),
+        emulator: emulator.version.clone(),
+        accel: accel.name().into(),
+        accel_reason: accel.reason.clone(),
+        kernel: options.kernel.clone(),
+        kernel_release: warm.records.iter().find_map(|r| r.kernel_release.clone()),
+        boot_image: boot.how.clone(),
+        scenario: options.scenario.clone(),
+        cells: ids,
+        rounds: options.rounds as u32,
+        figures,
+    };
+    write_result(&options.out, &result)?;
+    Ok(result)
+}
+
+/// The scenario's first `--cells` cells on the bench's kernel.
+fn bench_cells(project: &Project, options: &BenchOptions) -> Result<(Planned, Vec<Cell>)> {
+    let planned = project.plan(&Request {
+        scenarios: vec![options.scenario.clone()],
+        kernels: vec![options.kernel.clone()],
+        ..Default::default()
+    })?;
+    let cells: Vec<Cell> = planned.cells.iter().take(options.cells).cloned().collect();
+    if cells.is_empty() {
+        bail!(
+            "scenario {} has no cells on {} (`kmatrix plan --scenario {} --kernel {}`)",
+            options.scenario,
+            options.kernel,
+            options.scenario,
+            options.kernel
+        );
+    }
+    Ok((planned, cells))
+}
+
+/// The floor: bare QEMU with kmatrix's flags and command line and an init
+/// that only powers off, booting the kernel as kmatrix boots it, and its
+/// compressed image.
+fn floor_figures(
+    qemu: &QemuBackend,
+    kernel: &KernelArtifact,
+    boot: &BootImage,
+    floor_dir: &Path,
+) -> Result<Vec<Timed>> {
+    let initramfs = floor::trivial_initramfs(floor_dir)?;
     let mut timed = Vec::new();
     for (id, image, what) in [
         (
@@ -160,47 +215,22 @@ pub fn bench(
             run: Box::new(move |_| floor::boot(&argv, &console)),
         });
     }
-    let one = ids[..1].to_vec();
-    timed.push(kmatrix.figure(
-        ONE_CELL,
-        format!("`kmatrix run` of one {} cell", options.scenario),
-        one.clone(),
-        1,
-    ));
-    timed.push(kmatrix.figure(
-        N_CELLS,
-        format!("`kmatrix run` of {} cells in one boot", ids.len()),
-        ids.clone(),
-        1,
-    ));
-    timed.push(kmatrix.boot_per_cell(&ids));
+    Ok(timed)
+}
 
-    if !options.peers.is_empty() {
-        let peer_work = peers::Work::of(
-            &provisioner,
-            &planned,
-            &cells[0],
-            &kernel,
-            &qemu,
-            &floor_dir,
-        )?;
-        for peer in &options.peers {
-            timed.push(peers::prepare(peer, &peer_work, cache_root));
-        }
-    }
-
-    for round in 0..options.rounds {
+/// Times every figure once per round, the order rotating each round: no
+/// figure always runs first (cold page cache) or right after the heaviest.
+fn time_rounds(timed: &mut [Timed], rounds: usize, runs_dir: &Path, events: &Events) {
+    for round in 0..rounds {
         let count = timed.len();
         for k in 0..count {
-            // Rotating the order each round: no figure always runs first
-            // (cold page cache) or right after the heaviest.
             let index = (round + k) % count;
             let item = &mut timed[index];
             if item.figure.unavailable.is_some() {
                 continue;
             }
             let scratch = runs_dir.join(format!("{}-{}", item.figure.id, round + 1));
-            let label = format!("round {}/{}: {}", round + 1, options.rounds, item.figure.id);
+            let label = format!("round {}/{}: {}", round + 1, rounds, item.figure.id);
             let began = Instant::now();
             let outcome = events.step(&label, || (item.run)(&scratch));
             let took = began.elapsed().as_millis() as u64;
@@ -211,33 +241,16 @@ pub fn bench(
             let _ = fs::remove_dir_all(&scratch);
         }
     }
+}
 
-    let mut figures: Vec<BenchFigure> = timed.into_iter().map(|t| t.figure).collect();
-    fill_ratios(&mut figures);
-    let result = BenchResult {
-        harness_version: env!("CARGO_PKG_VERSION").into(),
-        started: humantime::format_rfc3339_seconds(started).to_string(),
-        machine: machine(),
-        emulator: emulator.version.clone(),
-        accel: accel.name().into(),
-        accel_reason: accel.reason.clone(),
-        kernel: options.kernel.clone(),
-        kernel_release: warm.records.iter().find_map(|r| r.kernel_release.clone()),
-        boot_image: boot.how.clone(),
-        scenario: options.scenario.clone(),
-        cells: ids,
-        rounds: options.rounds as u32,
-        figures,
-    };
+/// `bench.json` and `bench.md` in `out`.
+fn write_result(out: &Path, result: &BenchResult) -> Result<()> {
+    crate::files::write_atomically(&out.join(BENCH_FILE), &serde_json::to_vec_pretty(result)?)?;
     crate::files::write_atomically(
-        &options.out.join(BENCH_FILE),
-        &serde_json::to_vec_pretty(&result)?,
+        &out.join(BENCH_MARKDOWN),
+        crate::report::bench::render(result).as_bytes(),
     )?;
-    crate::files::write_atomically(
-        &options.out.join(BENCH_MARKDOWN),
-        crate::report::bench::render(&result).as_bytes(),
-    )?;
-    Ok(result)
+    Ok(())
 }
 
 fn figure(id: &str, what: &str, command: String) -> BenchFigure {
@@ -322,6 +335,26 @@ struct Ran {
 }
 
 impl KmatrixRuns {
+    /// kmatrix's own figures: one cell, all `ids` in one boot, and the
+    /// same cells one boot each.
+    fn figures(&self, ids: &[String]) -> Vec<Timed> {
+        vec![
+            self.figure(
+                ONE_CELL,
+                format!("`kmatrix run` of one {} cell", self.scenario),
+                ids[..1].to_vec(),
+                1,
+            ),
+            self.figure(
+                N_CELLS,
+                format!("`kmatrix run` of {} cells in one boot", ids.len()),
+                ids.to_vec(),
+                1,
+            ),
+            self.boot_per_cell(ids),
+        ]
+    }
+
     fn argv(&self, cells: &[String], out: &Path) -> Vec<String> {
         let mut argv = vec![
             self.exe.display().to_string(),
