@@ -123,3 +123,51 @@ fn files_read_in_one_sitting() {
         long.join("\n")
     );
 }
+
+/// Functions under 100 lines outside tests: from a `fn` line to the `}` at
+/// its indentation (rustfmt's layout), test modules and test files skipped.
+#[test]
+fn functions_read_in_one_sitting() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    sources(&src().join("../../vm/src"), &mut files);
+    sources(&src().join("../../metadata/src"), &mut files);
+    let mut long = Vec::new();
+    for file in files.iter().filter(|f| {
+        let name = f.file_name().unwrap().to_string_lossy();
+        !name.ends_with("_tests.rs") && name != "tests.rs"
+    }) {
+        let text = fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = without_tests(&text).lines().collect();
+        for (start, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn "]
+                .iter()
+                .any(|p| trimmed.starts_with(p));
+            if !is_fn || trimmed.ends_with(';') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            let close = format!("{}}}", " ".repeat(indent));
+            let Some(length) = lines[start..]
+                .iter()
+                .position(|l| l.starts_with(&close) && l.trim_end().len() <= indent + 2)
+            else {
+                continue;
+            };
+            if length + 1 > 100 {
+                long.push(format!(
+                    "{}:{} {} lines",
+                    file.display(),
+                    start + 1,
+                    length + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over 100 lines:\n{}",
+        long.join("\n")
+    );
+}

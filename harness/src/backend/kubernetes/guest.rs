@@ -122,47 +122,10 @@ impl GuestNode {
             version: parts.parts.version.clone(),
             kube_proxy,
         };
-        // Credentials: made here, as for the host's cluster.
-        let cluster_files = files.join("cluster");
-        write_credentials(
-            &parts.parts.bin.join("kubeadm"),
-            &cluster_files,
-            &parts.parts.version,
-            &[GUEST_ADDRESS],
-            &log_dir.join("kubeadm.log"),
-        )?;
-        fs::remove_file(cluster_files.join("kubeadm.yaml"))?;
-        for (path, text) in layout.config_files()? {
-            let target = cluster_files.join(path);
-            fs::create_dir_all(target.parent().expect("config files are in folders"))?;
-            fs::write(target, text)?;
-        }
-        let image_dir = files.join("images");
-        fs::create_dir_all(&image_dir)?;
-        super::workload::one_binary_image(
-            &parts.parts.bin.join("pause"),
-            "/pause",
-            PAUSE_IMAGE,
-            &image_dir.join("0-pause.tar"),
-        )?;
-        for work in &request.workloads {
-            // A version without a reproducer fails in its own cell.
-            let _ = super::workload::workload_image(work, &image_dir);
-        }
-        fs::write(files.join("start.sh"), start_script())?;
-        fs::write(files.join("node.sh"), node_script(&layout))?;
-
+        write_node_files(request, parts, &layout, &files, &log_dir)?;
         // Host kubeconfig: the admin's, through the forwarded port.
         let port = free_port()?;
-        let kubeconfig = scratch.join("admin.conf");
-        let admin = fs::read_to_string(cluster_files.join("kubeconfig/admin.conf"))?;
-        fs::write(
-            &kubeconfig,
-            admin.replace(
-                &format!("https://127.0.0.1:{}", PORTS.apiserver),
-                &format!("https://127.0.0.1:{port}"),
-            ),
-        )?;
+        let kubeconfig = host_kubeconfig(&files.join("cluster"), scratch, port)?;
 
         let initramfs = scratch.join("initramfs.cpio");
         let boot = boot_request(request, parts, &files)?;
@@ -208,26 +171,7 @@ impl GuestNode {
         };
         node.wait_for_hello(interrupted)?;
         let booted = started.elapsed();
-        node.wait_until("a Ready node", interrupted, |n| {
-            // Short: Ctrl-C is looked at between two polls.
-            let out = super::kubectl_output(
-                n.kubectl_within(15),
-                &[
-                    "get",
-                    "node",
-                    super::node::NODE_NAME,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-                ],
-            )?;
-            Ok(out.trim() == "True")
-        })?;
-        node.wait_until("the default service account", interrupted, |n| {
-            Ok(
-                super::kubectl_output(n.kubectl_within(15), &["get", "serviceaccount", "default"])
-                    .is_ok(),
-            )
-        })?;
+        node.wait_for_ready(interrupted)?;
         let ready = started.elapsed();
         node.facts.insert(
             "cluster".into(),
@@ -252,6 +196,31 @@ impl GuestNode {
             ),
         )?;
         Ok(node)
+    }
+
+    /// Until the node is Ready and the default service account exists
+    /// (workloads can be applied then).
+    fn wait_for_ready(&self, interrupted: &AtomicBool) -> Result<()> {
+        self.wait_until("a Ready node", interrupted, |n| {
+            // Short: Ctrl-C is looked at between two polls.
+            let out = super::kubectl_output(
+                n.kubectl_within(15),
+                &[
+                    "get",
+                    "node",
+                    super::node::NODE_NAME,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+            )?;
+            Ok(out.trim() == "True")
+        })?;
+        self.wait_until("the default service account", interrupted, |n| {
+            Ok(
+                super::kubectl_output(n.kubectl_within(15), &["get", "serviceaccount", "default"])
+                    .is_ok(),
+            )
+        })
     }
 
     /// The proxier kube-proxy says it uses (its log, in `node.log`): it
@@ -491,6 +460,63 @@ fn boot_request(request: &BootRequest, parts: &GuestParts, files: &Path) -> Resu
         log_dir: request.log_dir.clone(),
         workloads: Vec::new(),
     })
+}
+
+/// What the guest's node needs beside its disk: credentials and config
+/// made here (as for the host's cluster), the pause and workload images,
+/// and the two scripts.
+fn write_node_files(
+    request: &BootRequest,
+    parts: &GuestParts,
+    layout: &NodeLayout,
+    files: &Path,
+    log_dir: &Path,
+) -> Result<()> {
+    // Credentials: made here, as for the host's cluster.
+    let cluster_files = files.join("cluster");
+    write_credentials(
+        &parts.parts.bin.join("kubeadm"),
+        &cluster_files,
+        &parts.parts.version,
+        &[GUEST_ADDRESS],
+        &log_dir.join("kubeadm.log"),
+    )?;
+    fs::remove_file(cluster_files.join("kubeadm.yaml"))?;
+    for (path, text) in layout.config_files()? {
+        let target = cluster_files.join(path);
+        fs::create_dir_all(target.parent().expect("config files are in folders"))?;
+        fs::write(target, text)?;
+    }
+    let image_dir = files.join("images");
+    fs::create_dir_all(&image_dir)?;
+    super::workload::one_binary_image(
+        &parts.parts.bin.join("pause"),
+        "/pause",
+        PAUSE_IMAGE,
+        &image_dir.join("0-pause.tar"),
+    )?;
+    for work in &request.workloads {
+        // A version without a reproducer fails in its own cell.
+        let _ = super::workload::workload_image(work, &image_dir);
+    }
+    fs::write(files.join("start.sh"), start_script())?;
+    fs::write(files.join("node.sh"), node_script(layout))?;
+    Ok(())
+}
+
+/// The admin's kubeconfig for the host, pointed at QEMU's forward of the
+/// guest's API server to `port`.
+fn host_kubeconfig(cluster_files: &Path, scratch: &Path, port: u16) -> Result<PathBuf> {
+    let kubeconfig = scratch.join("admin.conf");
+    let admin = fs::read_to_string(cluster_files.join("kubeconfig/admin.conf"))?;
+    fs::write(
+        &kubeconfig,
+        admin.replace(
+            &format!("https://127.0.0.1:{}", PORTS.apiserver),
+            &format!("https://127.0.0.1:{port}"),
+        ),
+    )?;
+    Ok(kubeconfig)
 }
 
 /// A port on 127.0.0.1 nothing listens on now, for QEMU to forward.

@@ -95,20 +95,9 @@ impl Backend for KubernetesBackend {
             };
             return outcome;
         };
-        let scratch = self.scratch.join(format!(
-            "kubernetes-{}",
-            request
-                .log_dir
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-        ));
-        // The runner groups cells by the mode they ask for: one per boot.
-        let kube_proxy = request
-            .workloads
-            .first()
-            .and_then(|w| w.kube.kube_proxy)
-            .unwrap_or(KubeProxyMode::Iptables);
+        let boot_name = request.log_dir.file_name().unwrap_or_default();
+        let scratch = (self.scratch).join(format!("kubernetes-{}", boot_name.to_string_lossy()));
+        let kube_proxy = kube_proxy_of(request);
         let _slot = matches!(cluster, ClusterKind::Guest(_))
             .then(|| self.guest_slot.lock().unwrap_or_else(|e| e.into_inner()));
         if self.interrupted.load(Ordering::SeqCst) {
@@ -116,34 +105,11 @@ impl Backend for KubernetesBackend {
             outcome.end = BootEnd::Interrupted;
             return outcome;
         }
-        let started: anyhow::Result<Box<dyn Cluster>> = match cluster {
-            ClusterKind::Guest(parts) => self
-                .start_guest(request, parts, kube_proxy, &scratch)
-                .map(|c| Box::new(c) as Box<dyn Cluster>),
-            ClusterKind::Local(parts) => {
-                local::LocalCluster::start(parts, kube_proxy, &request.log_dir, &self.interrupted)
-                    .map(|c| Box::new(c) as Box<dyn Cluster>)
-            }
-            ClusterKind::Kind { node_image, kind } => {
-                kind::KindCluster::start(kind, node_image, &request.log_dir)
-                    .map(|c| Box::new(c) as Box<dyn Cluster>)
-            }
-        };
-        let cluster = match started {
+        let cluster = match self.start_cluster(cluster, request, kube_proxy, &scratch) {
             Ok(cluster) => cluster,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
-                // A guest's console is its kernel's: keep it, and say why after.
-                let console = std::fs::read_to_string(&outcome.console_path).unwrap_or_default();
-                outcome.console = format!("{console}{e:#}\n");
-                let _ = std::fs::write(&outcome.console_path, &outcome.console);
-                outcome.end = if self.interrupted.load(Ordering::SeqCst) {
-                    BootEnd::Interrupted
-                } else {
-                    BootEnd::BackendFailed {
-                        detail: format!("the cluster did not come up: {e:#}"),
-                    }
-                };
+                self.not_up(&mut outcome, &e);
                 return outcome;
             }
         };
@@ -251,4 +217,56 @@ pub fn host_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+impl KubernetesBackend {
+    /// The request's cluster, up: a guest's (one at a time), the host's,
+    /// or kind's.
+    fn start_cluster(
+        &self,
+        cluster: &ClusterKind,
+        request: &BootRequest,
+        kube_proxy: KubeProxyMode,
+        scratch: &Path,
+    ) -> anyhow::Result<Box<dyn Cluster>> {
+        match cluster {
+            ClusterKind::Guest(parts) => self
+                .start_guest(request, parts, kube_proxy, scratch)
+                .map(|c| Box::new(c) as Box<dyn Cluster>),
+            ClusterKind::Local(parts) => {
+                local::LocalCluster::start(parts, kube_proxy, &request.log_dir, &self.interrupted)
+                    .map(|c| Box::new(c) as Box<dyn Cluster>)
+            }
+            ClusterKind::Kind { node_image, kind } => {
+                kind::KindCluster::start(kind, node_image, &request.log_dir)
+                    .map(|c| Box::new(c) as Box<dyn Cluster>)
+            }
+        }
+    }
+
+    /// A cluster that did not come up: why, after the guest's console
+    /// (its kernel's), and how the boot ended.
+    fn not_up(&self, outcome: &mut BootOutcome, e: &anyhow::Error) {
+        // A guest's console is its kernel's: keep it, and say why after.
+        let console = std::fs::read_to_string(&outcome.console_path).unwrap_or_default();
+        outcome.console = format!("{console}{e:#}\n");
+        let _ = std::fs::write(&outcome.console_path, &outcome.console);
+        outcome.end = if self.interrupted.load(Ordering::SeqCst) {
+            BootEnd::Interrupted
+        } else {
+            BootEnd::BackendFailed {
+                detail: format!("the cluster did not come up: {e:#}"),
+            }
+        };
+    }
+}
+
+/// The kube-proxy mode a boot's cells ask for: the runner groups cells by
+/// it, one mode per boot.
+fn kube_proxy_of(request: &BootRequest) -> KubeProxyMode {
+    request
+        .workloads
+        .first()
+        .and_then(|w| w.kube.kube_proxy)
+        .unwrap_or(KubeProxyMode::Iptables)
 }
