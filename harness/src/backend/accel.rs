@@ -108,6 +108,7 @@ pub fn probe_kvm(
         files: Vec::new(),
         rootfs: Vec::new(),
         kernel_args: Vec::new(),
+        kube_proxy: None,
         disks: Vec::new(),
         job: Job {
             entropy_seed_hex: entropy_seed(),

@@ -46,6 +46,9 @@ pub struct BootRequest {
     pub rootfs: Vec<PathBuf>,
     /// Extra kernel command-line words for this boot.
     pub kernel_args: Vec<String>,
+    /// On a cluster: kube-proxy's mode for this boot (its cells share it;
+    /// `None`: iptables, kube-proxy's default).
+    pub kube_proxy: Option<crate::inputs::scenario::KubeProxyMode>,
     /// Read-only disks, in the order the job's `disks` name them.
     pub disks: Vec<GuestDisk>,
     pub job: Job,

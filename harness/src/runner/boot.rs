@@ -14,6 +14,7 @@ use super::guest::{record_without_guest, BootFacts, GuestView};
 use super::{job_for, FleetMessage, KernelWork, RunContext};
 use crate::backend::{Backend, BootEnd, BootOutcome, BootRequest, GuestDisk, GuestFile};
 use crate::events::RunEvent;
+use crate::inputs::scenario::KubeProxyMode;
 use crate::plan::Cell;
 use crate::provision::cluster::GUEST_MODULES;
 use crate::provision::Environment;
@@ -51,6 +52,7 @@ pub(super) fn run_kernel(
     // Each group's boots get their own log folders.
     let boot_name = group.name();
     let kernel_args = group.kernel_args;
+    let kube_proxy = group.kube_proxy;
     let (disks, bundle_files) = match context.artifacts_for(&cells, &boot_name) {
         Ok(found) => found,
         Err(e) => {
@@ -116,6 +118,7 @@ pub(super) fn run_kernel(
         backend: context.backends.for_environment(&environment),
         environment,
         kernel_args,
+        kube_proxy,
         boot_name,
         attempts: BTreeMap::new(),
         stats: BootStats::default(),
@@ -158,6 +161,7 @@ struct Session<'a> {
     environment: Environment,
     backend: &'a dyn Backend,
     kernel_args: Vec<String>,
+    kube_proxy: Option<KubeProxyMode>,
     boot_name: String,
     files: Vec<GuestFile>,
     disks: Vec<GuestDisk>,
@@ -350,6 +354,7 @@ impl Session<'_> {
             files: self.files.clone(),
             rootfs: self.rootfs.clone(),
             kernel_args: self.kernel_args.clone(),
+            kube_proxy: self.kube_proxy,
             disks: self.disks.clone(),
             job: job_for(cells, &self.module_paths, &self.disks),
             log_dir: self

@@ -451,6 +451,7 @@ fn boot_request(request: &BootRequest, parts: &GuestParts, files: &Path) -> Resu
         files: guest_files,
         rootfs: Vec::new(),
         kernel_args: request.kernel_args.clone(),
+        kube_proxy: request.kube_proxy,
         disks: vec![GuestDisk {
             host_path: parts.disk.image.clone(),
             tree: PathBuf::new(),

@@ -97,7 +97,7 @@ impl Backend for KubernetesBackend {
         };
         let boot_name = request.log_dir.file_name().unwrap_or_default();
         let scratch = (self.scratch).join(format!("kubernetes-{}", boot_name.to_string_lossy()));
-        let kube_proxy = kube_proxy_of(request);
+        let kube_proxy = request.kube_proxy.unwrap_or(KubeProxyMode::Iptables);
         let _slot = matches!(cluster, ClusterKind::Guest(_))
             .then(|| self.guest_slot.lock().unwrap_or_else(|e| e.into_inner()));
         if self.interrupted.load(Ordering::SeqCst) {
@@ -259,14 +259,4 @@ impl KubernetesBackend {
             }
         };
     }
-}
-
-/// The kube-proxy mode a boot's cells ask for: the runner groups cells by
-/// it, one mode per boot.
-fn kube_proxy_of(request: &BootRequest) -> KubeProxyMode {
-    request
-        .workloads
-        .first()
-        .and_then(|w| w.kube.kube_proxy)
-        .unwrap_or(KubeProxyMode::Iptables)
 }
