@@ -13,6 +13,7 @@
 //! `kmatrix-metadata` crate; the guest protocol is `kmatrix-agent`'s lib.
 
 // Foundations: used by every layer above, using none of them.
+pub mod cancel;
 pub mod diagnostic;
 pub mod events;
 pub mod files;

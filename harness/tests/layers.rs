@@ -9,7 +9,15 @@ use std::path::{Path, PathBuf};
 /// Lowest first. A module's layer is the index of the group naming it.
 const LAYERS: &[&[&str]] = &[
     // Shared vocabulary and plumbing: ids, errors, events, the results files.
-    &["ids", "hashing", "files", "diagnostic", "events", "results"],
+    &[
+        "ids",
+        "hashing",
+        "files",
+        "diagnostic",
+        "events",
+        "results",
+        "cancel",
+    ],
     // Where artifacts come from: archives, registries, caches, builds.
     &["sources"],
     // What the user wrote: catalogs, scenarios, the lock file.

@@ -5,13 +5,12 @@
 
 use super::qemu::{Accel, QemuBackend};
 use super::{entropy_seed, Backend, BootEnd, BootRequest};
+use crate::cancel::Cancel;
 use crate::provision::{Emulator, KernelArtifact};
 use kmatrix_agent::{GuestEvent, Job};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +96,7 @@ pub fn probe_kvm(
     kernel: &KernelArtifact,
     agent: &Path,
     log_dir: &Path,
-    interrupted: Arc<AtomicBool>,
+    interrupted: Cancel,
 ) -> Result<(), String> {
     let mut backend = QemuBackend::new(emulator.clone(), Accel::Kvm, interrupted);
     backend.deadlines.boot = Duration::from_secs(20);

@@ -11,6 +11,7 @@
 //! network but loopback.
 
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::cancel::{Cancel, Deadline};
 use crate::hashing::{sha256_bytes, sha256_file};
 use crate::sources::engine::Engine;
 use bollard::container::LogOutput;
@@ -25,9 +26,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Where the agent sits in the container's image.
 const AGENT_PATH: &str = "/kmatrix/agent";
@@ -50,7 +50,7 @@ const CELL_GRACE: Duration = Duration::from_secs(15);
 
 pub struct DockerBackend {
     engine: OnceLock<Result<Engine, String>>,
-    pub interrupted: Arc<AtomicBool>,
+    pub interrupted: Cancel,
     /// The run directory, labelled on each container.
     pub run_dir: PathBuf,
     /// Where image tarballs are written before they are imported.
@@ -58,7 +58,7 @@ pub struct DockerBackend {
 }
 
 impl DockerBackend {
-    pub fn new(interrupted: Arc<AtomicBool>, run_dir: &Path, scratch: &Path) -> Self {
+    pub fn new(interrupted: Cancel, run_dir: &Path, scratch: &Path) -> Self {
         DockerBackend {
             engine: OnceLock::new(),
             interrupted,
@@ -125,7 +125,7 @@ impl Backend for DockerBackend {
                 return outcome;
             }
         };
-        let deadline = Instant::now() + job_deadline(request);
+        let deadline = Deadline::after(job_deadline(request));
         let run = Run {
             backend: self,
             engine,
@@ -218,7 +218,7 @@ struct Run<'a> {
 impl Run<'_> {
     /// Runs the container to its end, handing its output to `output`
     /// (`true` for stdout) as it comes.
-    fn run(&self, deadline: Instant, output: &mut dyn FnMut(&[u8], bool)) -> BootEnd {
+    fn run(&self, deadline: Deadline, output: &mut dyn FnMut(&[u8], bool)) -> BootEnd {
         let docker = self.engine.docker();
         let name = container_name(&self.request.label);
         self.engine.block_on(async {
@@ -282,10 +282,10 @@ impl Run<'_> {
                         None => break self.exit_state(&name).await,
                     },
                     _ = tick.tick() => {
-                        if self.backend.interrupted.load(Ordering::SeqCst) {
+                        if self.backend.interrupted.is_cancelled() {
                             break BootEnd::Interrupted;
                         }
-                        if Instant::now() >= deadline {
+                        if deadline.passed() {
                             break BootEnd::DeadlineExceeded {
                                 waiting_for: "the container's job to finish".into(),
                             };

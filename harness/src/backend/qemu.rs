@@ -6,15 +6,15 @@
 use super::initramfs::write_initramfs;
 use super::machine::{Machine, Running, Serial, STDERR_FILE};
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::cancel::{Cancel, Deadline};
 use crate::provision::Emulator;
 use kmatrix_agent::{GuestEvent, RESULTS_PORT_PARAM};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// The accelerator a guest runs under (spelled `tcg`/`kvm` in files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -70,7 +70,7 @@ pub struct QemuBackend {
     /// Virtual CPUs (`-smp`).
     pub cpus: u32,
     pub deadlines: Deadlines,
-    pub interrupted: Arc<AtomicBool>,
+    pub interrupted: Cancel,
     /// Where each boot's initramfs is written and removed after the boot:
     /// outside the results directory, which keeps only logs.
     pub scratch: PathBuf,
@@ -82,7 +82,7 @@ pub struct QemuBackend {
 }
 
 impl QemuBackend {
-    pub fn new(emulator: Emulator, accel: Accel, interrupted: Arc<AtomicBool>) -> Self {
+    pub fn new(emulator: Emulator, accel: Accel, interrupted: Cancel) -> Self {
         QemuBackend {
             emulator,
             accel,
@@ -290,7 +290,7 @@ impl QemuBackend {
         events: &mut Vec<GuestEvent>,
     ) -> BootEnd {
         let end = loop {
-            if self.interrupted.load(Ordering::SeqCst) {
+            if self.interrupted.is_cancelled() {
                 running.kill();
                 break BootEnd::Interrupted;
             }
@@ -334,9 +334,9 @@ impl QemuBackend {
             })
             .collect();
         let mut waiting_for = "the agent to start (kernel boot)".to_string();
-        let mut deadline = Instant::now() + self.deadlines.boot;
+        let mut deadline = Deadline::after(self.deadlines.boot);
         loop {
-            if self.interrupted.load(Ordering::SeqCst) {
+            if self.interrupted.is_cancelled() {
                 running.kill();
                 return BootEnd::Interrupted;
             }
@@ -349,15 +349,16 @@ impl QemuBackend {
                     (waiting_for, deadline) = match &event {
                         GuestEvent::CellStart { cell_id } => (
                             format!("cell {cell_id} to finish"),
-                            Instant::now()
-                                + cell_budgets
+                            Deadline::after(
+                                cell_budgets
                                     .get(cell_id.as_str())
                                     .copied()
                                     .unwrap_or(self.deadlines.cell_grace),
+                            ),
                         ),
                         GuestEvent::Done => (
                             "the guest to power off".into(),
-                            Instant::now() + self.deadlines.shutdown,
+                            Deadline::after(self.deadlines.shutdown),
                         ),
                         _ => (waiting_for, deadline),
                     };
@@ -372,7 +373,7 @@ impl QemuBackend {
             if running.exited() {
                 return BootEnd::Completed;
             }
-            if Instant::now() >= deadline {
+            if deadline.passed() {
                 running.kill();
                 if events.iter().any(|e| matches!(e, GuestEvent::Done)) {
                     // Every result is in; a guest slow to power off costs nothing.

@@ -7,10 +7,9 @@ use super::docker::DockerBackend;
 use super::kubernetes::{guest::GuestVm, KubernetesBackend};
 use super::qemu::{Accel, QemuBackend};
 use super::Backends;
+use crate::cancel::Cancel;
 use crate::provision::Emulator;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 /// What every backend of a run is built from.
 pub struct BackendSettings {
@@ -24,7 +23,7 @@ pub struct BackendSettings {
     pub keep_initramfs: bool,
     /// `kmatrix shell`: the guest's console on this terminal.
     pub interactive: bool,
-    pub interrupted: Arc<AtomicBool>,
+    pub interrupted: Cancel,
 }
 
 /// The built backends; [`BackendSet::backends`] lends them to the runner.

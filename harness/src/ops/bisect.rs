@@ -6,6 +6,7 @@
 //! selection is the whole axis, so `kmatrix run --resume DIR` can fill the
 //! rest in), and a cell already there is reused without a boot.
 
+use crate::cancel::Cancel;
 use crate::inputs::Catalog;
 use crate::ops::run::{self, RunOptions};
 use crate::plan::{Cell, Selection};
@@ -17,8 +18,6 @@ use anyhow::{bail, Result};
 use kmatrix_metadata::{BisectResult, Verdict, BISECT_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// How often a point whose boot failed (`infra-error`) is tried again
 /// before it is set aside.
@@ -68,7 +67,7 @@ pub fn bisect(
     project: &Project,
     cache_root: &Path,
     options: &BisectOptions,
-    interrupted: Arc<AtomicBool>,
+    interrupted: Cancel,
 ) -> Result<BisectResult> {
     let (axis_name, fixed, request) = request_for(options);
     let planned = project.plan(&request)?;
@@ -110,7 +109,7 @@ pub fn bisect(
         }
         _ => None,
     };
-    if search.interrupted.load(Ordering::SeqCst) {
+    if search.interrupted.is_cancelled() {
         bail!(
             "interrupted: the cells judged so far are in {}; run the same bisect again to continue",
             options.run.out.display()
@@ -232,7 +231,7 @@ struct Search<'a> {
     cache_root: &'a Path,
     options: &'a BisectOptions,
     request: Request,
-    interrupted: Arc<AtomicBool>,
+    interrupted: Cancel,
     boots: u32,
     seen: BTreeMap<String, Judged>,
 }
@@ -246,7 +245,7 @@ impl Search<'_> {
         }
         let mut judged = Judged::Unusable(Verdict::InfraError);
         for _ in 0..=INFRA_RETRIES {
-            if self.interrupted.load(Ordering::SeqCst) {
+            if self.interrupted.is_cancelled() {
                 return Ok(judged);
             }
             let options = RunOptions {
@@ -297,7 +296,7 @@ impl Search<'_> {
             if let Judged::Verdict(v) = self.judge(&points[at as usize])? {
                 return Ok(Some((at as usize, v)));
             }
-            if at == to as isize || self.interrupted.load(Ordering::SeqCst) {
+            if at == to as isize || self.interrupted.is_cancelled() {
                 return Ok(None);
             }
             at += step;
@@ -315,7 +314,7 @@ impl Search<'_> {
         low: Verdict,
         mut hi: usize,
     ) -> Result<(usize, usize)> {
-        while hi - lo > 1 && !self.interrupted.load(Ordering::SeqCst) {
+        while hi - lo > 1 && !self.interrupted.is_cancelled() {
             let mid = lo + (hi - lo) / 2;
             let found = match self.first_usable(points, mid, hi - 1, 1)? {
                 Some(found) => Some(found),

@@ -5,6 +5,7 @@
 
 use super::run::{run, RunOptions, RunSummary};
 use crate::backend::accel::AccelChoice;
+use crate::cancel::Cancel;
 use crate::diagnostic::FileError;
 use crate::files::copy_tree;
 use crate::project::Request;
@@ -14,8 +15,6 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 /// What to run where.
 #[derive(Debug, Clone)]
@@ -56,7 +55,7 @@ pub fn exec(
     project: &Project,
     cache_root: &Path,
     options: &ExecOptions,
-    interrupted: Arc<AtomicBool>,
+    interrupted: Cancel,
 ) -> Result<(RunSummary, Vec<String>)> {
     if options.kernels.is_empty() {
         bail!("give at least one --kernel (`kmatrix list` shows them)");

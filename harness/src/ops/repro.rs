@@ -3,6 +3,7 @@
 
 use super::run::{run, RunOptions};
 use crate::backend::accel::AccelChoice;
+use crate::cancel::Cancel;
 use crate::diagnostic::FileError;
 use crate::plan::{Cell, Selection};
 use crate::project::Request;
@@ -13,8 +14,6 @@ use anyhow::Result;
 use kmatrix_metadata::CellRecord;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 pub struct Repro {
     pub cell: Cell,
@@ -76,12 +75,7 @@ pub fn repro(
         only: None,
         shell: false,
     };
-    let summary = run(
-        project,
-        cache_root,
-        &options,
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let summary = run(project, cache_root, &options, Cancel::new())?;
     let record = summary.records.into_iter().find(|r| cell.id == r.cell_id);
     let boot_dir = record
         .as_ref()

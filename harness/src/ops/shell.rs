@@ -5,6 +5,7 @@
 
 use super::run::{run, RunOptions};
 use crate::backend::accel::AccelChoice;
+use crate::cancel::Cancel;
 use crate::diagnostic::FileError;
 use crate::files::copy_tree;
 use crate::inputs::catalog::KERNELS_FILE;
@@ -16,8 +17,6 @@ use crate::Project;
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct ShellOptions {
@@ -60,7 +59,7 @@ pub fn shell(
     project: &Project,
     cache_root: &Path,
     options: &ShellOptions,
-    interrupted: Arc<AtomicBool>,
+    interrupted: Cancel,
 ) -> Result<ShellEnd> {
     let mut catalog = project.catalog()?;
     let kernel = catalog

@@ -24,7 +24,6 @@ use kmatrix_agent::GuestEvent;
 use kmatrix_metadata::{BootStats, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 /// Boots in a row that never reach the agent (or stop between cells)
@@ -174,7 +173,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     fn interrupted(&self) -> bool {
-        self.context.interrupted.load(Ordering::SeqCst)
+        self.context.interrupted.is_cancelled()
     }
 
     fn run(&mut self, mut cells: Vec<Cell>) {

@@ -13,6 +13,7 @@ pub mod schedule;
 pub use guest::record_without_guest;
 
 use crate::backend::{entropy_seed, Backends, GuestDisk, GuestFile};
+use crate::cancel::Cancel;
 use crate::events::{Events, RunEvent};
 use crate::ids::ScenarioId;
 use crate::inputs::scenario::{KubeProxyMode, Signature};
@@ -22,7 +23,6 @@ use kmatrix_agent::{Job, JobCell, JobDisk, JobProbe};
 use kmatrix_metadata::{BootStats, CellRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
 /// What the runner needs besides the backend.
@@ -44,7 +44,7 @@ pub struct RunContext<'a> {
     /// VMs running in parallel finish together.
     pub durations: schedule::Durations,
     pub events: Events,
-    pub interrupted: &'a AtomicBool,
+    pub interrupted: &'a Cancel,
     /// `kmatrix shell`: instead of running the cells, one boot of their
     /// guest with a shell on the terminal; this root (busybox) laid under it.
     pub shell: Option<PathBuf>,
@@ -315,7 +315,7 @@ impl RunContext<'_> {
                 scope.spawn(move || loop {
                     let next = queue.lock().expect("queue").pop();
                     let Some(kernel_work) = next else { break };
-                    if self.interrupted.load(Ordering::SeqCst) {
+                    if self.interrupted.is_cancelled() {
                         break;
                     }
                     boot::run_kernel(kernel_work, self, &sender);

@@ -6,7 +6,6 @@ use crate::events::RunEvent;
 use crate::plan::Cell;
 use kmatrix_metadata::{BootStats, CellRecord, RunCounts, Verdict};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 pub(super) fn retry_failures(
     context: &RunContext,
@@ -37,7 +36,7 @@ pub(super) fn retry_failures(
             .map(|(id, _)| &cells[id])
             .collect();
         let work = context.group_into_boots(failing);
-        if work.is_empty() || context.interrupted.load(Ordering::SeqCst) {
+        if work.is_empty() || context.interrupted.is_cancelled() {
             break;
         }
         context.events.send(RunEvent::RetryRound {

@@ -11,6 +11,7 @@ use crate::verdict::Expectation;
 use kmatrix_agent::{GuestEvent, ProcessEnd};
 use kmatrix_metadata::{BootStats, RunCounts, Verdict};
 use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 
 /// A backend whose guest fails every probe on its first boot and passes
 /// afterwards: what a flaky cell looks like from the runner's side.
@@ -130,7 +131,7 @@ pub(super) fn run_with_stats(
     let dir = tempfile::tempdir().unwrap();
     let provisioned = provisioned(dir.path());
     let (sender, receiver) = mpsc::channel();
-    let interrupted = AtomicBool::new(false);
+    let interrupted = crate::cancel::Cancel::new();
     let context = RunContext {
         backends: Backends {
             vm: backend,
@@ -439,7 +440,7 @@ fn a_guest_that_never_starts_is_an_infra_error_after_three_boots() {
 fn the_longest_boot_is_taken_first() {
     let dir = tempfile::tempdir().unwrap();
     let provisioned = provisioned(dir.path());
-    let interrupted = AtomicBool::new(false);
+    let interrupted = crate::cancel::Cancel::new();
     let backend = FlakyGuest {
         boots: AtomicUsize::new(0),
     };

@@ -26,6 +26,7 @@ use super::Cluster;
 use crate::backend::machine::{Forward, Running, Serial};
 use crate::backend::qemu::{Accel, QemuBackend};
 use crate::backend::{BootRequest, GuestDisk, GuestFile};
+use crate::cancel::{wait_for, Cancel, Deadline, Waited};
 use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::cluster::GUEST_BIN_DIR;
 use crate::provision::{Emulator, GuestCluster as GuestParts};
@@ -37,8 +38,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The emulator and accelerator the run chose for its guests.
@@ -106,7 +106,7 @@ impl GuestNode {
         kube_proxy: KubeProxyMode,
         vm: &GuestVm,
         scratch: &Path,
-        interrupted: &Arc<AtomicBool>,
+        interrupted: &Cancel,
     ) -> Result<GuestNode> {
         let started = Instant::now();
         let log_dir = request.log_dir.join("cluster");
@@ -179,8 +179,10 @@ impl GuestNode {
         );
         node.facts
             .insert("kubernetes".into(), parts.parts.version.clone());
-        node.facts
-            .insert("kube-proxy".into(), node.proxier(&log_dir, kube_proxy)?);
+        node.facts.insert(
+            "kube-proxy".into(),
+            node.proxier(&log_dir, kube_proxy, interrupted)?,
+        );
         node.facts.insert(
             "cluster.ready_s".into(),
             format!("{:.1}", ready.as_secs_f64()),
@@ -200,7 +202,7 @@ impl GuestNode {
 
     /// Until the node is Ready and the default service account exists
     /// (workloads can be applied then).
-    fn wait_for_ready(&self, interrupted: &AtomicBool) -> Result<()> {
+    fn wait_for_ready(&self, interrupted: &Cancel) -> Result<()> {
         self.wait_until("a Ready node", interrupted, |n| {
             // Short: Ctrl-C is looked at between two polls.
             let out = super::kubectl_output(
@@ -226,58 +228,71 @@ impl GuestNode {
     /// The proxier kube-proxy says it uses (its log, in `node.log`): it
     /// falls back to iptables when IPVS is missing, which must not pass
     /// for an IPVS cell.
-    fn proxier(&self, log_dir: &Path, asked: KubeProxyMode) -> Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let log = fs::read_to_string(log_dir.join("node.log")).unwrap_or_default();
-            let said = log
-                .lines()
-                .filter(|l| l.starts_with("[kube-proxy]"))
-                .find_map(|l| {
-                    let mode = l.split("Using ").nth(1)?.split(' ').next()?;
-                    l.contains("Proxier").then(|| mode.to_string())
-                });
-            match said {
-                Some(mode) if mode == asked.as_str() => return Ok(mode),
-                Some(mode) => bail!(
-                    "kube-proxy runs in {mode} mode, not {} as asked: {}",
-                    asked.as_str(),
-                    log.lines()
-                        .rfind(|l| l.starts_with("[kube-proxy]") && l.contains("IPVS"))
-                        .unwrap_or("(no IPVS line in its log)")
-                ),
-                None if Instant::now() > deadline => {
-                    bail!("kube-proxy never said which proxier it uses (cluster/node.log)")
+    fn proxier(&self, log_dir: &Path, asked: KubeProxyMode, cancel: &Cancel) -> Result<String> {
+        let waited = wait_for(
+            cancel,
+            Deadline::after(Duration::from_secs(60)),
+            Duration::from_secs(1),
+            || {
+                let log = fs::read_to_string(log_dir.join("node.log")).unwrap_or_default();
+                let said = log
+                    .lines()
+                    .filter(|l| l.starts_with("[kube-proxy]"))
+                    .find_map(|l| {
+                        let mode = l.split("Using ").nth(1)?.split(' ').next()?;
+                        l.contains("Proxier").then(|| mode.to_string())
+                    });
+                match said {
+                    Some(mode) if mode == asked.as_str() => Ok(Some(mode)),
+                    Some(mode) => bail!(
+                        "kube-proxy runs in {mode} mode, not {} as asked: {}",
+                        asked.as_str(),
+                        log.lines()
+                            .rfind(|l| l.starts_with("[kube-proxy]") && l.contains("IPVS"))
+                            .unwrap_or("(no IPVS line in its log)")
+                    ),
+                    None => Ok(None),
                 }
-                None => std::thread::sleep(Duration::from_secs(1)),
+            },
+        )?;
+        match waited {
+            Waited::Ready(mode) => Ok(mode),
+            Waited::Cancelled => bail!("interrupted while asking kube-proxy for its mode"),
+            Waited::TimedOut => {
+                bail!("kube-proxy never said which proxier it uses (cluster/node.log)")
             }
         }
     }
 
     /// Reads the agent's events until its hello; the node script ending
     /// or the guest stopping first is an error with what they said.
-    fn wait_for_hello(&mut self, interrupted: &AtomicBool) -> Result<()> {
-        let deadline = Instant::now() + HELLO_DEADLINE;
-        loop {
-            if interrupted.load(Ordering::SeqCst) {
-                bail!("interrupted while the guest booted");
-            }
-            if let Some(GuestEvent::Hello {
-                kernel_release,
-                facts,
-            }) = self.next_event(Duration::from_millis(200))?
-            {
+    fn wait_for_hello(&mut self, interrupted: &Cancel) -> Result<()> {
+        let waited = wait_for(
+            interrupted,
+            Deadline::after(HELLO_DEADLINE),
+            Duration::ZERO,
+            || -> Result<_> {
+                match self.next_event(Duration::from_millis(200))? {
+                    Some(GuestEvent::Hello {
+                        kernel_release,
+                        facts,
+                    }) => Ok(Some((kernel_release, facts))),
+                    _ => Ok(None),
+                }
+            },
+        )?;
+        match waited {
+            Waited::Ready((kernel_release, facts)) => {
                 self.kernel_release = kernel_release;
                 self.facts = facts;
-                return Ok(());
+                Ok(())
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "the guest's agent did not start within {} s (console: {})",
-                    HELLO_DEADLINE.as_secs(),
-                    self.console.display()
-                );
-            }
+            Waited::Cancelled => bail!("interrupted while the guest booted"),
+            Waited::TimedOut => bail!(
+                "the guest's agent did not start within {} s (console: {})",
+                HELLO_DEADLINE.as_secs(),
+                self.console.display()
+            ),
         }
     }
 
@@ -325,29 +340,33 @@ impl GuestNode {
     fn wait_until(
         &self,
         what: &str,
-        interrupted: &AtomicBool,
+        interrupted: &Cancel,
         ready: impl Fn(&Self) -> Result<bool>,
     ) -> Result<()> {
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if interrupted.load(Ordering::SeqCst) {
-                bail!("interrupted while waiting for {what}");
-            }
-            if let Ok(true) = ready(self) {
-                return Ok(());
-            }
-            // Drains the agent's port first: the script's end says more
-            // than the guest's power-off after it.
-            self.next_event(Duration::from_secs(2))?;
-            if let Some(why) = self.died() {
-                bail!("{why} while waiting for {what}");
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no {what} within {} s of the guest's start (the node's logs: cluster/node.log)",
-                    READY_DEADLINE.as_secs()
-                );
-            }
+        // Each try first drains the agent's port (2 s at most): the
+        // script's end says more than the guest's power-off after it.
+        let waited = wait_for(
+            interrupted,
+            Deadline::after(READY_DEADLINE),
+            Duration::ZERO,
+            || {
+                if let Ok(true) = ready(self) {
+                    return Ok(Some(()));
+                }
+                self.next_event(Duration::from_secs(2))?;
+                match self.died() {
+                    Some(why) => bail!("{why} while waiting for {what}"),
+                    None => Ok(None),
+                }
+            },
+        )?;
+        match waited {
+            Waited::Ready(()) => Ok(()),
+            Waited::Cancelled => bail!("interrupted while waiting for {what}"),
+            Waited::TimedOut => bail!(
+                "no {what} within {} s of the guest's start (the node's logs: cluster/node.log)",
+                READY_DEADLINE.as_secs()
+            ),
         }
     }
 

@@ -19,6 +19,7 @@
 //! containers, mounts, iptables chains, the bridge).
 
 use super::Cluster;
+use crate::cancel::{wait_for, Cancel, Deadline, Waited};
 use crate::files::FileLock;
 use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::cluster::ClusterParts;
@@ -28,7 +29,6 @@ use std::fs::{self, File};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::node::{write_credentials, Component, NodeLayout, CGROUP_ROOT, NODE_NAME, PAUSE_IMAGE};
@@ -65,7 +65,7 @@ impl LocalCluster {
         parts: &ClusterParts,
         kube_proxy: KubeProxyMode,
         log_dir: &Path,
-        interrupted: &AtomicBool,
+        interrupted: &Cancel,
     ) -> Result<LocalCluster> {
         let started = Instant::now();
         crate::provision::host::local_cluster_tools()?;
@@ -159,7 +159,7 @@ impl LocalCluster {
         Ok(())
     }
 
-    fn launch(&mut self, interrupted: &AtomicBool) -> Result<()> {
+    fn launch(&mut self, interrupted: &Cancel) -> Result<()> {
         for component in self.layout.control_plane() {
             self.spawn(component)?;
         }
@@ -205,33 +205,36 @@ impl LocalCluster {
     fn wait_for(
         &mut self,
         what: &str,
-        interrupted: &AtomicBool,
+        interrupted: &Cancel,
         ready: impl Fn(&Self) -> Result<bool>,
     ) -> Result<()> {
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if interrupted.load(Ordering::SeqCst) {
-                bail!("interrupted while waiting for {what}");
-            }
-            if let Ok(true) = ready(self) {
-                return Ok(());
-            }
-            for (name, child) in &mut self.processes {
-                if let Ok(Some(status)) = child.try_wait() {
-                    bail!(
-                        "{name} exited ({status}) while waiting for {what}: {}",
-                        last_error(&self.log_dir.join(format!("{name}.log")))
-                    );
+        let waited = wait_for(
+            interrupted,
+            Deadline::after(READY_DEADLINE),
+            Duration::from_millis(500),
+            || {
+                if let Ok(true) = ready(self) {
+                    return Ok(Some(()));
                 }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no {what} within {} s (logs in {})",
-                    READY_DEADLINE.as_secs(),
-                    self.log_dir.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(500));
+                for (name, child) in &mut self.processes {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        bail!(
+                            "{name} exited ({status}) while waiting for {what}: {}",
+                            last_error(&self.log_dir.join(format!("{name}.log")))
+                        );
+                    }
+                }
+                Ok(None)
+            },
+        )?;
+        match waited {
+            Waited::Ready(()) => Ok(()),
+            Waited::Cancelled => bail!("interrupted while waiting for {what}"),
+            Waited::TimedOut => bail!(
+                "no {what} within {} s (logs in {})",
+                READY_DEADLINE.as_secs(),
+                self.log_dir.display()
+            ),
         }
     }
 
@@ -535,12 +538,14 @@ fn nix_kill(pid: i32, signal: i32) -> std::io::Result<()> {
 }
 
 fn wait_or_kill(child: &mut Child, grace: Duration) {
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let exited = wait_for::<_, ()>(
+        &Cancel::new(),
+        Deadline::after(grace),
+        Duration::from_millis(100),
+        || Ok(matches!(child.try_wait(), Ok(Some(_))).then_some(())),
+    );
+    if exited == Ok(Waited::Ready(())) {
+        return;
     }
     let _ = child.kill();
     let _ = child.wait();

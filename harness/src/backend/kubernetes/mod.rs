@@ -16,13 +16,12 @@ pub mod node;
 pub mod workload;
 
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::cancel::Cancel;
 use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::{ClusterKind, Environment};
 use kmatrix_agent::GuestEvent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// A running cluster, as the workloads need it.
 pub trait Cluster {
@@ -55,7 +54,7 @@ pub trait Cluster {
 }
 
 pub struct KubernetesBackend {
-    pub interrupted: Arc<AtomicBool>,
+    pub interrupted: Cancel,
     /// Where image archives are written before they are loaded.
     pub scratch: PathBuf,
     /// The emulator for clusters inside a guest (`<kernel>+k8s`).
@@ -67,7 +66,7 @@ pub struct KubernetesBackend {
 }
 
 impl KubernetesBackend {
-    pub fn new(interrupted: Arc<AtomicBool>, scratch: &Path) -> Self {
+    pub fn new(interrupted: Cancel, scratch: &Path) -> Self {
         KubernetesBackend {
             interrupted,
             scratch: scratch.to_path_buf(),
@@ -100,7 +99,7 @@ impl Backend for KubernetesBackend {
         let kube_proxy = request.kube_proxy.unwrap_or(KubeProxyMode::Iptables);
         let _slot = matches!(cluster, ClusterKind::Guest(_))
             .then(|| self.guest_slot.lock().unwrap_or_else(|e| e.into_inner()));
-        if self.interrupted.load(Ordering::SeqCst) {
+        if self.interrupted.is_cancelled() {
             // Ctrl-C while this boot waited for the slot: start nothing.
             outcome.end = BootEnd::Interrupted;
             return outcome;
@@ -122,7 +121,7 @@ impl Backend for KubernetesBackend {
         );
         let mut died = None;
         for work in &request.workloads {
-            if self.interrupted.load(Ordering::SeqCst) {
+            if self.interrupted.is_cancelled() {
                 break;
             }
             if let Some(why) = cluster.died() {
@@ -152,7 +151,7 @@ impl Backend for KubernetesBackend {
             for event in events {
                 record(event, &mut outcome);
             }
-            if self.interrupted.load(Ordering::SeqCst) {
+            if self.interrupted.is_cancelled() {
                 break;
             }
             record(
@@ -170,7 +169,7 @@ impl Backend for KubernetesBackend {
                 .map(|s| s.replace('\r', ""))
                 .unwrap_or_default();
             outcome.end = BootEnd::GuestDied { detail: why };
-        } else if self.interrupted.load(Ordering::SeqCst) {
+        } else if self.interrupted.is_cancelled() {
             outcome.end = BootEnd::Interrupted;
         } else {
             record(GuestEvent::Done, &mut outcome);
@@ -251,7 +250,7 @@ impl KubernetesBackend {
         let console = std::fs::read_to_string(&outcome.console_path).unwrap_or_default();
         outcome.console = format!("{console}{e:#}\n");
         let _ = std::fs::write(&outcome.console_path, &outcome.console);
-        outcome.end = if self.interrupted.load(Ordering::SeqCst) {
+        outcome.end = if self.interrupted.is_cancelled() {
             BootEnd::Interrupted
         } else {
             BootEnd::BackendFailed {

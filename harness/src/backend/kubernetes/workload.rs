@@ -5,6 +5,7 @@
 
 use super::Cluster;
 use crate::backend::Workload;
+use crate::cancel::{wait_for, Cancel, Deadline, Waited};
 use crate::plan::{CellProbe, IMAGE_REPRODUCER, ROLLOUT_PROBE};
 use crate::sources::oci::build::{write_layout, ImageSpec};
 use anyhow::{bail, Context, Result};
@@ -14,7 +15,6 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Restarts after which a container that never became ready is crash-looping.
@@ -28,7 +28,7 @@ pub struct Deployment<'a> {
     pub cluster: &'a dyn Cluster,
     pub work: &'a Workload,
     pub scratch: &'a Path,
-    pub interrupted: &'a AtomicBool,
+    pub interrupted: &'a Cancel,
     pub log_dir: &'a Path,
 }
 
@@ -97,7 +97,7 @@ impl Deployment<'_> {
         });
         if matches!(rollout, Rollout::Ready { .. }) {
             for probe in &kube.probes {
-                if self.interrupted.load(Ordering::SeqCst) {
+                if self.interrupted.is_cancelled() {
                     break;
                 }
                 events.push(self.probe_pod(probe));
@@ -137,17 +137,22 @@ impl Deployment<'_> {
             false,
         )?;
         // Pods wait for their namespace's service account.
-        let deadline = Instant::now() + Duration::from_secs(60) * self.cluster.slowdown();
-        while self
-            .kubectl_output(&["get", "serviceaccount", "default"])
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!("the namespace's default service account never appeared");
-            }
-            std::thread::sleep(Duration::from_millis(300));
+        let budget = Duration::from_secs(60) * self.cluster.slowdown();
+        let waited = wait_for(
+            self.interrupted,
+            Deadline::after(budget),
+            Duration::from_millis(300),
+            || -> Result<_> {
+                Ok(self
+                    .kubectl_output(&["get", "serviceaccount", "default"])
+                    .ok())
+            },
+        )?;
+        match waited {
+            Waited::Ready(_) => self.apply_in_namespace(&kube.manifests),
+            Waited::Cancelled => bail!("interrupted"),
+            Waited::TimedOut => bail!("the namespace's default service account never appeared"),
         }
-        self.apply_in_namespace(&kube.manifests)
     }
 
     /// `kubectl apply` of `manifests` in the cell's namespace, or (for
@@ -198,7 +203,7 @@ impl Deployment<'_> {
     /// Waits until every rollout target is ready, or one of its containers
     /// keeps restarting, or the deadline.
     fn watch(&self, timeout: Duration) -> Result<Rollout> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let targets = &self.work.kube.rollout;
         let ready_log = self
             .work
@@ -207,7 +212,7 @@ impl Deployment<'_> {
             .find(|p| p.probe_id == ROLLOUT_PROBE)
             .and_then(|p| p.expect.pass_stdout.as_ref());
         loop {
-            if self.interrupted.load(Ordering::SeqCst) {
+            if self.interrupted.is_cancelled() {
                 bail!("interrupted");
             }
             let pods: Vec<Value> = self
@@ -248,11 +253,11 @@ impl Deployment<'_> {
                 // probe): only its log saying so, or the deadline, ends the
                 // wait, so one about to crash is seen crashing.
                 let said_ready = ready_log.is_none_or(|pattern| pattern.is_match(&logs));
-                if said_ready || Instant::now() > deadline {
+                if said_ready || deadline.passed() {
                     return Ok(Rollout::Ready { logs });
                 }
             }
-            if Instant::now() > deadline {
+            if deadline.passed() {
                 let running = pods.iter().any(|p| {
                     p["status"]["containerStatuses"]
                         .as_array()
@@ -482,31 +487,35 @@ impl Deployment<'_> {
             );
         }
         // The pod's own start-up (sandbox, network) is not the probe's time.
-        let deadline = Instant::now()
-            + (Duration::from_millis(probe.expect.timeout_ms) + Duration::from_secs(30))
-                * self.cluster.slowdown();
-        loop {
-            let pod: Option<Value> = self
-                .kubectl_output(&["get", "pod", &name, "-o", "json"])
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-            let phase = pod
-                .as_ref()
-                .and_then(|p| p["status"]["phase"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            if phase == "Succeeded" || phase == "Failed" {
-                let pod = pod.expect("phase read from it");
-                let code = pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
-                    .as_i64()
-                    .unwrap_or(1) as i32;
+        let budget = (Duration::from_millis(probe.expect.timeout_ms) + Duration::from_secs(30))
+            * self.cluster.slowdown();
+        let finished = wait_for(
+            self.interrupted,
+            Deadline::after(budget),
+            Duration::from_millis(300),
+            || -> Result<_> {
+                let pod: Option<Value> = self
+                    .kubectl_output(&["get", "pod", &name, "-o", "json"])
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok());
+                let Some(pod) = pod else { return Ok(None) };
+                let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+                Ok((phase == "Succeeded" || phase == "Failed").then(|| {
+                    pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+                        .as_i64()
+                        .unwrap_or(1) as i32
+                }))
+            },
+        );
+        match finished {
+            Ok(Waited::Ready(code)) => {
                 let logs = self.logs(&name, false);
-                return done(ProcessEnd::Exited { code }, logs, String::new());
+                done(ProcessEnd::Exited { code }, logs, String::new())
             }
-            if Instant::now() > deadline || self.interrupted.load(Ordering::SeqCst) {
+            _ => {
                 let logs = self.logs(&name, false);
-                return done(ProcessEnd::TimedOut, logs, self.describe_pods());
+                done(ProcessEnd::TimedOut, logs, self.describe_pods())
             }
-            std::thread::sleep(Duration::from_millis(300));
         }
     }
 

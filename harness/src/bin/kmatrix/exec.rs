@@ -4,13 +4,12 @@ use crate::args::ExecArgs;
 use crate::shared::{default_run_dir, exit};
 use anyhow::Result;
 use kmatrix::backend::accel::AccelChoice;
+use kmatrix::cancel::Cancel;
 use kmatrix::provision::EmulatorChoice;
 use kmatrix::{ops, Project};
 use kmatrix_metadata::ExitStatus;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 pub fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<ExitCode> {
     let mut env = std::collections::BTreeMap::new();
@@ -42,12 +41,7 @@ pub fn exec(project: &Project, cache_root: &Path, args: ExecArgs) -> Result<Exit
         accel: AccelChoice::Auto,
         emulator: EmulatorChoice::Pinned(None),
     };
-    let (summary, kernels) = ops::exec::exec(
-        project,
-        cache_root,
-        &options,
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let (summary, kernels) = ops::exec::exec(project, cache_root, &options, Cancel::new())?;
     println!("{:<18} {:<26} {:<11} exit", "kernel", "release", "verdict");
     let mut ends = Vec::new();
     for kernel in &kernels {

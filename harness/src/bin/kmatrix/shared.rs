@@ -3,6 +3,7 @@
 use crate::args::Accel;
 use anyhow::{Context, Result};
 use kmatrix::backend::accel::AccelChoice;
+use kmatrix::cancel::Cancel;
 use kmatrix::events::Events;
 use kmatrix::reporter::{Display, Reporter};
 use kmatrix::results::read_run;
@@ -10,8 +11,7 @@ use kmatrix::{ops, Project};
 use kmatrix_metadata::ExitStatus;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub fn exit(status: u8) -> Result<ExitCode> {
     Ok(ExitCode::from(status))
@@ -40,9 +40,9 @@ pub fn stamped_dir(parent: &Path, prefix: &str) -> PathBuf {
 }
 
 /// Ctrl-C stops the VMs and keeps finished cells; a second one quits at once.
-pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
+pub fn interrupt_flag() -> Result<Cancel> {
+    let interrupted = Cancel::new();
+    let flag = interrupted.flag();
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(ExitStatus::INTERRUPTED));

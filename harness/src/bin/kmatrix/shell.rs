@@ -3,13 +3,12 @@
 use crate::args::ShellArgs;
 use crate::shared::{accel_choice, exit};
 use anyhow::Result;
+use kmatrix::cancel::Cancel;
 use kmatrix::provision::EmulatorChoice;
 use kmatrix::{ops, Project};
 use kmatrix_metadata::ExitStatus;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 pub fn shell(project: &Project, cache_root: &Path, args: ShellArgs) -> Result<ExitCode> {
     let options = ops::shell::ShellOptions {
@@ -20,12 +19,7 @@ pub fn shell(project: &Project, cache_root: &Path, args: ShellArgs) -> Result<Ex
         accel: accel_choice(args.accel),
         emulator: EmulatorChoice::Pinned(None),
     };
-    let end = ops::shell::shell(
-        project,
-        cache_root,
-        &options,
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let end = ops::shell::shell(project, cache_root, &options, Cancel::new())?;
     match end.failure {
         None => {
             eprintln!(

@@ -12,6 +12,7 @@ mod peers;
 
 use crate::backend::accel::AccelChoice;
 use crate::backend::qemu::QemuBackend;
+use crate::cancel::Cancel;
 use crate::events::Events;
 use crate::ids::KernelId;
 use crate::plan::Cell;
@@ -26,8 +27,6 @@ use kmatrix_metadata::{
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Instant;
 
 pub use peers::PEERS;
@@ -113,11 +112,7 @@ pub fn bench(
         accel: crate::backend::qemu::Accel::from_name(&warm.info.accel),
         reason: warm.info.accel_reason.clone(),
     };
-    let qemu = QemuBackend::new(
-        emulator.clone(),
-        accel.accel(),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let qemu = QemuBackend::new(emulator.clone(), accel.accel(), Cancel::new());
 
     let floor_dir = options.out.join("floor");
     let mut timed = floor_figures(&qemu, &kernel, &boot, &floor_dir)?;

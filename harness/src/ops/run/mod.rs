@@ -6,6 +6,7 @@
 mod info;
 mod scratch;
 
+use crate::cancel::Cancel;
 use info::{finish_info, info_at_start, RunStart};
 
 use crate::backend::accel::{self, AccelChoice, AccelDecision};
@@ -28,8 +29,7 @@ use kmatrix_metadata::{CacheStats, CellRecord, ContainerEngine, ResumeEntry, Run
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
@@ -94,7 +94,7 @@ pub fn run(
     project: &Project,
     cache_root: &Path,
     options: &RunOptions,
-    interrupted: Arc<AtomicBool>,
+    interrupted: Cancel,
 ) -> Result<RunSummary> {
     let started = SystemTime::now();
     // A run refused on its input leaves no folder it made behind.
@@ -177,7 +177,7 @@ pub fn run(
             *counts.entry(r.verdict).or_insert(0) += 1;
             counts
         }),
-        interrupted: interrupted.load(Ordering::SeqCst),
+        interrupted: interrupted.is_cancelled(),
         accel: worked.decision,
         cache: worked.info.cache,
         records,
@@ -268,14 +268,14 @@ fn pump(
     receiver: mpsc::Receiver<RunEvent>,
     display: &mut Display,
     recorder: &mut Recorder,
-    interrupted: &AtomicBool,
+    interrupted: &Cancel,
 ) -> Result<Option<anyhow::Error>> {
     let mut failure = None;
     for event in receiver {
         display.report(&event)?;
         if failure.is_none() {
             if let Err(e) = recorder.report(&event) {
-                interrupted.store(true, Ordering::SeqCst);
+                interrupted.cancel();
                 failure = Some(e);
             }
         }
@@ -320,7 +320,7 @@ fn work(
     held: &BTreeSet<String>,
     started: SystemTime,
     events: Events,
-    interrupted: Arc<AtomicBool>,
+    interrupted: Cancel,
 ) -> Result<Worked> {
     let Start {
         planned,
@@ -396,7 +396,7 @@ fn work(
     };
     let stats = runner::run(pending, retries, &context);
     runner::schedule::Durations::remember(cache.root(), &stats);
-    let was_interrupted = interrupted.load(Ordering::SeqCst);
+    let was_interrupted = interrupted.is_cancelled();
     finish_info(&mut info, stats, &cache, started, was_interrupted);
     events.send(RunEvent::RunInfo(Box::new(info.clone())));
     events.send(RunEvent::RunFinished {
