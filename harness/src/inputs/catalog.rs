@@ -8,6 +8,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod source;
+
+pub use source::{
+    EnvironmentSource, KernelSource, KernelTree, PackageUrl, Source, GUEST_CLUSTER_SUFFIX,
+};
+
 pub const KERNELS_FILE: &str = "kernels.toml";
 pub const TOOLCHAINS_FILE: &str = "toolchains.toml";
 pub const EMULATORS_FILE: &str = "emulators.toml";
@@ -34,7 +40,7 @@ pub struct KernelEntry {
     /// identity, so cell ids do not hash them.
     #[serde(default, skip_serializing)]
     pub aliases: Vec<String>,
-    pub source: KernelSource,
+    pub source: Source,
 }
 
 impl KernelEntry {
@@ -59,7 +65,7 @@ impl KernelEntry {
     /// `kernel-3.10.0-1160.el7…rpm` → `3.10.0-1160.el7`); otherwise the
     /// catalog's version line.
     pub fn release_hint(&self) -> String {
-        if let KernelSource::PackageUrls { urls } = &self.source {
+        if let Source::Kernel(KernelSource::PackageUrls { urls }) = &self.source {
             let file = urls.first().map(PackageUrl::file_name).unwrap_or_default();
             let build = file
                 .strip_prefix("linux-image-unsigned-")
@@ -76,181 +82,6 @@ impl KernelEntry {
             }
         }
         self.version.clone()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum KernelSource {
-    /// A Debian package; `package` may be a metapackage, which is followed to
-    /// the `linux-image-*` package it depends on.
-    DebianPackage { suite: String, package: String },
-    /// Packages by URL (.deb or .rpm), unpacked together: the first holds
-    /// /boot/vmlinuz-*, the others modules (Ubuntu's linux-modules-*).
-    PackageUrls { urls: Vec<PackageUrl> },
-    /// Built from source: `make <base_config>`, then the fragments (files in
-    /// images/, later ones win), then `make olddefconfig bzImage`.
-    SourceBuild {
-        source: KernelTree,
-        base_config: String,
-        fragments: Vec<String>,
-    },
-    /// No kernel of kmatrix's own: containers on the kernel of the Docker
-    /// engine's host (`DOCKER_HOST`, else the default socket).
-    DockerEngine {},
-    /// A single-node Kubernetes cluster kmatrix assembles on the host's
-    /// kernel (`kubernetes.toml`'s `[local]`).
-    LocalKubernetes {},
-    /// A kind cluster on the user's Docker engine (`kubernetes.toml`'s `[kind]`).
-    Kind {},
-    /// The local cluster inside a QEMU guest of `kernel`: id `<kernel>+k8s`,
-    /// derived for every bootable kernel when `kubernetes.toml` exists.
-    GuestKubernetes { kernel: KernelId },
-    /// A kernel image given as a path on the command line (never written
-    /// in kernels.toml): see `inputs::kernel_path`.
-    #[serde(skip_deserializing)]
-    LocalImage {
-        image: PathBuf,
-        /// The folder holding `modules.dep`, if the build has modules.
-        modules: Option<PathBuf>,
-        /// The image's, when the run was planned: part of each cell's id.
-        sha256: String,
-    },
-}
-
-/// One package of a by-URL kernel: its URL alone (pinned on first use in
-/// the lock file), or its URL with the sha256 its publisher gives, for
-/// packages no index lists (trusty's pool outlived its `dists/`), checked
-/// on fetch before the lock file has an entry, and against the entry after.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum PackageUrl {
-    Url(String),
-    Pinned { url: String, sha256: String },
-}
-
-impl PackageUrl {
-    pub fn url(&self) -> &str {
-        match self {
-            PackageUrl::Url(url) | PackageUrl::Pinned { url, .. } => url,
-        }
-    }
-
-    /// The package's file name (the URL's last segment).
-    pub fn file_name(&self) -> &str {
-        self.url().rsplit('/').next().unwrap_or(self.url())
-    }
-
-    pub fn sha256(&self) -> Option<&str> {
-        match self {
-            PackageUrl::Url(_) => None,
-            PackageUrl::Pinned { sha256, .. } => Some(sha256),
-        }
-    }
-}
-
-impl From<&str> for PackageUrl {
-    fn from(url: &str) -> Self {
-        PackageUrl::Url(url.to_string())
-    }
-}
-
-/// Appended to a kernel's id for the local cluster inside its guest.
-pub const GUEST_CLUSTER_SUFFIX: &str = "+k8s";
-
-impl KernelSource {
-    /// Whether cells here run in a QEMU guest (not on the host's kernel).
-    pub fn boots_a_guest(&self) -> bool {
-        !matches!(
-            self,
-            KernelSource::DockerEngine {}
-                | KernelSource::LocalKubernetes {}
-                | KernelSource::Kind {}
-        )
-    }
-
-    /// Whether cells here run as Kubernetes workloads.
-    pub fn is_kubernetes(&self) -> bool {
-        matches!(
-            self,
-            KernelSource::LocalKubernetes {}
-                | KernelSource::Kind {}
-                | KernelSource::GuestKubernetes { .. }
-        )
-    }
-}
-
-/// Where a kernel source tarball comes from.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum KernelTree {
-    /// Debian's linux-source-X package (it carries /usr/src/linux-source-X.tar.xz).
-    DebianPackage { suite: String, package: String },
-    /// A tarball, e.g. from kernel.org.
-    Url { url: String },
-}
-
-impl KernelSource {
-    /// A kernel of its own, booted in a QEMU guest (not an engine or a
-    /// cluster, which run on another kernel or inside one of these).
-    pub fn boots_in_qemu(&self) -> bool {
-        matches!(
-            self,
-            KernelSource::DebianPackage { .. }
-                | KernelSource::PackageUrls { .. }
-                | KernelSource::SourceBuild { .. }
-                | KernelSource::LocalImage { .. }
-        )
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            KernelSource::DebianPackage { suite, package } => {
-                format!("Debian {suite} package {package}")
-            }
-            KernelSource::PackageUrls { urls } => format!(
-                "packages by URL: {}",
-                urls.iter()
-                    .map(PackageUrl::file_name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            KernelSource::SourceBuild {
-                source,
-                base_config,
-                fragments,
-            } => {
-                let from = match source {
-                    KernelTree::DebianPackage { suite, package } => {
-                        format!("Debian {suite} {package}")
-                    }
-                    KernelTree::Url { url } => url.clone(),
-                };
-                format!(
-                    "built from {from}: {base_config} + {}",
-                    fragments.join(" + ")
-                )
-            }
-            KernelSource::DockerEngine {} => format!(
-                "containers on the Docker engine's host kernel ({})",
-                crate::sources::engine::endpoint()
-            ),
-            KernelSource::LocalKubernetes {} => {
-                "a local Kubernetes cluster on the host's kernel, built from Debian's source".into()
-            }
-            KernelSource::Kind {} => "a kind cluster on the Docker engine".into(),
-            KernelSource::GuestKubernetes { kernel } => {
-                format!("the local Kubernetes cluster inside a QEMU guest of {kernel}")
-            }
-            KernelSource::LocalImage { image, modules, .. } => match modules {
-                Some(modules) => format!(
-                    "the image {} with the modules in {}",
-                    image.display(),
-                    modules.display()
-                ),
-                None => format!("the image {} (no modules)", image.display()),
-            },
-        }
     }
 }
 
@@ -439,7 +270,12 @@ impl Catalog {
     pub fn kernel_ids(&self) -> Vec<&str> {
         self.kernels
             .values()
-            .filter(|k| !matches!(k.source, KernelSource::GuestKubernetes { .. }))
+            .filter(|k| {
+                !matches!(
+                    k.source,
+                    Source::Environment(EnvironmentSource::GuestKubernetes { .. })
+                )
+            })
             .map(|k| k.id.as_str())
             .collect()
     }
@@ -529,9 +365,9 @@ fn add_guest_clusters(kernels: &mut BTreeMap<KernelId, KernelEntry>) {
             stands_in_for: None,
             checksums: None,
             aliases: Vec::new(),
-            source: KernelSource::GuestKubernetes {
+            source: Source::Environment(EnvironmentSource::GuestKubernetes {
                 kernel: k.id.clone(),
-            },
+            }),
         })
         .collect();
     for entry in derived {

@@ -10,9 +10,9 @@ fn by_url(url: &str) -> KernelEntry {
         stands_in_for: None,
         checksums: None,
         aliases: Vec::new(),
-        source: KernelSource::PackageUrls {
+        source: Source::Kernel(KernelSource::PackageUrls {
             urls: vec![url.into()],
-        },
+        }),
     }
 }
 

@@ -6,7 +6,7 @@
 //! release comes from the image itself, and its sha256 goes into every
 //! cell id on it: a rebuilt kernel makes new cells, never a stale result.
 
-use super::catalog::{KernelEntry, KernelSource};
+use super::catalog::{KernelEntry, KernelSource, Source};
 use crate::diagnostic::FileError;
 use crate::ids::KernelId;
 use std::fs;
@@ -73,11 +73,11 @@ pub fn entry(given: &str) -> Result<KernelEntry, FileError> {
         stands_in_for: None,
         checksums: None,
         aliases: Vec::new(),
-        source: KernelSource::LocalImage {
+        source: Source::Kernel(KernelSource::LocalImage {
             image,
             modules,
             sha256,
-        },
+        }),
     })
 }
 

@@ -9,6 +9,9 @@ pub mod kernel_path;
 pub mod lock;
 pub mod scenario;
 
-pub use catalog::{Catalog, EmulatorEntry, KernelEntry, KernelSource, KernelTree, ToolchainEntry};
+pub use catalog::{
+    Catalog, EmulatorEntry, EnvironmentSource, KernelEntry, KernelSource, KernelTree, Source,
+    ToolchainEntry,
+};
 pub use lock::{Lock, LockedArtifact, LockedPackage};
 pub use scenario::Scenario;

@@ -7,7 +7,7 @@
 
 use crate::ids::{ArtifactKey, KernelId};
 use crate::inputs::catalog::KERNELS_FILE;
-use crate::inputs::{Catalog, KernelSource, LockedArtifact, LockedPackage};
+use crate::inputs::{Catalog, KernelSource, LockedArtifact, LockedPackage, Source};
 use crate::sources::apt::{self, Apt};
 use crate::Project;
 use anyhow::{bail, Context, Result};
@@ -151,7 +151,7 @@ fn discover_in(
         };
         let version = apt::field(&stanza, "Version").unwrap_or_default();
         let tracked = catalog.kernels.values().find(|k| {
-            matches!(&k.source, KernelSource::DebianPackage { suite: s, package } if s == suite && package == "linux-image-cloud-amd64")
+            matches!(&k.source, Source::Kernel(KernelSource::DebianPackage { suite: s, package }) if s == suite && package == "linux-image-cloud-amd64")
         });
         found.push(Discovered {
             id: format!("debian-{suite}"),
@@ -364,7 +364,7 @@ pub fn write(project: &Project, discovered: &[Discovered]) -> Result<Vec<String>
             .collect();
         let id = KernelId::new(&found.id);
         if let Some(entry) = catalog.kernels.get(&id) {
-            let KernelSource::PackageUrls { urls: old } = &entry.source else {
+            let Source::Kernel(KernelSource::PackageUrls { urls: old }) = &entry.source else {
                 bail!(
                     "{} exists and is not a by-URL kernel; not bumping it",
                     found.id
@@ -498,7 +498,7 @@ fn catalog_with_urls(catalog: &Catalog, packages: &[LockedPackage]) -> Option<St
         .kernels
         .values()
         .find_map(|entry| match &entry.source {
-            KernelSource::PackageUrls { urls }
+            Source::Kernel(KernelSource::PackageUrls { urls })
                 if packages.iter().all(|p| {
                     p.url
                         .as_ref()

@@ -6,8 +6,8 @@
 use super::cluster::{ClusterParts, GuestNodeDisk};
 use super::{KernelArtifact, Provisioner};
 use crate::ids::KernelId;
-use crate::inputs::catalog::KernelSource;
-use crate::sources::engine;
+use crate::inputs::catalog::{EnvironmentSource, Source};
+use crate::sources::{engine, k8sbuild};
 use anyhow::Result;
 use kmatrix_metadata::ContainerEngine;
 use std::path::PathBuf;
@@ -103,8 +103,12 @@ impl Provisioner<'_> {
     /// The environment `id`: a kernel fetched or built, or a reachable
     /// container engine (an `Err` naming why none answers, within seconds).
     pub fn environment(&self, id: &KernelId) -> Result<Environment> {
-        match &self.catalog.kernel(id).source {
-            KernelSource::DockerEngine {} => Ok(Environment::Engine {
+        let environment = match &self.catalog.kernel(id).source {
+            Source::Kernel(_) => return Ok(Environment::Kernel(self.kernel(id)?)),
+            Source::Environment(environment) => environment,
+        };
+        match environment {
+            EnvironmentSource::DockerEngine => Ok(Environment::Engine {
                 id: id.clone(),
                 facts: self
                     .engine()
@@ -112,11 +116,11 @@ impl Provisioner<'_> {
                     .facts
                     .clone(),
             }),
-            KernelSource::LocalKubernetes {} => Ok(Environment::Cluster {
+            EnvironmentSource::LocalKubernetes => Ok(Environment::Cluster {
                 id: id.clone(),
                 cluster: ClusterKind::Local(self.cluster_parts()?),
             }),
-            KernelSource::Kind {} => {
+            EnvironmentSource::Kind => {
                 let entry = self.catalog.kubernetes.as_ref().map(|k| &k.kind);
                 let kind = super::host::kind(entry).map_err(|why| anyhow::anyhow!("{why}"))?;
                 Ok(Environment::Cluster {
@@ -127,7 +131,7 @@ impl Provisioner<'_> {
                     },
                 })
             }
-            KernelSource::GuestKubernetes { kernel } => {
+            EnvironmentSource::GuestKubernetes { kernel } => {
                 let kernel = self.kernel(kernel)?;
                 let parts = self.cluster_parts()?;
                 let disk = self.guest_node_disk(&parts)?;
@@ -140,7 +144,48 @@ impl Provisioner<'_> {
                     })),
                 })
             }
-            _ => Ok(Environment::Kernel(self.kernel(id)?)),
+        }
+    }
+
+    /// Whether what an environment needs is in the cache (the engine and
+    /// kind are the user's: never).
+    pub(super) fn environment_is_cached(&self, environment: &EnvironmentSource) -> Result<bool> {
+        Ok(match environment {
+            EnvironmentSource::DockerEngine | EnvironmentSource::Kind => false,
+            EnvironmentSource::LocalKubernetes => self.kubernetes_binaries_cached(),
+            EnvironmentSource::GuestKubernetes { kernel } => {
+                self.kubernetes_binaries_cached() && self.kernel_is_cached(kernel)?
+            }
+        })
+    }
+
+    /// Whether an environment could be had here now (`Ok(how)`) or why
+    /// not: the one place that answers it, from host probes and the cache.
+    pub(super) fn environment_availability(
+        &self,
+        environment: &EnvironmentSource,
+    ) -> Result<String, String> {
+        match environment {
+            EnvironmentSource::LocalKubernetes => k8sbuild::check_build_tools()
+                .and_then(|_| super::host::local_cluster_tools())
+                .map(|_| {
+                    "to be built from Debian's kubernetes source (about 7 minutes on 2 cores), then started on this host".to_string()
+                })
+                .map_err(|e| format!("{e:#}")),
+            EnvironmentSource::GuestKubernetes { kernel } => {
+                let kernel = self.kernel_availability(kernel)?;
+                k8sbuild::check_build_tools()
+                    .map(|_| format!("its kernel {kernel}; the cluster's binaries cached or built from Debian's kubernetes source"))
+                    .map_err(|e| format!("{e:#}"))
+            }
+            EnvironmentSource::Kind => {
+                super::host::kind(self.catalog.kubernetes.as_ref().map(|k| &k.kind))
+                    .map(|kind| format!("kind at {}", kind.display()))
+            }
+            EnvironmentSource::DockerEngine => self
+                .engine()
+                .map(|engine| format!("reachable: {}", engine::describe(&engine.facts)))
+                .map_err(str::to_string),
         }
     }
 }

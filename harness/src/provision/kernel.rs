@@ -7,9 +7,9 @@ use super::pinning::{packages_key, Package};
 use super::Provisioner;
 use crate::hashing::{sha256_bytes, sha256_file};
 use crate::ids::{ArtifactKey, KernelId};
-use crate::inputs::catalog::{KernelEntry, KernelSource, KernelTree};
+use crate::inputs::catalog::{EnvironmentSource, KernelEntry, KernelSource, KernelTree, Source};
 use crate::inputs::LockedPackage;
-use crate::sources::{apt, fetch, k8sbuild, kbuild};
+use crate::sources::{apt, fetch, kbuild};
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -101,8 +101,18 @@ impl Provisioner<'_> {
     /// boots of it is decided when it has cells to run (`add_boot_images`).
     pub fn kernel(&self, id: &KernelId) -> Result<KernelArtifact> {
         let entry = self.catalog.kernel(id);
+        let source = match &entry.source {
+            Source::Kernel(source) => source,
+            // The cluster inside a kernel's guest boots that kernel.
+            Source::Environment(EnvironmentSource::GuestKubernetes { kernel }) => {
+                return self.kernel(kernel)
+            }
+            Source::Environment(other) => {
+                anyhow::bail!("{id} is {}: no kernel to fetch or build", other.describe())
+            }
+        };
         let artifact = ArtifactKey::Kernel(id.clone());
-        let published = publisher_pins(&entry.source);
+        let published = publisher_pins(source);
         let packaged = |resolve: &dyn Fn() -> Result<Vec<Package>>| -> Result<KernelArtifact> {
             let (image, origin) =
                 self.pinned_artifact_with(&artifact, resolve, &find_kernel_image, &published)?;
@@ -119,7 +129,7 @@ impl Provisioner<'_> {
                 origin,
             })
         };
-        match &entry.source {
+        match source {
             KernelSource::DebianPackage { suite, package } => packaged(&|| {
                 let stanza = self.apt.show(package, suite)?;
                 // A metapackage depends on the real image package; an
@@ -168,34 +178,11 @@ impl Provisioner<'_> {
                     ),
                 })
             }
-            KernelSource::DockerEngine {} => {
-                anyhow::bail!("{id} is the Docker engine's host kernel: nothing to fetch or build")
-            }
-            KernelSource::LocalKubernetes {} | KernelSource::Kind {} => {
-                anyhow::bail!("{id} is a Kubernetes cluster on the host's kernel: no kernel to fetch or build")
-            }
-            KernelSource::GuestKubernetes { kernel } => self.kernel(kernel),
             KernelSource::LocalImage {
                 image,
                 modules,
                 sha256,
-            } => {
-                // The file may have been rebuilt since the run was planned:
-                // its cells' ids name the image that was planned.
-                let now = sha256_file(image)?;
-                anyhow::ensure!(
-                    &now == sha256,
-                    "{} changed since the run was planned (sha256 {sha256}, now {now}); run again to plan it anew",
-                    image.display()
-                );
-                Ok(KernelArtifact {
-                    id: id.clone(),
-                    boot: BootImage::compressed(image, "not yet examined"),
-                    image: image.clone(),
-                    modules: modules.clone(),
-                    origin: format!("your image {} (sha256 {})", image.display(), &sha256[..16]),
-                })
-            }
+            } => your_image(id, image, modules.as_ref(), sha256),
         }
     }
 
@@ -269,19 +256,18 @@ impl Provisioner<'_> {
                 )
             })
         };
-        Ok(match &entry.source {
+        let source = match &entry.source {
+            Source::Kernel(source) => source,
+            Source::Environment(environment) => return self.environment_is_cached(environment),
+        };
+        Ok(match source {
             KernelSource::DebianPackage { .. } | KernelSource::PackageUrls { .. } => {
                 locked_slot(&ArtifactKey::Kernel(id.clone()))
                     .and_then(|key| self.cache.lookup(PACKAGED, &key))
                     .is_some()
             }
-            KernelSource::DockerEngine {} | KernelSource::Kind {} => false,
             // The user's own file: nothing to fetch.
             KernelSource::LocalImage { image, .. } => image.is_file(),
-            KernelSource::LocalKubernetes {} => self.kubernetes_binaries_cached(),
-            KernelSource::GuestKubernetes { kernel } => {
-                self.kubernetes_binaries_cached() && self.kernel_is_cached(kernel)?
-            }
             KernelSource::SourceBuild { source, .. } => {
                 let tarball = match source {
                     KernelTree::DebianPackage { .. } => locked_slot(&source_key(source))
@@ -305,7 +291,11 @@ impl Provisioner<'_> {
         if self.kernel_is_cached(id).unwrap_or(false) {
             return Ok("cached".into());
         }
-        match &self.catalog.kernel(id).source {
+        let source = match &self.catalog.kernel(id).source {
+            Source::Kernel(source) => source,
+            Source::Environment(environment) => return self.environment_availability(environment),
+        };
+        match source {
             KernelSource::DebianPackage { suite, .. } => self
                 .apt
                 .ensure_lists()
@@ -320,38 +310,13 @@ impl Provisioner<'_> {
                 .and_then(|_| self.apt.ensure_lists())
                 .map(|_| "to be built from source (about 6 minutes on 2 cores)".to_string())
                 .map_err(|e| format!("{e:#}")),
-            KernelSource::LocalKubernetes {} => k8sbuild::check_build_tools()
-                .and_then(|_| super::host::local_cluster_tools())
-                .map(|_| {
-                    "to be built from Debian's kubernetes source (about 7 minutes on 2 cores), then started on this host".to_string()
-                })
-                .map_err(|e| format!("{e:#}")),
-            KernelSource::GuestKubernetes { kernel } => {
-                let kernel = self.kernel_availability(kernel)?;
-                k8sbuild::check_build_tools()
-                    .map(|_| format!("its kernel {kernel}; the cluster's binaries cached or built from Debian's kubernetes source"))
-                    .map_err(|e| format!("{e:#}"))
-            }
             KernelSource::LocalImage { image, .. } => Err(format!("{} is gone", image.display())),
-            KernelSource::Kind {} => super::host::kind(
-                self.catalog.kubernetes.as_ref().map(|k| &k.kind),
-            )
-            .map(|kind| format!("kind at {}", kind.display())),
-            KernelSource::DockerEngine {} => self
-                .engine()
-                .map(|engine| {
-                    format!(
-                        "reachable: {}",
-                        crate::sources::engine::describe(&engine.facts)
-                    )
-                })
-                .map_err(str::to_string),
         }
     }
 
     /// The config options a source build's fragments ask for, merged.
     fn wanted_config(&self, entry: &KernelEntry) -> Result<kbuild::ConfigOptions> {
-        let KernelSource::SourceBuild { fragments, .. } = &entry.source else {
+        let Source::Kernel(KernelSource::SourceBuild { fragments, .. }) = &entry.source else {
             return Ok(Default::default());
         };
         let texts = fragments
@@ -372,7 +337,7 @@ impl Provisioner<'_> {
 
     /// The cache key of a source-built kernel from `tarball`.
     fn build_key(&self, entry: &KernelEntry, tarball: &Path) -> Result<String> {
-        let KernelSource::SourceBuild { base_config, .. } = &entry.source else {
+        let Source::Kernel(KernelSource::SourceBuild { base_config, .. }) = &entry.source else {
             anyhow::bail!("kernel {} is not built from source", entry.id);
         };
         // The cache checked the tarball's sha256 when it handed it out: its
@@ -387,6 +352,30 @@ impl Provisioner<'_> {
             &self.wanted_config(entry)?,
         ))
     }
+}
+
+/// A kernel image the user gave, checked to be the one the run planned
+/// (the file may have been rebuilt since: its cells' ids name the image
+/// that was planned).
+fn your_image(
+    id: &KernelId,
+    image: &Path,
+    modules: Option<&PathBuf>,
+    sha256: &str,
+) -> Result<KernelArtifact> {
+    let now = sha256_file(image)?;
+    anyhow::ensure!(
+        now == sha256,
+        "{} changed since the run was planned (sha256 {sha256}, now {now}); run again to plan it anew",
+        image.display()
+    );
+    Ok(KernelArtifact {
+        id: id.clone(),
+        boot: BootImage::compressed(image, "not yet examined"),
+        image: image.to_path_buf(),
+        modules: modules.cloned(),
+        origin: format!("your image {} (sha256 {})", image.display(), &sha256[..16]),
+    })
 }
 
 /// The lock file's key of a kernel source tarball.

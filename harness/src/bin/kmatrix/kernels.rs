@@ -70,7 +70,7 @@ pub fn kernels(project: &Project, cache_root: &Path, command: KernelsCommand) ->
 /// kernels; the `<kernel>+k8s` clusters, one per bootable kernel, are folded
 /// into one line naming those already built.
 fn print_list(rows: &[ops::kernels::KernelRow]) {
-    use kmatrix::inputs::KernelSource;
+    use kmatrix::inputs::{EnvironmentSource, Source};
     let cached = |row: &ops::kernels::KernelRow| match row.cached {
         Some(true) => "cached",
         Some(false) => "-",
@@ -113,7 +113,9 @@ fn print_list(rows: &[ops::kernels::KernelRow]) {
     println!("\nEnvironments that are not a kernel of their own:");
     let mut in_guests = Vec::new();
     for row in &environments {
-        if let KernelSource::GuestKubernetes { kernel } = &row.entry.source {
+        if let Source::Environment(EnvironmentSource::GuestKubernetes { kernel }) =
+            &row.entry.source
+        {
             if row.cached == Some(true) {
                 in_guests.push(kernel.as_str());
             }
