@@ -9,14 +9,14 @@ use crate::ids::{ArtifactKey, KernelId};
 use crate::inputs::catalog::KERNELS_FILE;
 use crate::inputs::{Catalog, KernelSource, LockedArtifact, LockedPackage, Source};
 use crate::sources::apt::{self, Apt};
+use crate::sources::ubuntu_index::{
+    newest, newest_meta, ubuntu_index, version_greater, Index, IndexPackage,
+};
 use crate::Project;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 const UBUNTU: &str = "http://archive.ubuntu.com/ubuntu";
 
@@ -112,7 +112,7 @@ fn discover_in(
     let indexes: Vec<(&UbuntuSeries, Index)> = UBUNTU_SERIES
         .iter()
         .filter(|series| wanted(series.suite))
-        .map(|series| Ok((series, ubuntu_index(series.suite)?)))
+        .map(|series| Ok((series, ubuntu_index(UBUNTU, series.suite)?)))
         .collect::<Result<_>>()?;
     for (series, index) in &indexes {
         for (flavour, meta) in series.tracks {
@@ -402,97 +402,6 @@ pub fn write(project: &Project, discovered: &[Discovered]) -> Result<Vec<String>
     Ok(written)
 }
 
-/// One binary package of an Ubuntu index.
-#[derive(Debug, Clone)]
-struct IndexPackage {
-    name: String,
-    version: String,
-    filename: String,
-    sha256: String,
-    depends: Vec<String>,
-    pocket: String,
-}
-
-/// Kernel packages by name, every published version.
-type Index = BTreeMap<String, Vec<IndexPackage>>;
-
-/// A series' main/binary-amd64 kernel packages over its pockets, every
-/// published version (`newest` picks among them).
-fn ubuntu_index(suite: &str) -> Result<Index> {
-    let mut index: BTreeMap<String, Vec<IndexPackage>> = BTreeMap::new();
-    for pocket in [
-        suite.to_string(),
-        format!("{suite}-updates"),
-        format!("{suite}-security"),
-    ] {
-        let url = format!("{UBUNTU}/dists/{pocket}/main/binary-amd64/Packages.gz");
-        let text = fetch_gz(&url)?;
-        let document: deb822_fast::Deb822 = text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{url}: not a Packages index: {e:?}"))?;
-        for stanza in document.iter() {
-            let (Some(name), Some(version), Some(filename), Some(sha256)) = (
-                stanza.get("Package"),
-                stanza.get("Version"),
-                stanza.get("Filename"),
-                stanza.get("SHA256"),
-            ) else {
-                continue;
-            };
-            if !name.starts_with("linux-image") && !name.starts_with("linux-modules-") {
-                continue;
-            }
-            index
-                .entry(name.to_string())
-                .or_default()
-                .push(IndexPackage {
-                    name: name.to_string(),
-                    version: version.to_string(),
-                    filename: filename.to_string(),
-                    sha256: sha256.to_string(),
-                    depends: apt::depends(&format!(
-                        "Depends: {}\n",
-                        stanza.get("Depends").unwrap_or_default()
-                    )),
-                    pocket: pocket.clone(),
-                });
-        }
-    }
-    Ok(index)
-}
-
-/// The newest published version of `name` (dpkg's ordering).
-fn newest<'a>(
-    index: &'a BTreeMap<String, Vec<IndexPackage>>,
-    name: &str,
-) -> Option<&'a IndexPackage> {
-    index.get(name)?.iter().reduce(|best, candidate| {
-        if version_greater(&candidate.version, &best.version) {
-            candidate
-        } else {
-            best
-        }
-    })
-}
-
-/// The metapackage's newest version and the kernel ABI it depends on
-/// (`6.8.0-149-generic`).
-fn newest_meta(
-    index: &BTreeMap<String, Vec<IndexPackage>>,
-    meta: &str,
-) -> Option<(String, String)> {
-    let package = newest(index, meta)?;
-    let abi = package
-        .depends
-        .iter()
-        .find_map(|d| {
-            d.strip_prefix("linux-image-")
-                .filter(|rest| rest.starts_with(char::is_numeric))
-        })?
-        .to_string();
-    Some((package.version.clone(), abi))
-}
-
 fn catalog_with_urls(catalog: &Catalog, packages: &[LockedPackage]) -> Option<String> {
     catalog
         .kernels
@@ -509,32 +418,6 @@ fn catalog_with_urls(catalog: &Catalog, packages: &[LockedPackage]) -> Option<St
             }
             _ => None,
         })
-}
-
-/// Debian's version ordering, as dpkg itself decides it.
-fn version_greater(a: &str, b: &str) -> bool {
-    Command::new("dpkg")
-        .args(["--compare-versions", a, "gt", b])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn fetch_gz(url: &str) -> Result<String> {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build(),
-    );
-    let response = agent
-        .get(url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("no network to {url}: {e}"))?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(response.into_body().into_reader())
-        .read_to_string(&mut text)
-        .with_context(|| format!("{url} is not a gzip'd index"))?;
-    Ok(text)
 }
 
 #[cfg(test)]

@@ -17,4 +17,5 @@ pub mod k8sbuild;
 pub mod kbuild;
 pub mod modules;
 pub mod oci;
+pub mod ubuntu_index;
 pub mod vmlinux;
