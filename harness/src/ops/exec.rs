@@ -81,39 +81,36 @@ pub fn exec(
     fs::create_dir_all(&folder)?;
     fs::write(folder.join("scenario.toml"), scenario_text(options)?)?;
     let run_options = RunOptions {
-        request: Request {
-            scenarios: vec![SCENARIO.into()],
-            kernels: options.kernels.clone(),
-            ..Default::default()
-        },
-        out: options.out.clone(),
-        resume: false,
         jobs: options.jobs,
-        accel: options.accel,
-        locked: false,
-        retries: Some(0),
-        emulator: options.emulator.clone(),
-        keep_initramfs: false,
-        only: None,
-        shell: false,
+        ..RunOptions::ad_hoc(
+            Request {
+                scenarios: vec![SCENARIO.into()],
+                kernels: options.kernels.clone(),
+                ..Default::default()
+            },
+            options.out.clone(),
+            options.accel,
+            options.emulator.clone(),
+        )
     };
     let summary = run(&Project::new(root), cache_root, &run_options, interrupted)?;
     Ok((summary, ids))
 }
 
+/// A string as a TOML value (quoted and escaped).
+pub(super) fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// A list of strings as a TOML array.
+fn toml_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|i| toml_string(i)).collect();
+    format!("[{}]", items.join(", "))
+}
+
 /// The one-version scenario, as TOML.
 fn scenario_text(options: &ExecOptions) -> Result<String> {
-    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let list = |items: &[String]| {
-        format!(
-            "[{}]",
-            items
-                .iter()
-                .map(|i| quote(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
+    let (quote, list) = (toml_string, toml_list);
     let (what, version) = version_text(options)?;
     let env: Vec<String> = options
         .env
@@ -169,17 +166,7 @@ timeout_secs = {timeout}
 /// What the one version is (its artifact and command, as TOML lines), and
 /// what it was built from.
 fn version_text(options: &ExecOptions) -> Result<(String, String)> {
-    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let list = |items: &[String]| {
-        format!(
-            "[{}]",
-            items
-                .iter()
-                .map(|i| quote(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
+    let (quote, list) = (toml_string, toml_list);
     let made = match (&options.image, &options.binary, &options.module) {
         (None, None, Some(module)) => {
             let Some((path, version)) = module.reference.rsplit_once('@') else {

@@ -64,16 +64,13 @@ pub fn repro(
             },
             added_versions: Vec::new(),
         },
-        out: out.clone(),
-        resume: false,
-        jobs: 1,
-        accel: AccelChoice::Auto,
-        locked: false,
-        retries: Some(0),
-        emulator: EmulatorChoice::Pinned(None),
         keep_initramfs: true,
-        only: None,
-        shell: false,
+        ..RunOptions::ad_hoc(
+            Request::default(),
+            out.clone(),
+            AccelChoice::Auto,
+            EmulatorChoice::Pinned(None),
+        )
     };
     let summary = run(project, cache_root, &options, Cancel::new())?;
     let record = summary.records.into_iter().find(|r| cell.id == r.cell_id);

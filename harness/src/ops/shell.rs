@@ -93,17 +93,13 @@ pub fn shell(
         }
     };
     let run_options = RunOptions {
-        request,
-        out: temp.path().join("run"),
-        resume: false,
-        jobs: 1,
-        accel: options.accel,
-        locked: false,
-        retries: Some(0),
-        emulator: options.emulator.clone(),
-        keep_initramfs: false,
-        only: None,
         shell: true,
+        ..RunOptions::ad_hoc(
+            request,
+            temp.path().join("run"),
+            options.accel,
+            options.emulator.clone(),
+        )
     };
     let summary = run(&Project::new(&root), cache_root, &run_options, interrupted)?;
     let mut failures = summary
@@ -190,7 +186,7 @@ fn bare_project(project: &Project, cache_root: &Path, root: &Path, kernel: &str)
         .context("cannot find Debian bookworm's busybox-static for the bare guest")?;
     let folder = root.join("scenarios").join(BARE);
     fs::create_dir_all(&folder)?;
-    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let quote = super::exec::toml_string;
     fs::write(
         folder.join("scenario.toml"),
         format!(

@@ -58,6 +58,32 @@ pub struct RunOptions {
     pub shell: bool,
 }
 
+impl RunOptions {
+    /// A one-off run a command makes for the user (exec, shell, repro): a
+    /// new run in `out`, one boot at a time, no retries, pins added as any
+    /// first use adds them.
+    pub fn ad_hoc(
+        request: Request,
+        out: PathBuf,
+        accel: AccelChoice,
+        emulator: EmulatorChoice,
+    ) -> RunOptions {
+        RunOptions {
+            request,
+            out,
+            resume: false,
+            jobs: 1,
+            accel,
+            locked: false,
+            retries: Some(0),
+            emulator,
+            keep_initramfs: false,
+            only: None,
+            shell: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RunSummary {
     pub out: PathBuf,
