@@ -110,13 +110,7 @@ impl Validator<'_> {
             ));
         }
         let reproducer_dir = self.folder.join(reproducer.source.get_ref());
-        let has_go = fs::read_dir(&reproducer_dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .any(|e| e.path().extension().is_some_and(|x| x == "go"))
-            })
-            .unwrap_or(false);
+        let has_go = holds_go_files(&reproducer_dir);
         if !has_go {
             return Err(self.error(
                 reproducer.source.span(),
@@ -323,4 +317,15 @@ impl Validator<'_> {
             )
         })
     }
+}
+
+/// Whether `dir` holds Go sources (a reproducer or harness to build).
+pub(super) fn holds_go_files(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "go"))
+        })
+        .unwrap_or(false)
 }

@@ -422,13 +422,7 @@ impl Validator<'_> {
             unreachable!("go_module returns a module");
         };
         let dir = self.folder.join(harness);
-        let has_go = fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .any(|e| e.path().extension().is_some_and(|x| x == "go"))
-            })
-            .unwrap_or(false);
+        let has_go = super::validate::holds_go_files(&dir);
         if !has_go {
             return Err(self.error(
                 module.span(),
