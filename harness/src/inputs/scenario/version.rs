@@ -7,7 +7,6 @@ use crate::diagnostic::FileError;
 use kmatrix_metadata::Fidelity;
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::PathBuf;
 use toml::Spanned;
 
