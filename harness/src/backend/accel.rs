@@ -4,10 +4,10 @@
 //! remembered per host boot (`/proc/sys/kernel/random/boot_id`).
 
 use super::qemu::{Accel, QemuBackend};
-use super::{entropy_seed, Backend, BootEnd, BootRequest};
+use super::{entropy_seed, Backend, BootRequest};
 use crate::cancel::Cancel;
 use crate::provision::{Emulator, KernelArtifact};
-use kmatrix_agent::{GuestEvent, Job};
+use kmatrix_agent::Job;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::Path;
@@ -121,10 +121,9 @@ pub fn probe_kvm(
         workloads: Vec::new(),
     };
     let outcome = backend.boot(&request, &mut |_| {});
-    let said_done = outcome.events.iter().any(|e| matches!(e, GuestEvent::Done));
-    match (&outcome.end, said_done) {
-        (BootEnd::Completed, true) => Ok(()),
-        (end, _) => Err(end.describe()),
+    match outcome.finished() {
+        true => Ok(()),
+        false => Err(outcome.end.describe()),
     }
 }
 

@@ -140,7 +140,18 @@ impl<'a> Backends<'a> {
     }
 }
 
+/// Whether the agent said it was done: every result of the job is in.
+pub fn said_done(events: &[GuestEvent]) -> bool {
+    events.iter().any(|e| matches!(e, GuestEvent::Done))
+}
+
 impl BootOutcome {
+    /// The guest ran its job to the end: the backend completed the boot
+    /// and the agent said it was done.
+    pub fn finished(&self) -> bool {
+        self.end == BootEnd::Completed && said_done(&self.events)
+    }
+
     /// A boot of `request` by `backend` that has not ended yet: nothing
     /// said, its console at `<log_dir>/console.log`.
     pub fn starting(request: &BootRequest, backend: String) -> BootOutcome {

@@ -5,7 +5,7 @@
 
 use super::initramfs::write_initramfs;
 use super::machine::{Machine, Running, Serial, STDERR_FILE};
-use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use super::{said_done, Backend, BootEnd, BootOutcome, BootRequest};
 use crate::cancel::{Cancel, Deadline};
 use crate::provision::Emulator;
 use kmatrix_agent::{GuestEvent, RESULTS_PORT_PARAM};
@@ -237,17 +237,9 @@ impl Backend for QemuBackend {
         outcome.console = fs::read_to_string(&console_path)
             .map(|s| s.replace('\r', ""))
             .unwrap_or_default();
-        if outcome.end == BootEnd::Completed
-            && !outcome.events.iter().any(|e| matches!(e, GuestEvent::Done))
-        {
-            let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
-            outcome.end = BootEnd::GuestDied {
-                detail: if stderr.trim().is_empty() {
-                    "the guest stopped before the agent finished".into()
-                } else {
-                    format!("qemu: {}", stderr.lines().last().unwrap_or_default())
-                },
-            };
+        if outcome.end == BootEnd::Completed && !said_done(&outcome.events) {
+            outcome.end =
+                stopped_early(&stderr_path, "the guest stopped before the agent finished");
         }
         outcome
     }
@@ -301,14 +293,11 @@ impl QemuBackend {
         };
         let port = fs::read_to_string(results_port_file(console)).unwrap_or_default();
         events.extend(port.lines().filter_map(GuestEvent::from_line));
-        if end == BootEnd::Completed && !events.iter().any(|e| matches!(e, GuestEvent::Done)) {
-            let stderr = fs::read_to_string(stderr_path).unwrap_or_default();
-            return BootEnd::GuestDied {
-                detail: match stderr.lines().last() {
-                    Some(line) => format!("qemu: {line}"),
-                    None => "QEMU stopped before the agent finished (Ctrl-A X?)".into(),
-                },
-            };
+        if end == BootEnd::Completed && !said_done(events) {
+            return stopped_early(
+                stderr_path,
+                "QEMU stopped before the agent finished (Ctrl-A X?)",
+            );
         }
         end
     }
@@ -375,13 +364,25 @@ impl QemuBackend {
             }
             if deadline.passed() {
                 running.kill();
-                if events.iter().any(|e| matches!(e, GuestEvent::Done)) {
+                if said_done(events) {
                     // Every result is in; a guest slow to power off costs nothing.
                     return BootEnd::Completed;
                 }
                 return BootEnd::DeadlineExceeded { waiting_for };
             }
         }
+    }
+}
+
+/// A boot QEMU ended without the agent's last word: the guest stopped
+/// early, and QEMU's last line on stderr (if any) says why.
+fn stopped_early(stderr_path: &Path, otherwise: &str) -> BootEnd {
+    let stderr = fs::read_to_string(stderr_path).unwrap_or_default();
+    BootEnd::GuestDied {
+        detail: match stderr.lines().rfind(|l| !l.trim().is_empty()) {
+            Some(line) => format!("qemu: {line}"),
+            None => otherwise.into(),
+        },
     }
 }
 

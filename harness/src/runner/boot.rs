@@ -325,16 +325,9 @@ impl Session<'_> {
         });
         let outcome = self.backend.boot(&request, &mut |_| {});
         self.stats.boots += 1;
-        let powered_off = outcome.end == BootEnd::Completed
-            && outcome.events.iter().any(|e| matches!(e, GuestEvent::Done));
-        if !powered_off {
+        if !outcome.finished() {
             self.stats.deaths += 1;
-            let console = kernel_crash(&outcome.console)
-                .map(|c| format!("; console: {c}"))
-                .unwrap_or_default();
-            self.stats
-                .death_signatures
-                .push(format!("{}{console}", outcome.end.describe()));
+            self.stats.death_signatures.push(death_signature(&outcome));
         }
         self.context.events.send(RunEvent::BootFinished {
             label: request.label,
@@ -405,9 +398,7 @@ impl Session<'_> {
             label,
             outcome: outcome.end.describe(),
         });
-        let completed = outcome.end == BootEnd::Completed
-            && outcome.events.iter().any(|e| matches!(e, GuestEvent::Done));
-        let death = if completed || outcome.end == BootEnd::Interrupted {
+        let death = if outcome.finished() || outcome.end == BootEnd::Interrupted {
             None
         } else if guest.hello.is_none() {
             Some(Death::BeforeStart)
