@@ -72,14 +72,7 @@ pub fn exec(
         .collect();
     let temp = tempfile::Builder::new().prefix("kmatrix-exec-").tempdir()?;
     let root = temp.path();
-    copy_tree(
-        &project.images_dir(),
-        &root.join("images"),
-        &crate::files::all,
-    )?;
-    let folder = root.join("scenarios").join(SCENARIO);
-    fs::create_dir_all(&folder)?;
-    fs::write(folder.join("scenario.toml"), scenario_text(options)?)?;
+    throwaway_project(project, root, SCENARIO, &scenario_text(options)?)?;
     let run_options = RunOptions {
         jobs: options.jobs,
         ..RunOptions::ad_hoc(
@@ -95,6 +88,26 @@ pub fn exec(
     };
     let summary = run(&Project::new(root), cache_root, &run_options, interrupted)?;
     Ok((summary, ids))
+}
+
+/// A project at `root` that kmatrix writes for a command (exec, shell):
+/// the user's catalogs copied beside one scenario `id` of `text`, so the
+/// run pins and fetches as the user's project would.
+pub(super) fn throwaway_project(
+    project: &Project,
+    root: &Path,
+    id: &str,
+    text: &str,
+) -> Result<()> {
+    copy_tree(
+        &project.images_dir(),
+        &root.join("images"),
+        &crate::files::all,
+    )?;
+    let folder = root.join("scenarios").join(id);
+    fs::create_dir_all(&folder)?;
+    fs::write(folder.join(crate::inputs::scenario::SCENARIO_FILE), text)?;
+    Ok(())
 }
 
 /// A string as a TOML value (quoted and escaped).

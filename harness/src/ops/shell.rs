@@ -7,7 +7,6 @@ use super::run::{run, RunOptions};
 use crate::backend::accel::AccelChoice;
 use crate::cancel::Cancel;
 use crate::diagnostic::FileError;
-use crate::files::copy_tree;
 use crate::inputs::catalog::KERNELS_FILE;
 use crate::plan::Selection;
 use crate::project::Request;
@@ -15,7 +14,6 @@ use crate::provision::EmulatorChoice;
 use crate::sources::apt::Apt;
 use crate::Project;
 use anyhow::{Context, Result};
-use std::fs;
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -176,20 +174,15 @@ fn scenario_request(
 /// A throw-away project beside the user's catalogs, whose one scenario's
 /// guest holds Debian's static busybox (its version from the suite's index).
 fn bare_project(project: &Project, cache_root: &Path, root: &Path, kernel: &str) -> Result<()> {
-    copy_tree(
-        &project.images_dir(),
-        &root.join("images"),
-        &crate::files::all,
-    )?;
     let busybox = Apt::new(cache_root)
         .resolve("busybox-static", "bookworm")
         .context("cannot find Debian bookworm's busybox-static for the bare guest")?;
-    let folder = root.join("scenarios").join(BARE);
-    fs::create_dir_all(&folder)?;
     let quote = super::exec::toml_string;
-    fs::write(
-        folder.join("scenario.toml"),
-        format!(
+    super::exec::throwaway_project(
+        project,
+        root,
+        BARE,
+        &format!(
             r#"# Written by `kmatrix shell` for a bare guest.
 [scenario]
 id = "{BARE}"
