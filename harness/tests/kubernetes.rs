@@ -1,8 +1,9 @@
 //! Kubernetes environments with a real cluster: `k8s-local` is a
-//! single-node Kubernetes 1.20.2 kmatrix assembles on this host from the
-//! binaries it built from Debian's source package (scripts/test.sh builds
-//! them before the tests; a test run reuses them) and Debian's etcd,
-//! containerd, runc and CNI plugins. Workloads are the scenarios'
+//! single-node Kubernetes (the release images/kubernetes.toml names, 1.34)
+//! kmatrix assembles on this host from the binaries it built from the
+//! k8s.io/kubernetes module and etcd's (scripts/test.sh builds them before
+//! the tests; a test run reuses them) and Debian's containerd, runc and CNI
+//! plugins. Workloads are the scenarios'
 //! manifests; verdicts come from the rollout (ready, or a container that
 //! keeps restarting) and from probe pods reaching a Service's ClusterIP
 //! through kube-proxy's rules. `kind` cannot run here (no node image, no
@@ -18,6 +19,18 @@ use std::process::Command;
 use std::time::Instant;
 
 const CLUSTER_DIR: &str = "/var/lib/kmatrix/k8s-local";
+
+/// The release images/kubernetes.toml builds (`[local] version`).
+fn kubernetes_release() -> String {
+    let text = fs::read_to_string(repo_root().join("images/kubernetes.toml")).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    let version = table["local"]["version"].as_str().unwrap().to_string();
+    assert!(
+        version.starts_with("v1.3"),
+        "a current Kubernetes: {version}"
+    );
+    version
+}
 
 fn project_with(scenarios: &[&str]) -> TempProject {
     let project = TempProject::new();
@@ -174,7 +187,7 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
     );
     assert_eq!(
         ollama.facts.get("kubernetes").map(String::as_str),
-        Some("v1.20.2")
+        Some(kubernetes_release().as_str())
     );
     assert_eq!(ollama.backend.as_deref(), Some("kubernetes"));
 

@@ -332,6 +332,9 @@ impl VariantPlan<'_> {
             });
             if on_cluster {
                 inputs["kubernetes"] = serde_json::json!(kubernetes);
+                // Which Kubernetes (release, etcd, node parts, kind's image):
+                // a cell on another cluster is another cell.
+                inputs["cluster"] = serde_json::json!(catalog.kubernetes);
             }
             add_version_inputs(&mut inputs, version, artifact.as_ref(), lock)?;
             let id = CellId::new(&sha256_bytes(inputs.to_string().as_bytes())[..16]);

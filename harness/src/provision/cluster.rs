@@ -6,15 +6,15 @@
 use super::make_ext4;
 use super::Provisioner;
 use crate::hashing::sha256_bytes;
-use crate::inputs::catalog::LocalKubernetesEntry;
-use crate::inputs::scenario::GuestSpec;
-use crate::sources::{fetch, k8sbuild};
+use crate::inputs::catalog::{EtcdEntry, LocalKubernetesEntry};
+use crate::inputs::scenario::{GoModuleSpec, GuestSpec};
+use crate::sources::k8sbuild;
 use anyhow::{Context, Result};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Bumped when the build recipe changes, so cached binaries are rebuilt.
-const BUILD_RECIPE: &str = "1";
+const BUILD_RECIPE: &str = "3";
 /// Bumped when the guest node disk's layout changes.
 const GUEST_DISK_RECIPE: &str = "1";
 /// Where the Kubernetes binaries are on the guest node disk.
@@ -79,13 +79,16 @@ pub struct GuestNodeDisk {
 /// Everything on disk a local cluster runs from.
 #[derive(Debug, Clone)]
 pub struct ClusterParts {
-    /// Kubernetes' version, e.g. "v1.20.2".
+    /// Kubernetes' version, e.g. "v1.34.4".
     pub version: String,
     /// kubelet, kube-apiserver, ..., kubectl, kubeadm and `pause`.
     pub bin: PathBuf,
-    /// The Debian packages' unpacked root (`usr/bin/etcd`, `usr/bin/containerd`,
+    /// The Debian packages' unpacked root (`usr/bin/containerd`,
     /// `usr/sbin/runc`, `usr/lib/cni/`).
     pub node: PathBuf,
+    /// `host_packages` unpacked from `host_suite`: what the host's cluster
+    /// runs instead of the node tree's (runc, conntrack).
+    pub host_runtime: Option<PathBuf>,
 }
 
 impl Provisioner<'_> {
@@ -102,10 +105,19 @@ impl Provisioner<'_> {
         let entry = self.local_kubernetes_entry()?.clone();
         let bin = self.kubernetes_binaries(&entry)?;
         let node = self.rootfs(&node_tree(&entry, &[]))?;
+        let host_runtime = match &entry.host_suite {
+            Some(suite) if !entry.host_packages.is_empty() => Some(self.rootfs(&GuestSpec {
+                suite: suite.clone(),
+                packages: entry.host_packages.clone(),
+                ..node_tree(&entry, &[])
+            })?),
+            _ => None,
+        };
         Ok(ClusterParts {
             version: entry.version,
             bin,
             node,
+            host_runtime,
         })
     }
 
@@ -119,7 +131,7 @@ impl Provisioner<'_> {
             format!(
                 "{}\0{}\0{GUEST_DISK_RECIPE}",
                 tree.display(),
-                binaries_key(&entry)
+                parts.bin.display()
             )
             .as_bytes(),
         );
@@ -147,52 +159,161 @@ impl Provisioner<'_> {
         let Ok(entry) = self.local_kubernetes_entry() else {
             return false;
         };
-        self.cache
-            .lookup("kubernetes-built", &binaries_key(entry))
-            .is_some()
+        let pin = |path: &str, version: &str, toolchain: &str| {
+            self.module_pin(&build_module_spec(path, version, toolchain))
+        };
+        let kube = pin(
+            LocalKubernetesEntry::MODULE,
+            &entry.version,
+            &entry.toolchain,
+        );
+        let etcd = pin(
+            EtcdEntry::MODULE,
+            &entry.etcd.version,
+            &entry.etcd.toolchain,
+        );
+        match (kube, etcd) {
+            (Some(kube), Some(etcd)) => self
+                .cache
+                .lookup("kubernetes-built", &binaries_key(entry, &kube, &etcd))
+                .is_some(),
+            _ => false,
+        }
     }
 
     fn kubernetes_binaries(&self, entry: &LocalKubernetesEntry) -> Result<PathBuf> {
-        let file = entry
-            .source_url
-            .rsplit('/')
-            .next()
-            .unwrap_or("kubernetes.tar.gz")
-            .to_string();
-        let key = binaries_key(entry);
-        if let Some(built) = self.cache.lookup("kubernetes-built", &key) {
-            return Ok(built.with_file_name("bin"));
+        let kube = build_module_spec(
+            LocalKubernetesEntry::MODULE,
+            &entry.version,
+            &entry.toolchain,
+        );
+        let etcd = build_module_spec(
+            EtcdEntry::MODULE,
+            &entry.etcd.version,
+            &entry.etcd.toolchain,
+        );
+        let pins = (self.module_pin(&kube), self.module_pin(&etcd));
+        if let (Some(kube_h1), Some(etcd_h1)) = &pins {
+            if let Some(built) = self
+                .cache
+                .lookup("kubernetes-built", &binaries_key(entry, kube_h1, etcd_h1))
+            {
+                return Ok(built.with_file_name("bin"));
+            }
         }
-        let tarball = self.events.step(&format!("fetch {file}"), || {
-            self.cache
-                .get_or_make("kubernetes-sources", &entry.source_sha256, |dir| {
-                    fetch::download(
-                        &entry.source_url,
-                        &dir.join(&file),
-                        Some(&entry.source_sha256),
-                        &self.events,
-                    )?;
-                    Ok(PathBuf::from(&file))
-                })
-        })?;
-        let toolchain = self.toolchain(&entry.toolchain)?;
+        // Fetched (and pinned, or checked against the pin) before anything is built.
+        let kube_files = self.verified_module(&kube, pins.0.as_deref())?;
+        let etcd_files = self.verified_module(&etcd, pins.1.as_deref())?;
+        let kube_go = self.toolchain(&entry.toolchain)?;
+        let etcd_go = self.toolchain(&entry.etcd.toolchain)?;
+        let key = binaries_key(entry, &kube_files.sum, &etcd_files.sum);
         let label = format!("build kubernetes {}", entry.version);
         let manifest = self.events.step(&label, || {
             self.cache.get_or_make("kubernetes-built", &key, |dir| {
-                k8sbuild::build(
-                    &k8sbuild::K8sBuild {
-                        tarball: &tarball,
-                        goroot: &toolchain.goroot,
+                k8sbuild::check_build_tools()?;
+                let bin = dir.join("bin");
+                let kube_dir = PathBuf::from(&kube_files.dir);
+                k8sbuild::build_programs(
+                    &k8sbuild::ModuleProgramsBuild {
+                        name: "kubernetes",
+                        goroot: &kube_go.goroot,
+                        module_dir: &kube_dir,
+                        path: LocalKubernetesEntry::MODULE,
                         version: &entry.version,
-                        binaries: &entry.binaries,
+                        companions: &entry.staging_version,
+                        packages: entry
+                            .binaries
+                            .iter()
+                            .map(|b| {
+                                (
+                                    format!("{}/cmd/{b}", LocalKubernetesEntry::MODULE),
+                                    b.clone(),
+                                )
+                            })
+                            .collect(),
+                        ldflags: kubernetes_ldflags(&entry.version, &kube_files.time)?,
+                        env: self.module_caches(),
+                        proxy: super::gomodule::proxy(),
                     },
                     dir,
+                    &bin,
                     &self.events,
-                )
+                )?;
+                k8sbuild::build_programs(
+                    &k8sbuild::ModuleProgramsBuild {
+                        name: "etcd",
+                        goroot: &etcd_go.goroot,
+                        module_dir: Path::new(&etcd_files.dir),
+                        path: EtcdEntry::MODULE,
+                        version: &entry.etcd.version,
+                        companions: &entry.etcd.version,
+                        packages: vec![(EtcdEntry::MODULE.to_string(), "etcd".to_string())],
+                        // etcd's scripts/build-binary.sh stamps the commit;
+                        // the proxy does not say which, so none is claimed.
+                        ldflags: "-s -w".into(),
+                        env: self.module_caches(),
+                        proxy: super::gomodule::proxy(),
+                    },
+                    dir,
+                    &bin,
+                    &self.events,
+                )?;
+                k8sbuild::build_pause(&kube_dir, &bin, &dir.join("build-pause.log"))?;
+                k8sbuild::record_binaries(&bin, dir)
             })
         })?;
         Ok(manifest.with_file_name("bin"))
     }
+}
+
+/// A module to fetch and pin like a version's module (its h1 in the lock).
+fn build_module_spec(path: &str, version: &str, toolchain: &str) -> GoModuleSpec {
+    GoModuleSpec {
+        path: path.into(),
+        version: version.into(),
+        package: ".".into(),
+        toolchain: toolchain.into(),
+        cgo: false,
+        flags: Vec::new(),
+        install: None,
+        env: Vec::new(),
+        harness: None,
+        base: None,
+        also: Vec::new(),
+    }
+}
+
+/// What upstream's hack/lib/version.sh (`kube::version::ldflags`) stamps
+/// into every binary, with `-s -w` as hack/lib/golang.sh adds. The commit
+/// is not known here (the proxy does not say), so it is zeros; the build
+/// date is the tag's publication time, so a rebuild is the same binary.
+fn kubernetes_ldflags(version: &str, published: &str) -> Result<String> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let (Some(major), Some(minor)) = (parts.next(), parts.next()) else {
+        anyhow::bail!("kubernetes.toml: version {version:?} is not vMAJOR.MINOR.PATCH");
+    };
+    let date = if published.is_empty() {
+        "1970-01-01T00:00:00Z"
+    } else {
+        published
+    };
+    let mut flags = vec!["-s".to_string(), "-w".to_string()];
+    for package in [
+        "k8s.io/client-go/pkg/version",
+        "k8s.io/component-base/version",
+    ] {
+        for (name, value) in [
+            ("gitVersion", version),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitCommit", "0000000000000000000000000000000000000000"),
+            ("gitTreeState", "clean"),
+            ("buildDate", date),
+        ] {
+            flags.push(format!("-X {package}.{name}={value}"));
+        }
+    }
+    Ok(flags.join(" "))
 }
 
 /// The node's Debian packages (and `extra`), unpacked without their docs.
@@ -227,14 +348,11 @@ fn copy_preserving(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn binaries_key(entry: &LocalKubernetesEntry) -> String {
+fn binaries_key(entry: &LocalKubernetesEntry, kube_h1: &str, etcd_h1: &str) -> String {
     sha256_bytes(
         format!(
-            "{}\0{}\0{}\0{}\0{BUILD_RECIPE}",
-            entry.source_sha256,
-            entry.toolchain,
-            entry.version,
-            entry.binaries.join(" ")
+            "{kube_h1}\0{etcd_h1}\0{}\0{BUILD_RECIPE}",
+            serde_json::to_string(entry).expect("a catalog entry serializes"),
         )
         .as_bytes(),
     )

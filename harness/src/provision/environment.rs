@@ -81,7 +81,7 @@ impl Environment {
                 cluster: ClusterKind::Local(parts),
                 ..
             } => format!(
-                "a single-node Kubernetes {} cluster on this host, built from Debian's source package",
+                "a single-node Kubernetes {} cluster on this host, built from the k8s.io/kubernetes module",
                 parts.version
             ),
             Environment::Cluster {

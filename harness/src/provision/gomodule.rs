@@ -31,11 +31,14 @@ const MODULE_BUILD_VERSION: &str = "1";
 /// What `go mod download -json` says of one module version.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Downloaded {
+pub(super) struct Downloaded {
     #[serde(default)]
-    dir: String,
+    pub(super) dir: String,
     #[serde(default)]
-    sum: String,
+    pub(super) sum: String,
+    /// When the version was published (the proxy's `.info`).
+    #[serde(default)]
+    pub(super) time: String,
     #[serde(default)]
     error: String,
 }
@@ -104,7 +107,7 @@ impl Provisioner<'_> {
     }
 
     /// The module's pin in the lock, if it has one.
-    fn module_pin(&self, spec: &GoModuleSpec) -> Option<String> {
+    pub(super) fn module_pin(&self, spec: &GoModuleSpec) -> Option<String> {
         self.lock
             .lock()
             .expect("lock file")
@@ -116,7 +119,11 @@ impl Provisioner<'_> {
     /// The module's files, checked against the lock's pin (a mismatch is
     /// an error and the lock is left alone); a module the lock does not
     /// have is pinned now, and the run says so.
-    fn verified_module(&self, spec: &GoModuleSpec, pinned: Option<&str>) -> Result<Downloaded> {
+    pub(super) fn verified_module(
+        &self,
+        spec: &GoModuleSpec,
+        pinned: Option<&str>,
+    ) -> Result<Downloaded> {
         let key = ArtifactKey::GoModule(spec.reference());
         if pinned.is_none() && self.locked_only {
             bail!(
@@ -320,13 +327,18 @@ impl Provisioner<'_> {
 
     /// Where modules and build results live: kmatrix's cache, never the
     /// user's; the proxy and checksum database are the user's settings.
-    fn module_env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+    pub(super) fn module_env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command.envs(self.module_caches()).env("GOPROXY", proxy())
+    }
+
+    /// The go command's caches inside kmatrix's cache.
+    pub(super) fn module_caches(&self) -> Vec<(String, PathBuf)> {
         let root = self.cache.root();
-        command
-            .env("GOMODCACHE", root.join("gomod"))
-            .env("GOPATH", root.join("gopath"))
-            .env("GOCACHE", root.join("go-build"))
-            .env("GOPROXY", proxy())
+        vec![
+            ("GOMODCACHE".into(), root.join("gomod")),
+            ("GOPATH".into(), root.join("gopath")),
+            ("GOCACHE".into(), root.join("go-build")),
+        ]
     }
 
     fn record_module_pin(&self, key: &ArtifactKey, spec: &GoModuleSpec, h1: &str) -> Result<()> {
@@ -350,7 +362,7 @@ impl Provisioner<'_> {
 }
 
 /// The module proxy the go command is given: the user's `GOPROXY`, else Go's default.
-fn proxy() -> String {
+pub(super) fn proxy() -> String {
     std::env::var("GOPROXY")
         .ok()
         .filter(|p| !p.is_empty())

@@ -1,115 +1,220 @@
-//! Builds Kubernetes' server binaries from an upstream source tarball that
-//! carries `vendor/` (Debian's `kubernetes` source package), offline, with
-//! the tree's own `make WHAT=…`, and the pause program its pod sandboxes
-//! run. Only the binaries are kept: the build tree is ~3 GB.
+//! Builds a program of a Go module that cannot be built as its own main
+//! module from the proxy's copy: Kubernetes (its `replace` directives point
+//! into `staging/`, which the module's zip leaves out because each staging
+//! folder is a module of its own) and etcd (`replace … => ../api`). A small
+//! build module requires the module at its tag and every module its
+//! `replace` directives point into the tree for, at the version those are
+//! published under (Kubernetes' staging modules `v0.X.Y` for `v1.X.Y`,
+//! etcd's own tag); `go build` then resolves everything through the proxy
+//! (`-mod=mod`, go.sum checked against the checksum database). Also the
+//! pause program Kubernetes' pod sandboxes run, compiled from the tree.
 
 use super::kbuild::logged_step;
 use crate::events::Events;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What to build.
-pub struct K8sBuild<'a> {
-    pub tarball: &'a Path,
+/// One build: which module, which of its packages, how they are stamped.
+pub struct ModuleProgramsBuild<'a> {
+    /// Names the build's folder and log (`build-NAME/`, `build-NAME.log`).
+    pub name: &'a str,
     pub goroot: &'a Path,
-    /// Stamped into every binary, e.g. "v1.20.2".
+    /// The module as the go command downloaded it (`go mod download -json`'s Dir).
+    pub module_dir: &'a Path,
+    pub path: &'a str,
     pub version: &'a str,
-    pub binaries: &'a [String],
+    /// The version the modules its `replace` directives point into the tree
+    /// for are published under.
+    pub companions: &'a str,
+    /// The main packages: import path, and the name the binary gets.
+    pub packages: Vec<(String, String)>,
+    /// `-ldflags`, as upstream's release build stamps its binaries.
+    pub ldflags: String,
+    /// Environment of the go command (module cache, build cache, proxy).
+    pub env: Vec<(String, PathBuf)>,
+    pub proxy: String,
 }
 
-/// The pause program's version string (`pause -v`), after the tree's own
-/// build/pause/Makefile (TAG 3.4).
-pub const PAUSE_VERSION: &str = "v3.4-kmatrix";
+/// The pause program's version string (`pause -v`).
+pub const PAUSE_VERSION: &str = "v3.10-kmatrix";
 
-/// What a build tree needs besides Go: `make`, and `rsync`, which the tree's
-/// build scripts copy generated code with.
+/// What building Kubernetes needs besides Go: a C compiler for the pause
+/// program (the Go programs are built with cgo off).
 pub fn check_build_tools() -> Result<()> {
-    crate::files::require_tools(
-        &["make", "rsync", "gcc", "tar"],
-        "building Kubernetes needs",
-    )
+    crate::files::require_tools(&["gcc"], "building Kubernetes' pause program needs")
 }
 
-/// Builds into `dir/bin` (the binaries and `pause`), keeps `dir/build.log`;
-/// returns `binaries.json` (each binary's sha256), relative to `dir`.
-pub fn build(spec: &K8sBuild, dir: &Path, events: &Events) -> Result<PathBuf> {
-    check_build_tools()?;
-    let label = format!("build kubernetes {}", spec.version);
-    let log_path = dir.join("build.log");
+/// `go mod edit -json`'s view of a go.mod: what we need of it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GoMod {
+    go: Option<String>,
+    #[serde(default)]
+    require: Vec<Required>,
+    #[serde(default)]
+    replace: Vec<Replaced>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Required {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Replaced {
+    old: ModulePath,
+    new: ModulePath,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModulePath {
+    path: String,
+}
+
+/// Builds the packages into `bin`; the build module and its log stay in
+/// `dir` (`build-NAME/go.mod`, `build-NAME/go.sum`: every module the build
+/// used, with its hash; `build-NAME.log`).
+pub fn build_programs(
+    spec: &ModuleProgramsBuild,
+    dir: &Path,
+    bin: &Path,
+    events: &Events,
+) -> Result<()> {
+    let label = format!("build {}@{}", spec.path, spec.version);
+    let build = dir.join(format!("build-{}", spec.name));
+    fs::create_dir_all(&build)?;
+    fs::create_dir_all(bin)?;
+    let go_mod = build_module(spec)?;
+    fs::write(build.join("go.mod"), go_mod)?;
+    let log_path = dir.join(format!("build-{}.log", spec.name));
     let mut log = File::create(&log_path)?;
-    let src = dir.join("src");
-    fs::create_dir_all(&src)?;
-    events.progress(&label, 0, None, "unpacking the source tree");
-    logged_step(
-        Command::new("tar")
-            .arg("xzf")
-            .arg(spec.tarball)
-            .arg("--strip-components=1")
-            .arg("-C")
-            .arg(&src),
-        &mut log,
-        &log_path,
-        &mut |_| {},
-    )?;
-    let what = spec
-        .binaries
-        .iter()
-        .map(|b| format!("cmd/{b}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let path = format!(
-        "{}:{}",
-        spec.goroot.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut steps = 0u64;
-    let mut make = Command::new("make");
-    super::gotool::isolate(&mut make, spec.goroot);
-    logged_step(
-        make.arg(format!("WHAT={what}"))
-            .current_dir(&src)
-            .env("PATH", path)
-            // Everything the build writes stays in the tree we delete after.
-            .env("GOCACHE", src.join("_output/gocache"))
-            .env("HOME", &src)
-            // hack/lib/version.sh stamps from these when there is no .git.
-            .env("KUBE_GIT_VERSION", spec.version)
-            .env("KUBE_GIT_TREE_STATE", "clean")
-            .env("KUBE_GIT_COMMIT", "0".repeat(40)),
-        &mut log,
-        &log_path,
-        &mut |line| {
-            // The tree's scripts announce each phase with "+++ [date] ...".
-            if let Some(phase) = line.strip_prefix("+++ ") {
-                steps += 1;
-                let phase = phase.split_once("] ").map(|(_, p)| p).unwrap_or(phase);
-                events.progress(&label, steps, None, phase.trim());
-            }
-        },
-    )?;
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin)?;
-    let built = src.join("_output/bin");
-    let mut sums = serde_json::Map::new();
-    for name in spec.binaries {
-        fs::copy(built.join(name), bin.join(name))
-            .with_context(|| format!("the build made no {name} (see {})", log_path.display()))?;
+    let mut go = super::gotool::go(spec.goroot);
+    for (key, value) in &spec.env {
+        go.env(key, value);
     }
-    events.progress(&label, steps + 1, None, "compiling pause (static)");
+    // `go build -v` names each package as it compiles it, on stderr: the
+    // shell joins stderr to stdout so those names become progress.
+    go.env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", &spec.proxy)
+        .env("CGO_ENABLED", "0")
+        .env("GOOS", "linux")
+        .env("GOARCH", "amd64");
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg("exec \"$0\" \"$@\" 2>&1")
+        .arg(go.get_program())
+        .args(["build", "-v", "-trimpath", "-ldflags", &spec.ldflags, "-o"])
+        .arg(format!("{}/", bin.display()))
+        .args(spec.packages.iter().map(|(package, _)| package))
+        .current_dir(&build);
+    for (key, value) in go.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    let mut compiled = 0u64;
+    events.progress(&label, 0, None, "resolving modules through the proxy");
+    logged_step(&mut shell, &mut log, &log_path, &mut |line| {
+        if !line.starts_with("go: ") {
+            compiled += 1;
+            events.progress(&label, compiled, None, line.trim());
+        }
+    })?;
+    for (package, name) in &spec.packages {
+        let made = bin.join(go_binary_name(package));
+        if !made.is_file() {
+            bail!("the build made no {name} (see {})", log_path.display());
+        }
+        fs::rename(&made, bin.join(name))?;
+    }
+    Ok(())
+}
+
+/// The file `go build -o DIR/` writes for a main package: its last path
+/// element, or the one before a major-version suffix (`…/server/v3` → `server`).
+fn go_binary_name(package: &str) -> &str {
+    let mut elements = package.rsplit('/');
+    let last = elements.next().unwrap_or(package);
+    let is_major =
+        last.len() > 1 && last.starts_with('v') && last[1..].chars().all(|c| c.is_ascii_digit());
+    match (is_major, elements.next()) {
+        (true, Some(before)) => before,
+        _ => last,
+    }
+}
+
+/// The build module's go.mod: the module at its tag, and each module it
+/// replaces with a folder of its own tree (and requires) at `companions`.
+fn build_module(spec: &ModuleProgramsBuild) -> Result<String> {
+    let output = super::gotool::go(spec.goroot)
+        .args(["mod", "edit", "-json"])
+        .arg(spec.module_dir.join("go.mod"))
+        .output()
+        .context("cannot run go mod edit")?;
+    if !output.status.success() {
+        bail!(
+            "go mod edit -json {}/go.mod: {}",
+            spec.module_dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let go_mod: GoMod =
+        serde_json::from_slice(&output.stdout).context("cannot read go mod edit -json's answer")?;
+    Ok(render_build_module(
+        spec.path,
+        spec.version,
+        spec.companions,
+        &go_mod,
+    ))
+}
+
+fn render_build_module(path: &str, version: &str, companions: &str, go_mod: &GoMod) -> String {
+    let required: std::collections::BTreeSet<&str> =
+        go_mod.require.iter().map(|r| r.path.as_str()).collect();
+    let mut text = format!(
+        "// Made by kmatrix: builds {path}@{version}'s programs, with the modules its\n\
+         // replace directives point into its own tree at their published versions.\nmodule kmatrix.local/build\n\ngo {}\n\nrequire (\n\t{path} {version}\n",
+        go_mod.go.as_deref().unwrap_or("1.21")
+    );
+    for replaced in &go_mod.replace {
+        let into_tree = replaced.new.path.starts_with("./") || replaced.new.path.starts_with("../");
+        if into_tree && required.contains(replaced.old.path.as_str()) {
+            text.push_str(&format!("\t{} {companions}\n", replaced.old.path));
+        }
+    }
+    text.push_str(")\n");
+    text
+}
+
+/// The pause program, static, from the Kubernetes tree's `build/pause`.
+pub fn build_pause(module_dir: &Path, bin: &Path, log_path: &Path) -> Result<()> {
+    check_build_tools()?;
+    let mut log = File::options().create(true).append(true).open(log_path)?;
     logged_step(
         Command::new("gcc")
             .args(["-Os", "-Wall", "-Werror", "-static"])
             .arg(format!("-DVERSION={PAUSE_VERSION}"))
             .arg("-o")
             .arg(bin.join("pause"))
-            .arg(src.join("build/pause/linux/pause.c")),
+            .arg(module_dir.join("build/pause/linux/pause.c")),
         &mut log,
-        &log_path,
+        log_path,
         &mut |_| {},
-    )?;
-    for entry in fs::read_dir(&bin)? {
+    )
+}
+
+/// The binaries' sha256, written as `binaries.json` in `dir`.
+pub fn record_binaries(bin: &Path, dir: &Path) -> Result<PathBuf> {
+    let mut sums = serde_json::Map::new();
+    for entry in fs::read_dir(bin)? {
         let path = entry?.path();
         let name = path
             .file_name()
@@ -118,8 +223,38 @@ pub fn build(spec: &K8sBuild, dir: &Path, events: &Events) -> Result<PathBuf> {
             .into_owned();
         sums.insert(name, crate::hashing::sha256_file(&path)?.into());
     }
-    fs::remove_dir_all(&src)
-        .with_context(|| format!("cannot remove the build tree {}", src.display()))?;
     fs::write(dir.join("binaries.json"), serde_json::to_vec_pretty(&sums)?)?;
     Ok(PathBuf::from("binaries.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_module_requires_the_replaced_modules_at_their_published_version() {
+        let go_mod: GoMod = serde_json::from_str(
+            r#"{"Go":"1.24.0","Require":[{"Path":"k8s.io/api","Version":"v0.0.0"},{"Path":"github.com/x/y","Version":"v1.0.0"}],
+                "Replace":[{"Old":{"Path":"k8s.io/api"},"New":{"Path":"./staging/src/k8s.io/api"}},
+                           {"Old":{"Path":"k8s.io/sample-cli-plugin"},"New":{"Path":"./staging/src/k8s.io/sample-cli-plugin"}},
+                           {"Old":{"Path":"go.etcd.io/etcd"},"New":{"Path":"example.com/fork","Version":"v1.0.0"}}]}"#,
+        )
+        .unwrap();
+        let text = render_build_module("k8s.io/kubernetes", "v1.34.4", "v0.34.4", &go_mod);
+        assert!(text.contains("go 1.24.0\n"), "{text}");
+        assert!(text.contains("\tk8s.io/kubernetes v1.34.4\n"), "{text}");
+        assert!(text.contains("\tk8s.io/api v0.34.4\n"), "{text}");
+        // Not required by the module: its version is never asked for.
+        assert!(!text.contains("sample-cli-plugin"), "{text}");
+        // Replaced by another module, not a folder of the tree.
+        assert!(!text.contains("go.etcd.io/etcd"), "{text}");
+        assert!(!text.contains("github.com/x/y"), "{text}");
+    }
+
+    #[test]
+    fn binaries_are_named_as_go_build_names_them() {
+        assert_eq!(go_binary_name("k8s.io/kubernetes/cmd/kubelet"), "kubelet");
+        assert_eq!(go_binary_name("go.etcd.io/etcd/server/v3"), "server");
+        assert_eq!(go_binary_name("example.com/vendor"), "vendor");
+    }
 }

@@ -69,7 +69,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(1200);
 const GUEST_CPUS: u32 = 2;
 /// How much longer than on the host a pod takes to start under TCG.
 const TCG_SLOWDOWN: u32 = 4;
-/// The cgroup v1 hierarchies the node mounts (the kubelet of 1.20 wants v1).
+/// The cgroup v1 hierarchies the node mounts (the host here is cgroup v1 too;
+/// the kubelet of 1.34 still runs on v1, in maintenance mode; 1.35 refuses it).
 const CGROUP_HIERARCHIES: &[&str] = &[
     "cpuset",
     "cpu,cpuacct",
@@ -117,6 +118,7 @@ impl GuestNode {
             dir: PathBuf::from(GUEST_CLUSTER_DIR),
             bin: Path::new("/").join(GUEST_BIN_DIR),
             node: PathBuf::from("/"),
+            runc: PathBuf::from("/usr/sbin/runc"),
             // QEMU forwards to the guest's address, not its loopback.
             apiserver_bind: "0.0.0.0",
             version: parts.parts.version.clone(),
@@ -528,7 +530,7 @@ fn write_node_files(
 /// guest's API server to `port`.
 fn host_kubeconfig(cluster_files: &Path, scratch: &Path, port: u16) -> Result<PathBuf> {
     let kubeconfig = scratch.join("admin.conf");
-    let admin = fs::read_to_string(cluster_files.join("kubeconfig/admin.conf"))?;
+    let admin = fs::read_to_string(cluster_files.join("kubeconfig/super-admin.conf"))?;
     fs::write(
         &kubeconfig,
         admin.replace(

@@ -50,6 +50,8 @@ fn lock_path() -> PathBuf {
 pub struct LocalCluster {
     dir: PathBuf,
     layout: NodeLayout,
+    /// Programs the host runs instead of the node tree's (see ClusterParts).
+    host_runtime: Option<PathBuf>,
     log_dir: PathBuf,
     /// In start order; stopped in reverse.
     processes: Vec<(String, Child)>,
@@ -82,11 +84,17 @@ impl LocalCluster {
                 dir: dir.clone(),
                 bin: parts.bin.clone(),
                 node: parts.node.clone(),
+                runc: parts
+                    .host_runtime
+                    .as_ref()
+                    .unwrap_or(&parts.node)
+                    .join("usr/sbin/runc"),
                 apiserver_bind: "127.0.0.1",
                 version: parts.version.clone(),
                 kube_proxy,
             },
             dir,
+            host_runtime: parts.host_runtime.clone(),
             log_dir,
             processes: Vec::new(),
             _lock: lock,
@@ -107,6 +115,16 @@ impl LocalCluster {
 
     fn node(&self, path: &str) -> PathBuf {
         self.layout.node(path)
+    }
+
+    fn path_variable(&self) -> String {
+        let mut path = vec![self.node("usr/bin").display().to_string()];
+        if let Some(host) = &self.host_runtime {
+            path.push(host.join("usr/sbin").display().to_string());
+        }
+        path.push(std::env::var("PATH").unwrap_or_default());
+        path.push(self.node("usr/sbin").display().to_string());
+        path.join(":")
     }
 
     fn write_configs(&self) -> Result<()> {
@@ -139,16 +157,9 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            // containerd finds its shim on PATH; kube-proxy finds conntrack.
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}:{}",
-                    self.node("usr/bin").display(),
-                    std::env::var("PATH").unwrap_or_default(),
-                    self.node("usr/sbin").display()
-                ),
-            )
+            // containerd finds its shim on PATH; kube-proxy finds conntrack
+            // (the host runtime's, else the host's, else the node tree's).
+            .env("PATH", self.path_variable())
             .env(MARK_ENV, self.dir.as_os_str())
             // Its own process group: Ctrl-C on the terminal is the run's to handle.
             .process_group(0);
@@ -167,6 +178,11 @@ impl LocalCluster {
             c.kubectl_output(&["get", "--raw", "/readyz"])
                 .map(|out| out.trim() == "ok")
         })?;
+        self.kubectl_output(&[
+            "apply",
+            "-f",
+            &self.dir.join("cluster-admins.yaml").display().to_string(),
+        ])?;
         for component in self.layout.controllers() {
             self.spawn(component)?;
         }

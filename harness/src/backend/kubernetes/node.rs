@@ -31,7 +31,26 @@ pub const GATEWAY: &str = "10.244.0.1";
 pub const BRIDGE: &str = "kmatrix0";
 pub const POD_SUBNET: &str = "10.244.0.0/24";
 pub const SERVICE_SUBNET: &str = "10.97.0.0/16";
-pub const PAUSE_IMAGE: &str = "kmatrix.local/pause:3.4";
+pub const PAUSE_IMAGE: &str = "kmatrix.local/pause:3.10";
+/// What `kubeadm init` binds and our phase-by-phase start does not: the
+/// group kubeadm 1.29+ gives admin.conf's user and the API server's kubelet
+/// client certificate, bound to cluster-admin. Without it the kubelet
+/// refuses the API server (`kubectl logs`: "Forbidden (user=kube-apiserver-
+/// kubelet-client, … subresource(s)=[proxy])"). Applied once the API server
+/// is ready.
+pub const CLUSTER_ADMINS: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kubeadm:cluster-admins
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: Group
+    name: kubeadm:cluster-admins
+";
 /// The cgroup every pod lives under, so a sweep finds all their processes.
 pub const CGROUP_ROOT: &str = "/kmatrix-k8s";
 
@@ -41,8 +60,10 @@ pub struct NodeLayout {
     pub dir: PathBuf,
     /// Kubernetes' binaries.
     pub bin: PathBuf,
-    /// The root the Debian parts are under (`usr/bin/etcd`, ...).
+    /// The root the Debian parts are under (`usr/bin/containerd`, ...).
     pub node: PathBuf,
+    /// The runc containerd runs pods with.
+    pub runc: PathBuf,
     /// What the API server listens on: 127.0.0.1 on the host; the guest's
     /// every address inside a guest, where QEMU forwards a host port to it.
     pub apiserver_bind: &'static str,
@@ -71,7 +92,10 @@ impl NodeLayout {
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig/admin.conf")
+        // kubeadm 1.29+ puts admin.conf's user in kubeadm:cluster-admins,
+        // bound to cluster-admin only by a full `kubeadm init`; super-admin.conf
+        // is system:masters.
+        self.dir.join("kubeconfig/super-admin.conf")
     }
 
     pub fn containerd_socket(&self) -> PathBuf {
@@ -126,7 +150,7 @@ state = "{state}"
             state = self.path("containerd/state"),
             sock = self.containerd_socket().display(),
             opt = self.path("containerd/opt"),
-            runc = self.node("usr/sbin/runc").display(),
+            runc = self.runc.display(),
             cni_bin = self.node("usr/lib/cni").display(),
             cni_conf = self.path("cni/net.d"),
         );
@@ -158,6 +182,7 @@ authentication:
   webhook: {{enabled: true}}
   x509: {{clientCAFile: {ca}}}
 authorization: {{mode: Webhook}}
+containerRuntimeEndpoint: unix://{socket}
 cgroupDriver: cgroupfs
 cgroupRoot: {CGROUP_ROOT}
 failSwapOn: false
@@ -165,7 +190,8 @@ resolvConf: /etc/resolv.conf
 imageGCHighThresholdPercent: 100
 evictionHard: {{memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%}}
 ",
-            ca = self.path("pki/ca.crt")
+            ca = self.path("pki/ca.crt"),
+            socket = self.containerd_socket().display(),
         );
         let proxy = format!(
             "apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -192,6 +218,7 @@ conntrack: {{maxPerCore: 0}}
             ),
             ("kubelet/config.yaml", kubelet),
             ("kube-proxy.yaml", proxy),
+            ("cluster-admins.yaml", CLUSTER_ADMINS.to_string()),
         ])
     }
 
@@ -202,7 +229,7 @@ conntrack: {{maxPerCore: 0}}
         vec![
             Component {
                 name: "etcd",
-                program: self.node("usr/bin/etcd"),
+                program: self.bin("etcd"),
                 args: vec![
                     format!("--data-dir={}", p("etcd")),
                     format!("--listen-client-urls=http://{local}:{}", PORTS.etcd_client),
@@ -234,7 +261,6 @@ conntrack: {{maxPerCore: 0}}
                     format!("--advertise-address={GATEWAY}"),
                     format!("--bind-address={}", self.apiserver_bind),
                     format!("--secure-port={}", PORTS.apiserver),
-                    "--insecure-port=0".into(),
                     format!("--etcd-servers=http://{local}:{}", PORTS.etcd_client),
                     format!("--service-cluster-ip-range={SERVICE_SUBNET}"),
                     format!("--client-ca-file={}", p("pki/ca.crt")),
@@ -291,7 +317,6 @@ conntrack: {{maxPerCore: 0}}
                     format!("--authentication-kubeconfig={controller}"),
                     format!("--authorization-kubeconfig={controller}"),
                     "--bind-address=127.0.0.1".into(),
-                    "--port=0".into(),
                     format!("--cluster-signing-cert-file={}", p("pki/ca.crt")),
                     format!("--cluster-signing-key-file={}", p("pki/ca.key")),
                     format!("--root-ca-file={}", p("pki/ca.crt")),
@@ -308,7 +333,6 @@ conntrack: {{maxPerCore: 0}}
                     format!("--authentication-kubeconfig={scheduler}"),
                     format!("--authorization-kubeconfig={scheduler}"),
                     "--bind-address=127.0.0.1".into(),
-                    "--port=0".into(),
                     "--leader-elect=false".into(),
                 ],
             },
@@ -326,15 +350,9 @@ conntrack: {{maxPerCore: 0}}
                 args: vec![
                     format!("--config={}", p("kubelet/config.yaml")),
                     format!("--kubeconfig={}", p("kubeconfig/kubelet.conf")),
-                    "--container-runtime=remote".into(),
-                    format!(
-                        "--container-runtime-endpoint=unix://{}",
-                        self.containerd_socket().display()
-                    ),
                     format!("--hostname-override={NODE_NAME}"),
                     format!("--root-dir={}", p("kubelet/root")),
                     format!("--cert-dir={}", p("kubelet/pki")),
-                    format!("--pod-infra-container-image={PAUSE_IMAGE}"),
                 ],
             },
             Component {
@@ -363,7 +381,7 @@ pub fn write_credentials(
     let mut sans = vec!["127.0.0.1", "localhost", GATEWAY];
     sans.extend(extra_sans);
     let config = format!(
-        "apiVersion: kubeadm.k8s.io/v1beta2
+        "apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
 localAPIEndpoint:
   advertiseAddress: {GATEWAY}
@@ -371,7 +389,7 @@ localAPIEndpoint:
 nodeRegistration:
   name: {NODE_NAME}
 ---
-apiVersion: kubeadm.k8s.io/v1beta2
+apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 kubernetesVersion: {version}
 certificatesDir: {pki}

@@ -125,7 +125,7 @@ check() {{
     };
     start(&mut s, layout.control_plane());
     s.push_str(&format!(
-        "until kubectl --kubeconfig={admin} get --raw /readyz > /dev/null 2>&1; do check; sleep 2; done\nsay \"API server ready\"\n",
+        "until kubectl --kubeconfig={admin} get --raw /readyz > /dev/null 2>&1; do check; sleep 2; done\nsay \"API server ready\"\nkubectl --kubeconfig={admin} apply -f {dir}/cluster-admins.yaml\n",
         admin = layout.kubeconfig().display()
     ));
     start(&mut s, layout.controllers());
@@ -159,8 +159,9 @@ mod tests {
             dir: PathBuf::from(GUEST_CLUSTER_DIR),
             bin: Path::new("/").join(GUEST_BIN_DIR),
             node: PathBuf::from("/"),
+            runc: PathBuf::from("/usr/sbin/runc"),
             apiserver_bind: "0.0.0.0",
-            version: "v1.20.2".into(),
+            version: "v1.34.4".into(),
             kube_proxy: KubeProxyMode::Iptables,
         }
     }
@@ -169,7 +170,7 @@ mod tests {
     fn the_node_script_starts_the_host_clusters_components_in_order() {
         let script = node_script(&layout());
         let order: Vec<usize> = [
-            "start etcd /usr/bin/etcd",
+            "start etcd /opt/kmatrix/bin/etcd",
             "start containerd /usr/bin/containerd",
             "start kube-apiserver /opt/kmatrix/bin/kube-apiserver",
             "get --raw /readyz",
