@@ -65,8 +65,12 @@ pub struct Workload {
     pub kube: crate::plan::KubeWork,
     /// The cell's probes (the rollout first): their deadlines.
     pub probes: Vec<crate::plan::CellProbe>,
-    /// The version's reproducer on the host: the workload image's program.
+    /// The version's reproducer on the host: the workload image's program
+    /// (a stand-in), or the probe pods' driver beside a real image.
     pub reproducer: Option<PathBuf>,
+    /// The version's real image (a registry image, a package, a module
+    /// build), flattened: what the workload runs when the version is real.
+    pub real_image: Option<crate::provision::ImageArtifact>,
 }
 
 /// Why a boot ended.

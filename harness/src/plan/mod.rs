@@ -244,7 +244,7 @@ pub fn plan(
                     .kubernetes
                     .as_ref()
                     .map(|spec| -> Result<_, FileError> {
-                        let work = kube_work(scenario, spec, &version.id, variant)?;
+                        let work = kube_work(scenario, spec, version, variant)?;
                         Ok((kube_probes(spec, &work), work))
                     })
                     .transpose()?;
@@ -496,9 +496,12 @@ fn add_version_inputs(
 fn kube_work(
     scenario: &Scenario,
     spec: &KubernetesSpec,
-    version: &str,
+    version: &Version,
     variant: &Variant,
 ) -> Result<KubeWork, FileError> {
+    let real = version.artifact.is_some();
+    let command = serde_json::to_string(&version.command).expect("strings serialize");
+    let version = version.id.as_str();
     let namespace = format!(
         "km-{}",
         &sha256_bytes(format!("{}\0{version}\0{}", scenario.id, variant.id).as_bytes())[..12]
@@ -516,6 +519,10 @@ fn kube_work(
         "image": image,
         "reproducer": IMAGE_REPRODUCER,
         "env": variant.env,
+        // A real version's image is the release's; `command` is the
+        // version's command (JSON), empty for the image's own entrypoint.
+        "real": real,
+        "command": command,
     });
     let mut manifests = String::new();
     for (name, template) in &spec.templates {
@@ -523,7 +530,7 @@ fn kube_work(
             FileError::whole_file(
                 &scenario.dir.join("kubernetes").join(name),
                 format!("cannot render for {version} × {}: {e}", variant.id),
-                "use only image, namespace, reproducer, scenario, component, version, variant and env (a map)",
+                "use only image, namespace, reproducer, scenario, component, version, variant, env (a map), real (true for a release's image) and command (its command, JSON)",
             )
         })?;
         manifests.push_str("---\n");

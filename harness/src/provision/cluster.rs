@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// Bumped when the build recipe changes, so cached binaries are rebuilt.
 const BUILD_RECIPE: &str = "3";
 /// Bumped when the guest node disk's layout changes.
-const GUEST_DISK_RECIPE: &str = "1";
+const GUEST_DISK_RECIPE: &str = "3";
 /// Where the Kubernetes binaries are on the guest node disk.
 pub const GUEST_BIN_DIR: &str = "opt/kmatrix/bin";
 
@@ -142,6 +142,14 @@ impl Provisioner<'_> {
                     // `cp -a`: the tree's symlinks (ld.so, alternatives) stay links.
                     fs::create_dir_all(root.join(GUEST_BIN_DIR))?;
                     copy_preserving(&tree, &root)?;
+                    // trixie's packages live under /usr only; the start
+                    // script and the chroot want /bin/busybox, ld.so in /lib64.
+                    super::image::merged_usr_links(&root)?;
+                    // The kubelet (1.33+) reads /etc/passwd at start (its
+                    // user-namespace manager): "open /etc/passwd: no such file".
+                    fs::create_dir_all(root.join("etc"))?;
+                    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+                    fs::write(root.join("etc/group"), "root:x:0:\n")?;
                     copy_preserving(&parts.bin, &root.join(GUEST_BIN_DIR))?;
                     make_ext4(&root, &dir.join("node.ext4"))?;
                     fs::remove_dir_all(&root)?;

@@ -130,12 +130,6 @@ fn beyond_a_cluster(cell: &Cell, cluster: &ClusterKind) -> Option<Classified> {
             "the scenario does not opt into a cluster inside a guest (its node takes minutes to become Ready under TCG): set `guest = true` in its [kubernetes]",
         ));
     }
-    if cell.artifact.is_some() {
-        return Some(Classified::new(
-            Verdict::Unavailable,
-            "a real artifact version: on Kubernetes only the version's reproducer image runs so far",
-        ));
-    }
     if in_a_guest {
         // The guest boots with the cell's command line and loads what it
         // asks of its own kernel, as a QEMU cell does.

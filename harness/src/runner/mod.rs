@@ -257,6 +257,14 @@ impl RunContext<'_> {
                         .artifacts
                         .first()
                         .and_then(|a| self.provisioned.files.get(a)?.as_ref().ok().cloned()),
+                    real_image: cell.artifact.as_ref().and_then(|a| {
+                        self.provisioned
+                            .artifacts
+                            .get(&a.mount)?
+                            .as_ref()
+                            .ok()
+                            .cloned()
+                    }),
                 })
             })
             .collect()

@@ -511,7 +511,7 @@ fn write_node_files(
     }
     let image_dir = files.join("images");
     fs::create_dir_all(&image_dir)?;
-    super::workload::one_binary_image(
+    super::images::one_binary_image(
         &parts.parts.bin.join("pause"),
         "/pause",
         PAUSE_IMAGE,
@@ -519,7 +519,7 @@ fn write_node_files(
     )?;
     for work in &request.workloads {
         // A version without a reproducer fails in its own cell.
-        let _ = super::workload::workload_image(work, &image_dir);
+        let _ = super::images::workload_image(work, &image_dir);
     }
     fs::write(files.join("start.sh"), start_script())?;
     fs::write(files.join("node.sh"), node_script(layout))?;

@@ -259,7 +259,7 @@ impl LocalCluster {
         let archive = self
             .dir
             .join(format!("image-{}.tar", reference.replace(['/', ':'], "_")));
-        super::workload::one_binary_image(binary, entrypoint[0], reference, &archive)?;
+        super::images::one_binary_image(binary, entrypoint[0], reference, &archive)?;
         self.load_image(&archive)
     }
 

@@ -10,6 +10,7 @@
 //! deploys one cell and probes it.
 
 pub mod guest;
+pub mod images;
 pub mod kind;
 pub mod local;
 pub mod node;

@@ -6,12 +6,11 @@
 use super::Cluster;
 use crate::backend::Workload;
 use crate::cancel::{wait_for, Cancel, Deadline, Waited};
-use crate::plan::{CellProbe, IMAGE_REPRODUCER, ROLLOUT_PROBE};
-use crate::sources::oci::build::{write_layout, ImageSpec};
+use crate::plan::{CellProbe, ROLLOUT_PROBE};
 use anyhow::{bail, Context, Result};
 use kmatrix_agent::{GuestEvent, ProcessEnd};
 use serde_json::Value;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
@@ -123,10 +122,10 @@ impl Deployment<'_> {
         let kube = &self.work.kube;
         if !self.cluster.images_preloaded() {
             fs::create_dir_all(self.scratch)?;
-            let archive = workload_image(self.work, self.scratch)?;
+            let archive = super::images::workload_image(self.work, self.scratch)?;
             self.cluster.load_image(&archive)?;
             let _ = fs::remove_file(&archive);
-        } else if self.work.reproducer.is_none() {
+        } else if self.work.reproducer.is_none() && self.work.real_image.is_none() {
             bail!("this version has no reproducer binary to make its image from");
         }
         self.apply_in(
@@ -546,49 +545,4 @@ impl Deployment<'_> {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-/// The workload's image (its version's reproducer) as an OCI archive in
-/// `dir`, named after its namespace.
-pub fn workload_image(work: &Workload, dir: &Path) -> Result<std::path::PathBuf> {
-    let binary = work
-        .reproducer
-        .as_ref()
-        .context("this version has no reproducer binary to make its image from")?;
-    let archive = dir.join(format!("{}.tar", work.kube.namespace));
-    one_binary_image(binary, IMAGE_REPRODUCER, &work.kube.image, &archive)?;
-    Ok(archive)
-}
-
-/// An OCI image archive of one static binary at `path_in_image` (and an
-/// empty /tmp), tagged `reference`: what a node imports without a registry.
-pub fn one_binary_image(
-    binary: &Path,
-    path_in_image: &str,
-    reference: &str,
-    archive: &Path,
-) -> Result<()> {
-    let work = tempfile::tempdir_in(archive.parent().unwrap_or(Path::new(".")))?;
-    let root = work.path().join("root");
-    let target = root.join(path_in_image.trim_start_matches('/'));
-    fs::create_dir_all(target.parent().expect("a path with a folder"))?;
-    fs::create_dir_all(root.join("tmp"))?;
-    fs::copy(binary, &target)
-        .with_context(|| format!("cannot copy {} into the image", binary.display()))?;
-    let layout = work.path().join("layout");
-    write_layout(
-        &root,
-        &ImageSpec {
-            entrypoint: vec![path_in_image.to_string()],
-            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
-            ..Default::default()
-        },
-        &layout,
-        reference,
-    )?;
-    let mut builder = tar::Builder::new(File::create(archive)?);
-    builder.mode(tar::HeaderMode::Deterministic);
-    builder.append_dir_all(".", &layout)?;
-    builder.into_inner()?.flush()?;
-    Ok(())
 }

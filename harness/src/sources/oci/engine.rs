@@ -157,40 +157,12 @@ fn split_registry(name: &str) -> (&str, &str) {
     }
 }
 
-/// The user's saved login for `registry` (`~/.docker/config.json`'s
-/// `auths`, as `docker login` writes it without a credential helper).
+/// The user's saved login for `registry`, as the engine takes it.
 fn user_credentials(registry: &str) -> Option<DockerCredentials> {
-    let config = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|h| h.join(".docker")))?
-        .join("config.json");
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(config).ok()?).ok()?;
-    let auths = value.get("auths")?.as_object()?;
-    let hub = [
-        "https://index.docker.io/v1/",
-        "docker.io",
-        "index.docker.io",
-    ];
-    let entry = auths.iter().find_map(|(key, entry)| {
-        let host = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        let matches = host == registry
-            || (registry == "docker.io" && hub.iter().any(|h| key == h || host == *h));
-        matches.then_some(entry)
-    })?;
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(entry.get("auth")?.as_str()?)
-        .ok()?;
-    let (username, password) = String::from_utf8(decoded)
-        .ok()?
-        .split_once(':')
-        .map(|(u, p)| (u.to_string(), p.to_string()))?;
+    let login = super::auth::login_for(registry)?;
     Some(DockerCredentials {
-        username: Some(username),
-        password: Some(password),
+        username: Some(login.username),
+        password: Some(login.password),
         serveraddress: Some(registry.to_string()),
         ..Default::default()
     })

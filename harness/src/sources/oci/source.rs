@@ -99,12 +99,15 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-/// A registry speaking the OCI distribution API, with anonymous bearer
-/// tokens where it asks for them (Docker Hub, GHCR).
+/// A registry speaking the OCI distribution API: bearer tokens where it
+/// asks for them (Docker Hub, GHCR; with the user's login if there is one,
+/// else anonymous), HTTP basic authentication with the user's login where
+/// it asks for that (a registry behind htpasswd).
 pub struct Registry {
     image: RegistryRef,
     agent: ureq::Agent,
-    token: std::sync::Mutex<Option<String>>,
+    /// The `Authorization` header once the registry asked for one.
+    authorization: std::sync::Mutex<Option<String>>,
 }
 
 impl Registry {
@@ -120,7 +123,7 @@ impl Registry {
         Registry {
             image,
             agent,
-            token: std::sync::Mutex::new(None),
+            authorization: std::sync::Mutex::new(None),
         }
     }
 
@@ -132,12 +135,12 @@ impl Registry {
         )
     }
 
-    /// GETs `url`, fetching an anonymous token once when the registry asks.
+    /// GETs `url`, answering the registry's challenge once when it asks.
     fn get(&self, url: &str, accept: &str) -> Result<ureq::http::Response<ureq::Body>, ImageError> {
         for attempt in 0..2 {
             let mut request = self.agent.get(url).header("Accept", accept);
-            if let Some(token) = self.token.lock().expect("token").as_ref() {
-                request = request.header("Authorization", format!("Bearer {token}"));
+            if let Some(value) = self.authorization.lock().expect("auth").as_ref() {
+                request = request.header("Authorization", value);
             }
             let response = request.call().map_err(|e| {
                 ImageError::Unavailable(format!(
@@ -152,7 +155,7 @@ impl Registry {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
-                *self.token.lock().expect("token") = Some(self.anonymous_token(&challenge)?);
+                *self.authorization.lock().expect("auth") = Some(self.answer(&challenge)?);
                 continue;
             }
             return Ok(response);
@@ -160,9 +163,35 @@ impl Registry {
         unreachable!("the loop returns on its second pass")
     }
 
-    /// Answers a `WWW-Authenticate: Bearer realm=…,service=…,scope=…` challenge.
-    fn anonymous_token(&self, challenge: &str) -> Result<String, ImageError> {
-        let params = parse_challenge(challenge).ok_or_else(|| {
+    /// The `Authorization` value answering a `WWW-Authenticate` challenge:
+    /// the user's login for `Basic`, a token for `Bearer`.
+    fn answer(&self, challenge: &str) -> Result<String, ImageError> {
+        let login = super::auth::login_for(&self.image.registry);
+        if challenge.trim_start().starts_with("Basic") {
+            return login.map(|l| l.basic()).ok_or_else(|| {
+                ImageError::Unavailable(format!(
+                    "registry {} wants a login and none is saved for it in {}: `docker login {0}` or `podman login {0}`",
+                    self.image.registry,
+                    super::auth::auth_files()
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            });
+        }
+        self.token(challenge, login.as_ref())
+            .map(|token| format!("Bearer {token}"))
+    }
+
+    /// Answers a `WWW-Authenticate: Bearer realm=…,service=…,scope=…`
+    /// challenge: a token, asked for with the login if there is one.
+    fn token(
+        &self,
+        challenge: &str,
+        login: Option<&super::auth::Login>,
+    ) -> Result<String, ImageError> {
+        let params = super::auth::parse_challenge(challenge).ok_or_else(|| {
             ImageError::Unavailable(format!(
                 "registry {} wants credentials kmatrix does not have (challenge: {challenge:?}); pull through a Docker engine with your login, or a mirror",
                 self.image.registry
@@ -182,12 +211,21 @@ impl Registry {
             ));
         }
         let url = format!("{realm}?{}", query.join("&"));
-        let mut response = self.agent.get(&url).call().map_err(|e| {
+        let mut request = self.agent.get(&url);
+        if let Some(login) = login {
+            request = request.header("Authorization", login.basic());
+        }
+        let mut response = request.call().map_err(|e| {
             ImageError::Unavailable(format!("token service {realm} unreachable: {e}"))
         })?;
         if response.status() != 200 {
             return Err(ImageError::Unavailable(format!(
-                "token service {realm} refused an anonymous token (HTTP {})",
+                "token service {realm} refused {} token (HTTP {})",
+                if login.is_some() {
+                    "the saved login a"
+                } else {
+                    "an anonymous"
+                },
                 response.status()
             )));
         }
@@ -359,30 +397,6 @@ fn copy_verified(reader: &mut dyn Read, dest: &Path, digest: &str) -> Result<(),
         )));
     }
     Ok(())
-}
-
-/// `Bearer realm="…",service="…"` → its parameters.
-fn parse_challenge(challenge: &str) -> Option<std::collections::BTreeMap<String, String>> {
-    let rest = challenge.trim().strip_prefix("Bearer ")?;
-    let mut params = std::collections::BTreeMap::new();
-    let mut rest = rest.trim();
-    while !rest.is_empty() {
-        let (key, after) = rest.split_once('=')?;
-        let after = after.trim_start();
-        let (value, tail) = match after.strip_prefix('"') {
-            Some(quoted) => {
-                let end = quoted.find('"')?;
-                (&quoted[..end], &quoted[end + 1..])
-            }
-            None => match after.find(',') {
-                Some(end) => (&after[..end], &after[end..]),
-                None => (after, ""),
-            },
-        };
-        params.insert(key.trim().to_string(), value.to_string());
-        rest = tail.trim_start_matches([',', ' ']);
-    }
-    params.contains_key("realm").then_some(params)
 }
 
 fn percent_encode(text: &str) -> String {

@@ -1,6 +1,7 @@
 //! Registry auth parsing and blob verification.
 
 use super::*;
+use crate::sources::oci::auth::parse_challenge;
 
 #[test]
 fn bearer_challenges_parse() {
