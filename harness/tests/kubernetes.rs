@@ -149,7 +149,7 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
         "--kernel",
         "k8s-local",
         "--version",
-        "v0.5.13-stand-in",
+        "v0.5.13",
         "--version",
         "v0.8.5",
         "--version",
@@ -165,14 +165,19 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
     let cells = read_cells(&out);
     assert_eq!(cells.len(), 4, "{cells:#?}");
 
-    // ollama v0.5.13 (go 1.24: an MPTCP listener) on this host's kernel:
-    // the Deployment rolls out and a probe pod reaches it both ways.
-    let ollama = cell(&cells, "ollama-mptcp", "v0.5.13-stand-in", "baseline");
+    // ollama v0.5.13 (go 1.24: an MPTCP listener), its own server built
+    // from its module at the tag, on this host's kernel: the Deployment
+    // rolls out and a probe pod reaches it both ways.
+    let ollama = cell(&cells, "ollama-mptcp", "v0.5.13", "baseline");
     assert_eq!(ollama.verdict, Verdict::Pass, "{ollama:#?}");
     assert!(
         probe(ollama, "rollout")
             .stdout
-            .contains("listener protocol mptcp"),
+            .contains("Listening on [::]:11434 (version 0.5.13)"),
+        "{ollama:#?}"
+    );
+    assert!(
+        ollama.facts["artifact"].starts_with("module:github.com/ollama/ollama@v0.5.13 (h1:"),
         "{ollama:#?}"
     );
     let service = probe(ollama, "service-clusterip");
@@ -361,7 +366,7 @@ fn kind_cells_are_unavailable_with_the_reason() {
         "--kernel",
         "kind",
         "--version",
-        "v0.5.13-stand-in",
+        "v0.5.13",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -416,7 +421,7 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
         "--version",
         "v0.8.5",
         "--version",
-        "v0.5.13-stand-in",
+        "v0.5.13",
         "--variant",
         "baseline",
         "--variant",
@@ -478,7 +483,7 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
     // ollama v0.5.13 (an MPTCP listener) through its Service, with
     // kube-proxy's iptables rules and, on a cluster of its own, IPVS.
     for (variant, proxier) in [("baseline", "iptables"), ("kube-proxy-ipvs", "ipvs")] {
-        let ollama = cell(&cells, "ollama-mptcp", "v0.5.13-stand-in", variant);
+        let ollama = cell(&cells, "ollama-mptcp", "v0.5.13", variant);
         assert_eq!(
             ollama.facts.get("kube-proxy").map(String::as_str),
             Some(proxier),

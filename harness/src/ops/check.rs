@@ -58,7 +58,7 @@ fn real_artifact_here(
     let state = match real.needs {
         RealNeeds::Kubernetes => pullable(&real.image).and_then(|how| {
             Err(format!(
-                "{how}, but `{}` needs a Kubernetes API server, and on k8s-local and kind only the version's stand-in runs so far",
+                "{how}, but `{}` needs a Kubernetes API server: the scenario records it without running it (a version with this image and a manifest of its own would run it on k8s-local, <kernel>+k8s or kind)",
                 real.command.join(" ")
             ))
         }),

@@ -175,6 +175,8 @@ impl GuestNode {
         let booted = started.elapsed();
         node.wait_for_ready(interrupted)?;
         let ready = started.elapsed();
+        node.wait_for_images(interrupted)?;
+        let images = started.elapsed();
         node.facts.insert(
             "cluster".into(),
             format!("local cluster in a {} guest", vm.accel.as_str()),
@@ -192,9 +194,10 @@ impl GuestNode {
         fs::write(
             log_dir.join("ready.txt"),
             format!(
-                "agent up {:.1} s after QEMU started; node Ready {:.1} s after ({}, {} MB, {GUEST_CPUS} vCPUs)\n",
+                "agent up {:.1} s after QEMU started; node Ready {:.1} s after; workload images in containerd {:.1} s after ({}, {} MB, {GUEST_CPUS} vCPUs)\n",
                 booted.as_secs_f64(),
                 ready.as_secs_f64(),
+                images.as_secs_f64(),
                 vm.accel.as_str(),
                 parts.disk.memory_mb
             ),
@@ -224,6 +227,17 @@ impl GuestNode {
                 super::kubectl_output(n.kubectl_within(15), &["get", "serviceaccount", "default"])
                     .is_ok(),
             )
+        })
+    }
+
+    /// Until the node script says every workload image is in containerd
+    /// (it imports them while the kubelet registers).
+    fn wait_for_images(&self, interrupted: &Cancel) -> Result<()> {
+        let said = format!("kmatrix-node: {}", scripts::IMAGES_IMPORTED);
+        self.wait_until("the workloads' images in containerd", interrupted, |n| {
+            let log =
+                fs::read_to_string(n.agent_log.with_file_name("node.log")).unwrap_or_default();
+            Ok(log.lines().any(|l| l.trim_end() == said))
         })
     }
 
