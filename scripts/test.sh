@@ -25,10 +25,11 @@ if [ ! -x "$actionlint" ]; then
   echo "test.sh: building actionlint v1.7.12 from its Go module" >&2
   GOTOOLCHAIN=local GOFLAGS=-mod=mod GOBIN=$(dirname "$actionlint") "$go" install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 fi
-# The local Kubernetes cluster's binaries are built once from Debian's
-# source package (about 7 minutes cold on 2 cores) and then reused from the
-# cache; build them here rather than inside a test's deadline, with the
-# disk the cluster inside ubuntu-22.04's guest runs from (ubuntu-22.04+k8s).
+# The local Kubernetes cluster's binaries are built once from the
+# k8s.io/kubernetes and etcd Go modules (about 6 minutes cold on 2 cores)
+# and then reused from the cache; build them here rather than inside a
+# test's deadline, with the disk the cluster inside ubuntu-22.04's guest
+# runs from (ubuntu-22.04+k8s).
 cargo build --quiet --bin kmatrix
 target/debug/kmatrix kernels build k8s-local ubuntu-22.04+k8s
 # The `docker` environment's tests need an engine: start one if none

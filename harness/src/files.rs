@@ -135,6 +135,23 @@ pub fn all(_: &Path) -> bool {
     true
 }
 
+/// `cp -a from/. to`: symlinks, modes and owners as they are.
+pub fn copy_preserving(from: &Path, to: &Path) -> Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from.join("."))
+        .arg(to)
+        .status()
+        .context("cannot run cp")?;
+    anyhow::ensure!(
+        status.success(),
+        "cp -a {} {} failed",
+        from.display(),
+        to.display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -167,6 +167,7 @@ fn caddy_image_in_a_registry(project: &TempProject, dir: &Path, port: u16) -> St
             env: vec!["PATH=/usr/bin:/bin".into()],
             working_dir: None,
             architecture: None,
+            uncompressed: false,
         },
         &layout,
         "2.6.2",

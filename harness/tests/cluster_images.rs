@@ -123,6 +123,27 @@ spec:
     .unwrap();
 }
 
+/// `kmatrix run --scenario web --kernel k8s-local --out OUT` with `env`.
+fn run_web(
+    project: &TempProject,
+    env: &[(&str, &Path)],
+    out: &Path,
+) -> (Vec<kmatrix_metadata::CellRecord>, std::process::Output) {
+    let output = project.kmatrix_with_env(
+        env,
+        &[
+            "run",
+            "--scenario",
+            "web",
+            "--kernel",
+            "k8s-local",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    (read_cells(out), output)
+}
+
 /// Every file under `dir` that holds `needle`.
 fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -172,22 +193,15 @@ fn a_private_registry_image_runs_pinned_on_the_local_cluster() {
     let empty_config = dir.path().join("no-login");
     fs::create_dir_all(&empty_config).unwrap();
     let refused = dir.path().join("refused");
-    let output = project.kmatrix_with_env(
+    let no_auth_file = empty_config.join("auth.json");
+    let (cells, output) = run_web(
+        &project,
         &[
             ("DOCKER_CONFIG", &empty_config),
-            ("REGISTRY_AUTH_FILE", &empty_config.join("auth.json")),
+            ("REGISTRY_AUTH_FILE", &no_auth_file),
         ],
-        &[
-            "run",
-            "--scenario",
-            "web",
-            "--kernel",
-            "k8s-local",
-            "--out",
-            refused.to_str().unwrap(),
-        ],
+        &refused,
     );
-    let cells = read_cells(&refused);
     assert_eq!(cells[0].verdict, Verdict::Unavailable, "{output:?}");
     assert!(
         cells[0].signature.contains("wants a login") && cells[0].signature.contains("docker login"),
@@ -210,22 +224,10 @@ fn a_private_registry_image_runs_pinned_on_the_local_cluster() {
     .unwrap();
     let env = [
         ("DOCKER_CONFIG", config.as_path()),
-        ("REGISTRY_AUTH_FILE", &empty_config.join("auth.json")),
+        ("REGISTRY_AUTH_FILE", no_auth_file.as_path()),
     ];
     let first = dir.path().join("first");
-    let output = project.kmatrix_with_env(
-        &env,
-        &[
-            "run",
-            "--scenario",
-            "web",
-            "--kernel",
-            "k8s-local",
-            "--out",
-            first.to_str().unwrap(),
-        ],
-    );
-    let cells = read_cells(&first);
+    let (cells, output) = run_web(&project, &env, &first);
     let cell = &cells[0];
     assert_eq!(cell.verdict, Verdict::Pass, "{cell:#?}\n{output:?}");
     assert!(
@@ -259,19 +261,7 @@ fn a_private_registry_image_runs_pinned_on_the_local_cluster() {
         &reference,
     );
     let second = dir.path().join("second");
-    project.kmatrix_with_env(
-        &env,
-        &[
-            "run",
-            "--scenario",
-            "web",
-            "--kernel",
-            "k8s-local",
-            "--out",
-            second.to_str().unwrap(),
-        ],
-    );
-    let cells = read_cells(&second);
+    let (cells, _) = run_web(&project, &env, &second);
     let cell = &cells[0];
     assert_eq!(cell.verdict, Verdict::Pass, "{cell:#?}");
     assert!(

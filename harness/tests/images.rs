@@ -63,6 +63,7 @@ fn layout_saying(dir: &Path, architecture: Option<&str>, hello: &str) -> PathBuf
             env: vec!["PATH=/usr/bin".into()],
             working_dir: Some("/".into()),
             architecture: architecture.map(str::to_string),
+            uncompressed: false,
         },
         &layout,
         "v1",

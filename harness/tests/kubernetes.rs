@@ -395,8 +395,8 @@ fn kind_cells_are_unavailable_with_the_reason() {
 /// 22.04's kernel (5.15.0-25), on the local cluster kmatrix starts inside
 /// that kernel's QEMU guest (`ubuntu-22.04+k8s`). v1.14.0 (Go 1.24: its
 /// TPROXY listener is MPTCP) crash-loops on the `IP_TRANSPARENT` line; the
-/// `GODEBUG=multipathtcp=0` workaround and v1.13.14 (Go 1.23) run. A
-/// scenario that does not opt in (`guest = true`) is unavailable there.
+/// `GODEBUG=multipathtcp=0` workaround and v1.13.14 (Go 1.23) run.
+/// kube-vip v0.8.5's DaemonSet panics there as on the host.
 /// A second cluster of the same kernel runs kube-proxy in IPVS mode (which
 /// this host's kernel lacks) for ollama's `kube-proxy-ipvs` variant: its
 /// Service is reached through IPVS.
@@ -476,9 +476,16 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
             "{ran:#?}"
         );
     }
+    // kube-vip v0.8.5's DaemonSet on the guest's kernel: the same panic.
     let vip = cell(&cells, "kube-vip-cidr", "v0.8.5", "baseline");
-    assert_eq!(vip.verdict, Verdict::Unavailable, "{vip:#?}");
-    assert!(vip.signature.contains("guest = true"), "{vip:#?}");
+    assert_eq!(vip.verdict, Verdict::Crash, "{vip:#?}");
+    assert!(vip.signature.contains("index out of range"), "{vip:#?}");
+    assert_eq!(
+        vip.kernel_release
+            .as_deref()
+            .map(|r| r.starts_with("5.15.")),
+        Some(true)
+    );
 
     // ollama v0.5.13 (an MPTCP listener) through its Service, with
     // kube-proxy's iptables rules and, on a cluster of its own, IPVS.

@@ -141,7 +141,7 @@ impl Provisioner<'_> {
                     let root = dir.join("root");
                     // `cp -a`: the tree's symlinks (ld.so, alternatives) stay links.
                     fs::create_dir_all(root.join(GUEST_BIN_DIR))?;
-                    copy_preserving(&tree, &root)?;
+                    crate::files::copy_preserving(&tree, &root)?;
                     // trixie's packages live under /usr only; the start
                     // script and the chroot want /bin/busybox, ld.so in /lib64.
                     super::image::merged_usr_links(&root)?;
@@ -150,7 +150,7 @@ impl Provisioner<'_> {
                     fs::create_dir_all(root.join("etc"))?;
                     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
                     fs::write(root.join("etc/group"), "root:x:0:\n")?;
-                    copy_preserving(&parts.bin, &root.join(GUEST_BIN_DIR))?;
+                    crate::files::copy_preserving(&parts.bin, &root.join(GUEST_BIN_DIR))?;
                     make_ext4(&root, &dir.join("node.ext4"))?;
                     fs::remove_dir_all(&root)?;
                     Ok(PathBuf::from("node.ext4"))
@@ -167,48 +167,28 @@ impl Provisioner<'_> {
         let Ok(entry) = self.local_kubernetes_entry() else {
             return false;
         };
-        let pin = |path: &str, version: &str, toolchain: &str| {
-            self.module_pin(&build_module_spec(path, version, toolchain))
-        };
-        let kube = pin(
-            LocalKubernetesEntry::MODULE,
-            &entry.version,
-            &entry.toolchain,
-        );
-        let etcd = pin(
-            EtcdEntry::MODULE,
-            &entry.etcd.version,
-            &entry.etcd.toolchain,
-        );
-        match (kube, etcd) {
-            (Some(kube), Some(etcd)) => self
-                .cache
-                .lookup("kubernetes-built", &binaries_key(entry, &kube, &etcd))
-                .is_some(),
-            _ => false,
-        }
+        self.pinned_binaries_key(entry)
+            .is_some_and(|key| self.cache.lookup("kubernetes-built", &key).is_some())
+    }
+
+    /// The binaries' cache key, when both modules are pinned in the lock.
+    fn pinned_binaries_key(&self, entry: &LocalKubernetesEntry) -> Option<String> {
+        let [kube, etcd] = cluster_modules(entry);
+        Some(binaries_key(
+            entry,
+            &self.module_pin(&kube)?,
+            &self.module_pin(&etcd)?,
+        ))
     }
 
     fn kubernetes_binaries(&self, entry: &LocalKubernetesEntry) -> Result<PathBuf> {
-        let kube = build_module_spec(
-            LocalKubernetesEntry::MODULE,
-            &entry.version,
-            &entry.toolchain,
-        );
-        let etcd = build_module_spec(
-            EtcdEntry::MODULE,
-            &entry.etcd.version,
-            &entry.etcd.toolchain,
-        );
-        let pins = (self.module_pin(&kube), self.module_pin(&etcd));
-        if let (Some(kube_h1), Some(etcd_h1)) = &pins {
-            if let Some(built) = self
-                .cache
-                .lookup("kubernetes-built", &binaries_key(entry, kube_h1, etcd_h1))
-            {
+        if let Some(key) = self.pinned_binaries_key(entry) {
+            if let Some(built) = self.cache.lookup("kubernetes-built", &key) {
                 return Ok(built.with_file_name("bin"));
             }
         }
+        let [kube, etcd] = cluster_modules(entry);
+        let pins = (self.module_pin(&kube), self.module_pin(&etcd));
         // Fetched (and pinned, or checked against the pin) before anything is built.
         let kube_files = self.verified_module(&kube, pins.0.as_deref())?;
         let etcd_files = self.verified_module(&etcd, pins.1.as_deref())?;
@@ -274,6 +254,22 @@ impl Provisioner<'_> {
     }
 }
 
+/// The modules the binaries are built from: Kubernetes', etcd's.
+fn cluster_modules(entry: &LocalKubernetesEntry) -> [GoModuleSpec; 2] {
+    [
+        build_module_spec(
+            LocalKubernetesEntry::MODULE,
+            &entry.version,
+            &entry.toolchain,
+        ),
+        build_module_spec(
+            EtcdEntry::MODULE,
+            &entry.etcd.version,
+            &entry.etcd.toolchain,
+        ),
+    ]
+}
+
 /// A module to fetch and pin like a version's module (its h1 in the lock).
 fn build_module_spec(path: &str, version: &str, toolchain: &str) -> GoModuleSpec {
     GoModuleSpec {
@@ -337,23 +333,6 @@ fn node_tree(entry: &LocalKubernetesEntry, extra: &[String]) -> GuestSpec {
             "usr/share/locale*".into(),
         ],
     }
-}
-
-/// `cp -a from/. to`: symlinks, modes and owners as they are.
-fn copy_preserving(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from.join("."))
-        .arg(to)
-        .status()
-        .context("cannot run cp")?;
-    anyhow::ensure!(
-        status.success(),
-        "cp -a {} {} failed",
-        from.display(),
-        to.display()
-    );
-    Ok(())
 }
 
 fn binaries_key(entry: &LocalKubernetesEntry, kube_h1: &str, etcd_h1: &str) -> String {

@@ -39,13 +39,8 @@ fn real_image_archive(
 ) -> Result<()> {
     let work = tempfile::tempdir_in(archive.parent().unwrap_or(Path::new(".")))?;
     let root = work.path().join("root");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&real.root)
-        .arg(&root)
-        .status()
-        .context("cannot run cp")?;
-    anyhow::ensure!(status.success(), "cannot copy {}", real.root.display());
+    fs::create_dir_all(&root)?;
+    crate::files::copy_preserving(&real.root, &root)?;
     if let Some(driver) = driver {
         let target = root.join(IMAGE_REPRODUCER.trim_start_matches('/'));
         fs::create_dir_all(target.parent().expect("a path with a folder"))?;
@@ -57,6 +52,7 @@ fn real_image_archive(
         cmd: real.cmd.clone(),
         env: real.env.clone(),
         working_dir: real.working_dir.clone(),
+        uncompressed: true,
         ..Default::default()
     };
     archive_of(&root, &spec, reference, archive, work.path())
@@ -97,6 +93,7 @@ pub fn one_binary_image(
     let spec = ImageSpec {
         entrypoint: vec![path_in_image.to_string()],
         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+        uncompressed: true,
         ..Default::default()
     };
     archive_of(&root, &spec, reference, archive, work.path())

@@ -24,6 +24,9 @@ pub struct ImageSpec {
     pub working_dir: Option<String>,
     /// `amd64` unless given (tests make images for other architectures).
     pub architecture: Option<String>,
+    /// The layer as a plain tar, not gzip'd: for images a TCG guest's
+    /// containerd imports (decompressing there costs more than reading).
+    pub uncompressed: bool,
 }
 
 /// Writes an OCI image layout at `layout` holding `rootfs` as one layer,
@@ -46,17 +49,20 @@ pub fn write_layout(rootfs: &Path, spec: &ImageSpec, layout: &Path, tag: &str) -
         builder.into_inner()?.flush()?;
     }
     let diff_id = file_digest(&tar_path)?;
-    let gz_path = layout.join("layer.tar.gz");
-    {
+    let (layer_path, layer_type) = if spec.uncompressed {
+        (tar_path, MediaType::ImageLayer)
+    } else {
+        let gz_path = layout.join("layer.tar.gz");
         let mut encoder =
             flate2::write::GzEncoder::new(File::create(&gz_path)?, flate2::Compression::fast());
         std::io::copy(&mut File::open(&tar_path)?, &mut encoder)?;
         encoder.finish()?.flush()?;
-    }
-    fs::remove_file(&tar_path)?;
-    let layer_digest = file_digest(&gz_path)?;
-    let layer_size = fs::metadata(&gz_path)?.len();
-    fs::rename(&gz_path, blobs.join(hex_of(&layer_digest)))?;
+        fs::remove_file(&tar_path)?;
+        (gz_path, MediaType::ImageLayerGzip)
+    };
+    let layer_digest = file_digest(&layer_path)?;
+    let layer_size = fs::metadata(&layer_path)?.len();
+    fs::rename(&layer_path, blobs.join(hex_of(&layer_digest)))?;
 
     let mut config = ConfigBuilder::default().env(spec.env.clone());
     if !spec.entrypoint.is_empty() {
@@ -89,7 +95,7 @@ pub fn write_layout(rootfs: &Path, spec: &ImageSpec, layout: &Path, tag: &str) -
             config_digest.parse::<oci_spec::image::Digest>()?,
         ))
         .layers(vec![Descriptor::new(
-            MediaType::ImageLayerGzip,
+            layer_type,
             layer_size,
             layer_digest.parse::<oci_spec::image::Digest>()?,
         )])
@@ -129,4 +135,43 @@ fn file_digest(path: &Path) -> Result<String> {
 
 fn hex_of(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layer's blob and media type, gzip'd or not as the spec asks.
+    fn layer_of(uncompressed: bool) -> (Vec<u8>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/hello"), "hello\n").unwrap();
+        let layout = dir.path().join("layout");
+        let spec = ImageSpec {
+            uncompressed,
+            ..Default::default()
+        };
+        let manifest = write_layout(&root, &spec, &layout, "v1").unwrap();
+        let blobs = layout.join("blobs/sha256");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(blobs.join(hex_of(&manifest))).unwrap()).unwrap();
+        let layer = &manifest["layers"][0];
+        let digest = layer["digest"].as_str().unwrap();
+        (
+            fs::read(blobs.join(hex_of(digest))).unwrap(),
+            layer["mediaType"].as_str().unwrap().to_string(),
+        )
+    }
+
+    #[test]
+    fn a_layer_is_gzipd_unless_asked_not_to_be() {
+        let (gz, gz_type) = layer_of(false);
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+        assert_eq!(gz_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+        let (tar, tar_type) = layer_of(true);
+        // A tar's first header names the first entry; ustar magic at 257.
+        assert_eq!(&tar[257..262], b"ustar");
+        assert_eq!(tar_type, "application/vnd.oci.image.layer.v1.tar");
+    }
 }
