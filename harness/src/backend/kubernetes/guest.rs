@@ -531,9 +531,14 @@ fn write_node_files(
         PAUSE_IMAGE,
         &image_dir.join("0-pause.tar"),
     )?;
+    // One archive per image: a version's variants share its image (four
+    // 60 MB ollama images imported twice cost the node a minute under TCG).
+    let mut written = std::collections::BTreeSet::new();
     for work in &request.workloads {
-        // A version without a reproducer fails in its own cell.
-        let _ = super::images::workload_image(work, &image_dir);
+        if written.insert(&work.kube.image) {
+            // A version without a reproducer fails in its own cell.
+            let _ = super::images::workload_image(work, &image_dir);
+        }
     }
     fs::write(files.join("start.sh"), start_script())?;
     fs::write(files.join("node.sh"), node_script(layout))?;

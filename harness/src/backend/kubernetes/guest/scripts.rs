@@ -126,15 +126,13 @@ check() {{
             s.push_str(&format!("start {}\n", shell_words::join(&words)));
         }
     };
+    // Under TCG each of these 60-100 MB Go programs takes 15-30 s to start
+    // (paging in, runtime init): all start as soon as containerd has the
+    // pause image, and wait for the API server themselves (kubeadm's
+    // static pods start the same way), so their start overlaps the API
+    // server's. Workload images are imported while the kubelet registers;
+    // the host waits for IMAGES_IMPORTED too.
     start(&mut s, layout.control_plane());
-    s.push_str(&format!(
-        "until kubectl --kubeconfig={admin} get --raw /readyz > /dev/null 2>&1; do check; sleep 2; done\nsay \"API server ready\"\nkubectl --kubeconfig={admin} apply -f {dir}/cluster-admins.yaml\n",
-        admin = layout.kubeconfig().display()
-    ));
-    start(&mut s, layout.controllers());
-    // The pause image before the kubelet (its sandboxes need it); the
-    // workloads' images while the kubelet registers (a 60 MB image takes
-    // ~20 s to import under TCG); the host waits for IMAGES_IMPORTED too.
     let import = |image: &str| {
         format!(
             "  ctr --address {socket} --namespace k8s.io images import --no-unpack=false \"{image}\" > /dev/null\n  say \"imported {image}\"\n",
@@ -146,7 +144,12 @@ check() {{
         import("$image"),
         socket = socket.display(),
     ));
+    start(&mut s, layout.controllers());
     start(&mut s, layout.node_agents());
+    s.push_str(&format!(
+        "until kubectl --kubeconfig={admin} get --raw /readyz > /dev/null 2>&1; do check; sleep 1; done\nsay \"API server ready\"\nkubectl --kubeconfig={admin} apply -f {dir}/cluster-admins.yaml\n",
+        admin = layout.kubeconfig().display()
+    ));
     s.push_str(&format!(
         "for image in {CHROOT_FILES}/images/*.tar; do\n  [ \"${{image##*/}}\" = 0-pause.tar ] && continue\n{}done\nsay \"{IMAGES_IMPORTED}\"\n",
         import("$image"),
@@ -184,12 +187,13 @@ mod tests {
             "start etcd /opt/kmatrix/bin/etcd",
             "start containerd /usr/bin/containerd",
             "start kube-apiserver /opt/kmatrix/bin/kube-apiserver",
-            "get --raw /readyz",
+            "0-pause.tar",
             "start kube-controller-manager",
             "start kube-scheduler",
-            "0-pause.tar",
             "start kubelet",
             "start kube-proxy",
+            "get --raw /readyz",
+            "cluster-admins.yaml",
             "workload images imported",
         ]
         .iter()
