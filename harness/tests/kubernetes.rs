@@ -195,6 +195,12 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
         Some(kubernetes_release().as_str())
     );
     assert_eq!(ollama.backend.as_deref(), Some("kubernetes"));
+    let info: RunInfo = serde_json::from_slice(&fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        info.kubernetes,
+        Some(kubernetes_release()),
+        "run.json names the release"
+    );
 
     // kube-vip v0.8.5 with vip_cidr "128": the DaemonSet's container panics
     // and restarts: a crash, with its log and restart count.

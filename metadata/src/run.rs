@@ -48,6 +48,10 @@ pub struct RunInfo {
     /// Wall time of the last invocation (run or resume), milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_ms: Option<u64>,
+    /// The Kubernetes the run's clusters run (`v1.34.4`; kind's node
+    /// image for kind), when a cell of it is on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
 }
 
 /// A container engine as a run met it (the `docker` environment).

@@ -58,6 +58,7 @@ pub(super) fn info_at_start(
             container_engine: None,
             harness_peak_rss_kib: None,
             wall_ms: None,
+            kubernetes: None,
         },
     };
     info.harness_version = env!("CARGO_PKG_VERSION").into();

@@ -17,7 +17,7 @@ use crate::events::{Events, RunEvent};
 use crate::plan::Cell;
 use crate::project::{Planned, Request};
 use crate::provision::{
-    Emulator, EmulatorChoice, Environment, KernelArtifact, Provisioned, Provisioner,
+    ClusterKind, Emulator, EmulatorChoice, Environment, KernelArtifact, Provisioned, Provisioner,
 };
 use crate::reporter::{Display, Recorder, Reporter};
 use crate::results::{ResultsStore, RUN_FILE};
@@ -396,6 +396,9 @@ fn work(
     if let Some(engine) = container_engine(&provisioned, &pending) {
         info.container_engine = Some(engine);
     }
+    if let Some(kubernetes) = kubernetes_release(&provisioned, &pending) {
+        info.kubernetes = Some(kubernetes);
+    }
     events.send(RunEvent::RunInfo(Box::new(info.clone())));
 
     let built = BackendSet::build(BackendSettings {
@@ -557,6 +560,20 @@ fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<Conta
         match provisioned.environments.get(&cell.kernel)?.as_ref().ok()? {
             Environment::Engine { facts, .. } => Some(facts.clone()),
             Environment::Kernel(_) | Environment::Cluster { .. } => None,
+        }
+    })
+}
+
+/// The Kubernetes of the first of `pending` that runs on a cluster.
+fn kubernetes_release(provisioned: &Provisioned, pending: &[Cell]) -> Option<String> {
+    pending.iter().find_map(|cell| {
+        match provisioned.environments.get(&cell.kernel)?.as_ref().ok()? {
+            Environment::Cluster { cluster, .. } => Some(match cluster {
+                ClusterKind::Local(parts) => parts.version.clone(),
+                ClusterKind::Guest(guest) => guest.parts.version.clone(),
+                ClusterKind::Kind { node_image, .. } => format!("kind node image {node_image}"),
+            }),
+            Environment::Kernel(_) | Environment::Engine { .. } => None,
         }
     })
 }

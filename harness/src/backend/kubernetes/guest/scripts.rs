@@ -126,12 +126,15 @@ check() {{
             s.push_str(&format!("start {}\n", shell_words::join(&words)));
         }
     };
-    // Under TCG each of these 60-100 MB Go programs takes 15-30 s to start
-    // (paging in, runtime init): all start as soon as containerd has the
-    // pause image, and wait for the API server themselves (kubeadm's
-    // static pods start the same way), so their start overlaps the API
-    // server's. Workload images are imported while the kubelet registers;
-    // the host waits for IMAGES_IMPORTED too.
+    // Under TCG the kubelet (an 80 MB Go program) takes ~30 s to start: it
+    // starts as soon as containerd has the pause image and waits for the
+    // API server itself, so its start overlaps the API server's. The
+    // controller manager exits if the API server is up but its RBAC not
+    // yet bootstrapped ("extension-apiserver-authentication is forbidden":
+    // no kubelet restarts it here, as for kubeadm's static pods), so it,
+    // the scheduler and kube-proxy wait for /readyz. Workload images are
+    // imported while the kubelet registers; the host waits for
+    // IMAGES_IMPORTED too.
     start(&mut s, layout.control_plane());
     let import = |image: &str| {
         format!(
@@ -144,12 +147,17 @@ check() {{
         import("$image"),
         socket = socket.display(),
     ));
-    start(&mut s, layout.controllers());
-    start(&mut s, layout.node_agents());
+    let (kubelet, proxy): (Vec<Component>, Vec<Component>) = layout
+        .node_agents()
+        .into_iter()
+        .partition(|c| c.name == "kubelet");
+    start(&mut s, kubelet);
     s.push_str(&format!(
         "until kubectl --kubeconfig={admin} get --raw /readyz > /dev/null 2>&1; do check; sleep 1; done\nsay \"API server ready\"\nkubectl --kubeconfig={admin} apply -f {dir}/cluster-admins.yaml\n",
         admin = layout.kubeconfig().display()
     ));
+    start(&mut s, layout.controllers());
+    start(&mut s, proxy);
     s.push_str(&format!(
         "for image in {CHROOT_FILES}/images/*.tar; do\n  [ \"${{image##*/}}\" = 0-pause.tar ] && continue\n{}done\nsay \"{IMAGES_IMPORTED}\"\n",
         import("$image"),
@@ -188,12 +196,12 @@ mod tests {
             "start containerd /usr/bin/containerd",
             "start kube-apiserver /opt/kmatrix/bin/kube-apiserver",
             "0-pause.tar",
-            "start kube-controller-manager",
-            "start kube-scheduler",
             "start kubelet",
-            "start kube-proxy",
             "get --raw /readyz",
             "cluster-admins.yaml",
+            "start kube-controller-manager",
+            "start kube-scheduler",
+            "start kube-proxy",
             "workload images imported",
         ]
         .iter()
