@@ -191,16 +191,10 @@ impl GuestNode {
             "cluster.ready_s".into(),
             format!("{:.1}", ready.as_secs_f64()),
         );
+        let times = [booted, ready, images].map(|d| d.as_secs_f64());
         fs::write(
             log_dir.join("ready.txt"),
-            format!(
-                "agent up {:.1} s after QEMU started; node Ready {:.1} s after; workload images in containerd {:.1} s after ({}, {} MB, {GUEST_CPUS} vCPUs)\n",
-                booted.as_secs_f64(),
-                ready.as_secs_f64(),
-                images.as_secs_f64(),
-                vm.accel.as_str(),
-                parts.disk.memory_mb
-            ),
+            ready_line(times, vm.accel, parts.disk.memory_mb),
         )?;
         Ok(node)
     }
@@ -543,6 +537,15 @@ fn write_node_files(
     fs::write(files.join("start.sh"), start_script())?;
     fs::write(files.join("node.sh"), node_script(layout))?;
     Ok(())
+}
+
+/// `ready.txt`: when the agent said hello, the node was Ready and the
+/// workloads' images were in containerd, in seconds after QEMU started.
+fn ready_line([booted, ready, images]: [f64; 3], accel: Accel, memory_mb: u32) -> String {
+    format!(
+        "agent up {booted:.1} s after QEMU started; node Ready {ready:.1} s after; workload images in containerd {images:.1} s after ({}, {memory_mb} MB, {GUEST_CPUS} vCPUs)\n",
+        accel.as_str()
+    )
 }
 
 /// The admin's kubeconfig for the host, pointed at QEMU's forward of the

@@ -11,6 +11,7 @@
 
 pub mod guest;
 pub mod images;
+mod iptables;
 pub mod kind;
 pub mod local;
 pub mod node;

@@ -118,9 +118,10 @@ impl NodeLayout {
         .collect()
     }
 
-    /// The configuration files (path under [`NodeLayout::dir`], text).
-    pub fn config_files(&self) -> Result<Vec<(&'static str, String)>> {
-        let containerd = format!(
+    /// containerd's configuration: its own root, state and socket; the
+    /// CRI plugin with our runc, the pause image and the CNI folders.
+    fn containerd_config(&self) -> String {
+        format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
@@ -153,7 +154,12 @@ state = "{state}"
             runc = self.runc.display(),
             cni_bin = self.node("usr/lib/cni").display(),
             cni_conf = self.path("cni/net.d"),
-        );
+        )
+    }
+
+    /// The configuration files (path under [`NodeLayout::dir`], text).
+    pub fn config_files(&self) -> Result<Vec<(&'static str, String)>> {
+        let containerd = self.containerd_config();
         let cni = serde_json::json!({
             "cniVersion": "0.4.0",
             "name": "kmatrix",
