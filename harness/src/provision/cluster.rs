@@ -182,13 +182,14 @@ impl Provisioner<'_> {
     }
 
     fn kubernetes_binaries(&self, entry: &LocalKubernetesEntry) -> Result<PathBuf> {
-        if let Some(key) = self.pinned_binaries_key(entry) {
+        let [kube, etcd] = cluster_modules(entry);
+        let pins = (self.module_pin(&kube), self.module_pin(&etcd));
+        if let (Some(kube_h1), Some(etcd_h1)) = &pins {
+            let key = binaries_key(entry, kube_h1, etcd_h1);
             if let Some(built) = self.cache.lookup("kubernetes-built", &key) {
                 return Ok(built.with_file_name("bin"));
             }
         }
-        let [kube, etcd] = cluster_modules(entry);
-        let pins = (self.module_pin(&kube), self.module_pin(&etcd));
         // Fetched (and pinned, or checked against the pin) before anything is built.
         let kube_files = self.verified_module(&kube, pins.0.as_deref())?;
         let etcd_files = self.verified_module(&etcd, pins.1.as_deref())?;

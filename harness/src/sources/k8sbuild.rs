@@ -94,32 +94,25 @@ pub fn build_programs(
     fs::write(build.join("go.mod"), go_mod)?;
     let log_path = dir.join(format!("build-{}.log", spec.name));
     let mut log = File::create(&log_path)?;
-    let mut go = super::gotool::go(spec.goroot);
-    for (key, value) in &spec.env {
-        go.env(key, value);
-    }
     // `go build -v` names each package as it compiles it, on stderr: the
     // shell joins stderr to stdout so those names become progress.
-    go.env("GOFLAGS", "-mod=mod")
+    let mut shell = Command::new("sh");
+    super::gotool::isolate(&mut shell, spec.goroot);
+    shell
+        .envs(spec.env.iter().map(|(key, value)| (key, value)))
+        // After isolate, which drops the user's GOFLAGS: this build's own.
+        .env("GOFLAGS", "-mod=mod")
         .env("GOPROXY", &spec.proxy)
         .env("CGO_ENABLED", "0")
         .env("GOOS", "linux")
-        .env("GOARCH", "amd64");
-    let mut shell = Command::new("sh");
-    shell
+        .env("GOARCH", "amd64")
         .arg("-c")
         .arg("exec \"$0\" \"$@\" 2>&1")
-        .arg(go.get_program())
+        .arg(spec.goroot.join("bin/go"))
         .args(["build", "-v", "-trimpath", "-ldflags", &spec.ldflags, "-o"])
         .arg(format!("{}/", bin.display()))
         .args(spec.packages.iter().map(|(package, _)| package))
         .current_dir(&build);
-    for (key, value) in go.get_envs() {
-        match value {
-            Some(value) => shell.env(key, value),
-            None => shell.env_remove(key),
-        };
-    }
     let mut compiled = 0u64;
     events.progress(&label, 0, None, "resolving modules through the proxy");
     logged_step(&mut shell, &mut log, &log_path, &mut |line| {
@@ -194,9 +187,10 @@ fn render_build_module(path: &str, version: &str, companions: &str, go_mod: &GoM
     text
 }
 
-/// The pause program, static, from the Kubernetes tree's `build/pause`.
+/// The pause program, static, from the Kubernetes tree's `build/pause`
+/// (the caller has checked for gcc with [`check_build_tools`] before the
+/// Go builds, so a missing compiler is said before minutes of compiling).
 pub fn build_pause(module_dir: &Path, bin: &Path, log_path: &Path) -> Result<()> {
-    check_build_tools()?;
     let mut log = File::options().create(true).append(true).open(log_path)?;
     logged_step(
         Command::new("gcc")

@@ -11,8 +11,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-/// The workload's image (its version's reproducer) as an OCI archive in
-/// `dir`, named after its namespace.
+/// The workload's image as an OCI archive in `dir`, named after its
+/// namespace: the version's real image, else its reproducer alone.
 pub fn workload_image(work: &Workload, dir: &Path) -> Result<std::path::PathBuf> {
     let archive = dir.join(format!("{}.tar", work.kube.namespace));
     if let Some(real) = &work.real_image {
@@ -42,10 +42,7 @@ fn real_image_archive(
     fs::create_dir_all(&root)?;
     crate::files::copy_preserving(&real.root, &root)?;
     if let Some(driver) = driver {
-        let target = root.join(IMAGE_REPRODUCER.trim_start_matches('/'));
-        fs::create_dir_all(target.parent().expect("a path with a folder"))?;
-        fs::copy(driver, &target)
-            .with_context(|| format!("cannot copy {} into the image", driver.display()))?;
+        place(driver, &root, IMAGE_REPRODUCER)?;
     }
     let spec = ImageSpec {
         entrypoint: real.entrypoint.clone(),
@@ -85,11 +82,8 @@ pub fn one_binary_image(
 ) -> Result<()> {
     let work = tempfile::tempdir_in(archive.parent().unwrap_or(Path::new(".")))?;
     let root = work.path().join("root");
-    let target = root.join(path_in_image.trim_start_matches('/'));
-    fs::create_dir_all(target.parent().expect("a path with a folder"))?;
+    place(binary, &root, path_in_image)?;
     fs::create_dir_all(root.join("tmp"))?;
-    fs::copy(binary, &target)
-        .with_context(|| format!("cannot copy {} into the image", binary.display()))?;
     let spec = ImageSpec {
         entrypoint: vec![path_in_image.to_string()],
         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
@@ -97,4 +91,13 @@ pub fn one_binary_image(
         ..Default::default()
     };
     archive_of(&root, &spec, reference, archive, work.path())
+}
+
+/// Copies `file` into the image's `root` at `path_in_image`.
+fn place(file: &Path, root: &Path, path_in_image: &str) -> Result<()> {
+    let target = root.join(path_in_image.trim_start_matches('/'));
+    fs::create_dir_all(target.parent().expect("a path with a folder"))?;
+    fs::copy(file, &target)
+        .with_context(|| format!("cannot copy {} into the image", file.display()))?;
+    Ok(())
 }

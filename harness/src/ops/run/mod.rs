@@ -554,27 +554,34 @@ fn still_to_run(
     (already_done, now)
 }
 
+/// The first answer `what` gives for the environment of one of `pending`.
+fn first_environment<T>(
+    provisioned: &Provisioned,
+    pending: &[Cell],
+    what: impl Fn(&Environment) -> Option<T>,
+) -> Option<T> {
+    pending
+        .iter()
+        .find_map(|cell| what(provisioned.environments.get(&cell.kernel)?.as_ref().ok()?))
+}
+
 /// The container engine the pending cells run on, as run.json records it.
 fn container_engine(provisioned: &Provisioned, pending: &[Cell]) -> Option<ContainerEngine> {
-    pending.iter().find_map(|cell| {
-        match provisioned.environments.get(&cell.kernel)?.as_ref().ok()? {
-            Environment::Engine { facts, .. } => Some(facts.clone()),
-            Environment::Kernel(_) | Environment::Cluster { .. } => None,
-        }
+    first_environment(provisioned, pending, |environment| match environment {
+        Environment::Engine { facts, .. } => Some(facts.clone()),
+        Environment::Kernel(_) | Environment::Cluster { .. } => None,
     })
 }
 
 /// The Kubernetes of the first of `pending` that runs on a cluster.
 fn kubernetes_release(provisioned: &Provisioned, pending: &[Cell]) -> Option<String> {
-    pending.iter().find_map(|cell| {
-        match provisioned.environments.get(&cell.kernel)?.as_ref().ok()? {
-            Environment::Cluster { cluster, .. } => Some(match cluster {
-                ClusterKind::Local(parts) => parts.version.clone(),
-                ClusterKind::Guest(guest) => guest.parts.version.clone(),
-                ClusterKind::Kind { node_image, .. } => format!("kind node image {node_image}"),
-            }),
-            Environment::Kernel(_) | Environment::Engine { .. } => None,
-        }
+    first_environment(provisioned, pending, |environment| match environment {
+        Environment::Cluster { cluster, .. } => Some(match cluster {
+            ClusterKind::Local(parts) => parts.version.clone(),
+            ClusterKind::Guest(guest) => guest.parts.version.clone(),
+            ClusterKind::Kind { node_image, .. } => format!("kind node image {node_image}"),
+        }),
+        Environment::Kernel(_) | Environment::Engine { .. } => None,
     })
 }
 
