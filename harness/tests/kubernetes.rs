@@ -452,6 +452,13 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
         "the pods ran on {:?}",
         crashed.kernel_release
     );
+    // 5.15 has every cgroup v1 controller: the node mounts v1, as the host.
+    assert_eq!(
+        crashed.facts.get("cluster.cgroup").map(String::as_str),
+        Some("v1"),
+        "{:#?}",
+        crashed.facts
+    );
     let rollout = probe(crashed, "rollout");
     assert!(
         rollout
@@ -526,5 +533,69 @@ fn a_cluster_inside_ubuntu_22_04s_guest_reproduces_the_crash_loop() {
     eprintln!(
         "{}",
         fs::read_to_string(boot.join("cluster/ready.txt")).unwrap()
+    );
+}
+
+/// Debian trixie's 6.12 has no cgroup v1 `memory` or `cpuset` (its
+/// CONFIG_MEMCG_V1 and CONFIG_CPUSETS_V1 are off): the kubelet stopped on
+/// "Following Cgroup subsystem not mounted: [cpuset memory]" when the
+/// guest node mounted v1 only. The node now probes v1 and mounts cgroup v2
+/// with its controllers delegated; kube-ovn v1.14.0's TPROXY listener runs
+/// there (6.12 has MPTCP's IP_TRANSPARENT).
+#[test]
+fn a_cluster_inside_a_kernel_without_cgroup_v1_memory_runs_on_cgroup_v2() {
+    let project = project_with(&["kube-ovn-tproxy"]);
+    let out = project.root().join("out");
+    let output = project.kmatrix(&[
+        "run",
+        "--scenario",
+        "kube-ovn-tproxy",
+        "--kernel",
+        "debian-6.12+k8s",
+        "--version",
+        "v1.14.0",
+        "--variant",
+        "baseline",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 1, "{cells:#?}");
+    let ran = cell(&cells, "kube-ovn-tproxy", "v1.14.0", "baseline");
+    assert_eq!(ran.verdict, Verdict::Pass, "{ran:#?}");
+    assert!(
+        ran.kernel_release
+            .as_deref()
+            .is_some_and(|r| r.starts_with("6.12.")),
+        "{ran:#?}"
+    );
+    assert_eq!(
+        ran.facts.get("cluster.cgroup").map(String::as_str),
+        Some("v2"),
+        "{:#?}",
+        ran.facts
+    );
+    assert_eq!(
+        ran.facts.get("kubernetes"),
+        Some(&kubernetes_release()),
+        "{:#?}",
+        ran.facts
+    );
+    assert!(
+        probe(ran, "rollout")
+            .stdout
+            .contains("tproxy listener ready"),
+        "{ran:#?}"
+    );
+    let node_log = fs::read_to_string(
+        out.join("boots")
+            .join("debian-6.12+k8s-1")
+            .join("cluster/node.log"),
+    )
+    .unwrap();
+    assert!(
+        node_log.contains("kmatrix-node: cgroup v2 (this kernel has no v1 memory or cpuset)"),
+        "{node_log}"
     );
 }

@@ -19,6 +19,7 @@
 //!
 //! The guest dies with the run: QEMU gets SIGKILL when its parent dies.
 
+mod node_log;
 mod scripts;
 
 use super::node::{write_credentials, NodeLayout, PAUSE_IMAGE, PORTS};
@@ -93,6 +94,8 @@ pub struct GuestNode {
     console: PathBuf,
     /// The agent's port, as it came (`cluster/agent.log`).
     agent_log: PathBuf,
+    /// The node's port: its script and components (`cluster/node.log`).
+    node_log: PathBuf,
     kernel_release: String,
     facts: BTreeMap<String, String>,
     accel: Accel,
@@ -167,6 +170,7 @@ impl GuestNode {
             kubeconfig,
             console,
             agent_log: log_dir.join("agent.log"),
+            node_log: log_dir.join("node.log"),
             kernel_release: String::new(),
             facts: BTreeMap::new(),
             accel: vm.accel,
@@ -183,10 +187,11 @@ impl GuestNode {
         );
         node.facts
             .insert("kubernetes".into(), parts.parts.version.clone());
-        node.facts.insert(
-            "kube-proxy".into(),
-            node.proxier(&log_dir, kube_proxy, interrupted)?,
-        );
+        if let Some(version) = node_log::cgroup(&node.node_log()) {
+            node.facts.insert("cluster.cgroup".into(), version.into());
+        }
+        node.facts
+            .insert("kube-proxy".into(), node.proxier(kube_proxy, interrupted)?);
         node.facts.insert(
             "cluster.ready_s".into(),
             format!("{:.1}", ready.as_secs_f64()),
@@ -227,43 +232,22 @@ impl GuestNode {
     /// Until the node script says every workload image is in containerd
     /// (it imports them while the kubelet registers).
     fn wait_for_images(&self, interrupted: &Cancel) -> Result<()> {
-        let said = format!("kmatrix-node: {}", scripts::IMAGES_IMPORTED);
         self.wait_until("the workloads' images in containerd", interrupted, |n| {
-            let log =
-                fs::read_to_string(n.agent_log.with_file_name("node.log")).unwrap_or_default();
-            Ok(log.lines().any(|l| l.trim_end() == said))
+            Ok(node_log::said(&n.node_log(), scripts::IMAGES_IMPORTED))
         })
     }
 
-    /// The proxier kube-proxy says it uses (its log, in `node.log`): it
-    /// falls back to iptables when IPVS is missing, which must not pass
-    /// for an IPVS cell.
-    fn proxier(&self, log_dir: &Path, asked: KubeProxyMode, cancel: &Cancel) -> Result<String> {
+    fn node_log(&self) -> String {
+        fs::read_to_string(&self.node_log).unwrap_or_default()
+    }
+
+    /// The proxier kube-proxy says it uses (see [`node_log::proxier`]).
+    fn proxier(&self, asked: KubeProxyMode, cancel: &Cancel) -> Result<String> {
         let waited = wait_for(
             cancel,
             Deadline::after(Duration::from_secs(60)),
             Duration::from_secs(1),
-            || {
-                let log = fs::read_to_string(log_dir.join("node.log")).unwrap_or_default();
-                let said = log
-                    .lines()
-                    .filter(|l| l.starts_with("[kube-proxy]"))
-                    .find_map(|l| {
-                        let mode = l.split("Using ").nth(1)?.split(' ').next()?;
-                        l.contains("Proxier").then(|| mode.to_string())
-                    });
-                match said {
-                    Some(mode) if mode == asked.as_str() => Ok(Some(mode)),
-                    Some(mode) => bail!(
-                        "kube-proxy runs in {mode} mode, not {} as asked: {}",
-                        asked.as_str(),
-                        log.lines()
-                            .rfind(|l| l.starts_with("[kube-proxy]") && l.contains("IPVS"))
-                            .unwrap_or("(no IPVS line in its log)")
-                    ),
-                    None => Ok(None),
-                }
-            },
+            || node_log::proxier(&self.node_log(), asked),
         )?;
         match waited {
             Waited::Ready(mode) => Ok(mode),
@@ -324,15 +308,11 @@ impl GuestNode {
         }
         match received {
             Ok(line) => match GuestEvent::from_line(&line) {
-                Some(GuestEvent::ProbeDone {
-                    end,
-                    stdout,
-                    stderr,
-                    ..
-                }) => bail!(
-                    "the node's start script ended ({}): {}",
+                // The script's words go to the node's port, not the agent.
+                Some(GuestEvent::ProbeDone { end, .. }) => bail!(
+                    "the node's start script ended ({}); cluster/node.log ends:\n{}",
                     describe_end(&end),
-                    last_lines(&format!("{stdout}\n{stderr}"), 30)
+                    node_log::script_end(&self.node_log(), 12)
                 ),
                 other => Ok(other),
             },

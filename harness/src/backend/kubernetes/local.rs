@@ -314,6 +314,11 @@ impl Cluster for LocalCluster {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "absent".into());
         facts.insert("mptcp.enabled".into(), mptcp);
+        let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        facts.insert(
+            "cluster.cgroup".into(),
+            if unified { "v2" } else { "v1" }.into(),
+        );
         facts
     }
 }

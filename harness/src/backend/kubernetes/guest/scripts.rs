@@ -7,8 +7,9 @@ use super::{
 use crate::backend::kubernetes::node::{Component, NodeLayout};
 
 /// Runs outside the node, with the disk's static busybox: lays a tmpfs over
-/// the read-only node disk, gives it proc, sys, dev, cgroup v1 and the
-/// network, and enters it.
+/// the read-only node disk, gives it proc, sys, dev, cgroups (v1, or v2
+/// where the kernel has no v1 memory controller) and the network, and
+/// enters it.
 pub(super) fn start_script() -> String {
     let mut s = String::from(
         "# The node's start, outside its root (written by kmatrix).\n# Everything it and the node say goes to the third serial port (the run's cluster/node.log).\nexec > /dev/ttyS2 2>&1\nset -ex\n",
@@ -36,14 +37,32 @@ $bb mount -t tmpfs tmpfs $node/dev/shm
 # containerd's overlayfs snapshots need a tmpfs beneath them, not an overlay.
 for d in run tmp var/lib/kmatrix; do $bb mount -t tmpfs tmpfs $node/$d; done
 $bb mount -o bind {FILES_DIR} $node{chroot_files}
-$bb mount -t tmpfs -o mode=0755 cgroup $node/sys/fs/cgroup
-for c in {hierarchies}; do
-  $bb mkdir -p $node/sys/fs/cgroup/$c
-  $bb mount -t cgroup -o $c cgroup $node/sys/fs/cgroup/$c || say "cgroup $c not mounted"
+# cgroup v1, as on this host; a kernel without v1 memory or cpuset (Debian's
+# 6.12 turns CONFIG_MEMCG_V1 and CONFIG_CPUSETS_V1 off) gets the unified
+# hierarchy, every controller delegated from its root. Probed on a scratch
+# mount first: a v1 hierarchy holds its controllers away from v2.
+v1=yes
+for c in memory cpuset; do
+  $bb mkdir -p /rw/probe-$c
+  if $bb mount -t cgroup -o $c cgroup /rw/probe-$c; then $bb umount /rw/probe-$c; else v1=; fi
 done
-for pair in cpu:cpu,cpuacct cpuacct:cpu,cpuacct net_cls:net_cls,net_prio net_prio:net_cls,net_prio; do
-  $bb ln -s ${{pair#*:}} $node/sys/fs/cgroup/${{pair%%:*}}
-done
+if [ -n "$v1" ]; then
+  $bb mount -t tmpfs -o mode=0755 cgroup $node/sys/fs/cgroup
+  for c in {hierarchies}; do
+    $bb mkdir -p $node/sys/fs/cgroup/$c
+    $bb mount -t cgroup -o $c cgroup $node/sys/fs/cgroup/$c || say "cgroup $c not mounted"
+  done
+  for pair in cpu:cpu,cpuacct cpuacct:cpu,cpuacct net_cls:net_cls,net_prio net_prio:net_cls,net_prio; do
+    $bb ln -s ${{pair#*:}} $node/sys/fs/cgroup/${{pair%%:*}}
+  done
+  say "cgroup v1"
+else
+  $bb mount -t cgroup2 cgroup2 $node/sys/fs/cgroup
+  for c in $($bb cat $node/sys/fs/cgroup/cgroup.controllers); do
+    echo "+$c" > $node/sys/fs/cgroup/cgroup.subtree_control || say "cgroup v2: $c not delegated"
+  done
+  say "cgroup v2 (this kernel has no v1 memory or cpuset): $($bb cat $node/sys/fs/cgroup/cgroup.subtree_control)"
+fi
 $bb ls /sys/class/net
 # The one network card: QEMU's user network (its name varies by kernel).
 # Only a device has `device`: the `dummy` module (IPVS) adds dummy0.
@@ -90,7 +109,16 @@ done
 say() {{ echo "kmatrix-node: $*" > /dev/ttyS2; }}
 mkdir -p {folders}
 cp -a {chroot_files}/cluster/. {dir}/
-for c in /sys/fs/cgroup/*/; do [ -L "${{c%/}}" ] || mkdir -p "${{c}}{cgroup_root}"; done
+# The pods' cgroup: in each v1 hierarchy, or once in v2 with the root's
+# controllers passed on (the kubelet checks them there).
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+  mkdir -p /sys/fs/cgroup/{cgroup_root}
+  for c in $(cat /sys/fs/cgroup/{cgroup_root}/cgroup.controllers); do
+    echo "+$c" > /sys/fs/cgroup/{cgroup_root}/cgroup.subtree_control
+  done
+else
+  for c in /sys/fs/cgroup/*/; do [ -L "${{c%/}}" ] || mkdir -p "${{c}}{cgroup_root}"; done
+fi
 : > /run/kmatrix/pids
 start() {{
   name=$1; shift
@@ -235,6 +263,9 @@ mod tests {
         for hierarchy in CGROUP_HIERARCHIES {
             assert!(script.contains(hierarchy), "{hierarchy}");
         }
+        // Kernels without v1 memory/cpuset get cgroup v2 with controllers.
+        assert!(script.contains("mount -t cgroup2 cgroup2 $node/sys/fs/cgroup"));
+        assert!(script.contains("cgroup.subtree_control"));
         assert!(script.contains(&format!("lowerdir={DISK_MOUNT}")));
         assert!(script
             .trim_end()
