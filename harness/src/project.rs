@@ -25,6 +25,8 @@ pub struct Request {
     pub kernels: Vec<String>,
     /// `--add-version` values: versions given for this run only.
     pub added_versions: Vec<String>,
+    /// `--kubernetes`: the release the run's clusters are built from.
+    pub kubernetes: Option<String>,
     pub selection: Selection,
 }
 
@@ -40,7 +42,29 @@ impl Request {
             shard: self.selection.shard.map(|s| s.to_string()),
             retries,
             added_versions: self.added_versions.clone(),
+            kubernetes: self.kubernetes.clone(),
         }
+    }
+
+    /// A resume's options against the run's own: the clusters' release is
+    /// the run's (another one would be another run, `run_json` says which).
+    pub fn same_kubernetes_as(&self, run: &Request, run_json: &Path) -> Result<(), FileError> {
+        if self.kubernetes.is_none() || self.kubernetes == run.kubernetes {
+            return Ok(());
+        }
+        Err(FileError::whole_file(
+            run_json,
+            format!(
+                "--kubernetes {}: this run was started with {}",
+                self.kubernetes.as_deref().unwrap_or_default(),
+                run.kubernetes
+                    .as_deref()
+                    .map_or("the default release".to_string(), |r| format!(
+                        "--kubernetes {r}"
+                    ))
+            ),
+            "leave --kubernetes out to resume it as started, or start a new run with --out",
+        ))
     }
 
     /// The request a `run.json` selection stands for.
@@ -61,6 +85,7 @@ impl Request {
             scenarios: selection.scenarios.clone(),
             kernels: selection.kernels.clone(),
             added_versions: selection.added_versions.clone(),
+            kubernetes: selection.kubernetes.clone(),
             selection: Selection {
                 variants: selection.variants.clone(),
                 versions: selection.versions.clone(),
@@ -254,6 +279,19 @@ impl Project {
     /// ids to cells, used by `plan`, `run`, `repro` and `plan --check`.
     pub fn plan(&self, request: &Request) -> Result<Planned, FileError> {
         let (mut catalog, mut scenarios) = self.load_selected(&request.scenarios)?;
+        if let Some(release) = &request.kubernetes {
+            let file = self.images_dir().join(catalog::KUBERNETES_FILE);
+            match catalog.kubernetes.as_mut() {
+                Some(kubernetes) => kubernetes.select(release, &file)?,
+                None => {
+                    return Err(FileError::whole_file(
+                        &file,
+                        format!("--kubernetes {release}: this project has no Kubernetes catalog"),
+                        "add images/kubernetes.toml (see kmatrix's own), or leave --kubernetes out",
+                    ))
+                }
+            }
+        }
         crate::inputs::added::add_versions(
             &mut scenarios,
             &request.added_versions,

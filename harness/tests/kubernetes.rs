@@ -599,3 +599,87 @@ fn a_cluster_inside_a_kernel_without_cgroup_v1_memory_runs_on_cgroup_v2() {
         "{node_log}"
     );
 }
+
+/// The second release of images/kubernetes.toml (`[[release]]`).
+fn second_release() -> String {
+    let text = fs::read_to_string(repo_root().join("images/kubernetes.toml")).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    table["release"].as_array().unwrap()[0]["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `--kubernetes` builds the run's clusters from another release: the API
+/// server itself says which (the cell's `kubernetes` fact is its
+/// `/version`), run.json keeps the choice, the cells have ids of their own,
+/// and a resume keeps the release the run started with.
+#[test]
+fn a_second_release_is_chosen_with_kubernetes_and_kept_by_resume() {
+    let release = second_release();
+    assert_ne!(release, kubernetes_release());
+    let project = project_with(&["kube-ovn-tproxy"]);
+    let out = project.root().join("out");
+    let select = [
+        "--scenario",
+        "kube-ovn-tproxy",
+        "--kernel",
+        "k8s-local",
+        "--version",
+        "v1.14.0",
+        "--variant",
+        "baseline",
+    ];
+    let mut args = vec![
+        "run",
+        "--kubernetes",
+        &release,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(select);
+    let output = project.kmatrix(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let cells = read_cells(&out);
+    assert_eq!(cells.len(), 1, "{cells:#?}");
+    let ran = cell(&cells, "kube-ovn-tproxy", "v1.14.0", "baseline");
+    assert_eq!(ran.verdict, Verdict::Pass, "{ran:#?}");
+    assert_eq!(ran.facts.get("kubernetes"), Some(&release), "{ran:#?}");
+    let info: RunInfo = serde_json::from_slice(&fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info.kubernetes.as_ref(), Some(&release));
+    assert_eq!(
+        info.selection.as_ref().and_then(|s| s.kubernetes.as_ref()),
+        Some(&release)
+    );
+
+    // The default release plans the same cell under another id.
+    let mut plan = vec!["plan"];
+    plan.extend(select);
+    let planned = text(&project.kmatrix(&plan));
+    assert!(!planned.contains(ran.cell_id.as_str()), "{planned}");
+
+    // A resume is the run as started: another release is refused, naming
+    // the run's; without --kubernetes it finishes (nothing left to run).
+    let other = kubernetes_release();
+    let refused = project.kmatrix(&[
+        "run",
+        "--resume",
+        out.to_str().unwrap(),
+        "--kubernetes",
+        &other,
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!("this run was started with --kubernetes {release}")),
+        "{}",
+        text(&refused)
+    );
+    let resumed = project.kmatrix(&["run", "--resume", out.to_str().unwrap()]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("1 already in"),
+        "{}",
+        text(&resumed)
+    );
+    assert_eq!(read_cells(&out).len(), 1);
+}

@@ -92,6 +92,10 @@ pub struct RunSelection {
     /// Versions given on the command line for this run (`--add-version`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub added_versions: Vec<String>,
+    /// The Kubernetes release asked for with `--kubernetes` (none: the
+    /// project's default release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
 }
 
 /// One `kmatrix run --resume` of a run.

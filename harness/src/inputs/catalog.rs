@@ -8,8 +8,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod kubernetes;
 mod source;
 
+pub use kubernetes::{
+    EtcdEntry, KindEntry, KubernetesCatalog, KubernetesRelease, LocalKubernetesEntry,
+};
 pub use source::{
     EnvironmentSource, KernelSource, KernelTree, PackageUrl, Source, GUEST_CLUSTER_SUFFIX,
 };
@@ -139,80 +143,6 @@ struct KernelsFile {
 #[serde(deny_unknown_fields)]
 struct ToolchainsFile {
     toolchain: Vec<ToolchainEntry>,
-}
-
-/// `kubernetes.toml`: how the Kubernetes environments are made.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesCatalog {
-    pub local: LocalKubernetesEntry,
-    pub kind: KindEntry,
-}
-
-/// The local cluster: server binaries built from Kubernetes' Go module at a
-/// release tag, etcd from its module at the tag that release names, the
-/// node's other parts from Debian packages.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LocalKubernetesEntry {
-    /// The release, e.g. "v1.34.4": the `k8s.io/kubernetes` module's tag,
-    /// stamped into the binaries.
-    pub version: String,
-    /// The version its staging modules (k8s.io/api, …) are published under.
-    pub staging_version: String,
-    /// A Go toolchain of `toolchains.toml`.
-    pub toolchain: String,
-    /// `k8s.io/kubernetes/cmd/<name>` for each.
-    pub binaries: Vec<String>,
-    pub etcd: EtcdEntry,
-    pub node_suite: String,
-    pub node_packages: Vec<String>,
-    /// Node programs the host's cluster takes from another suite: they run
-    /// on the host's C library there (inside a guest the node tree brings
-    /// its own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_suite: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub host_packages: Vec<String>,
-    /// What the node needs besides, inside a guest (`<kernel>+k8s`), where
-    /// the host's tools are not there: a shell, iptables, mount.
-    #[serde(default)]
-    pub guest_packages: Vec<String>,
-    /// The guest's memory for `<kernel>+k8s` (the control plane and the pods).
-    #[serde(default = "default_guest_memory_mb")]
-    pub guest_memory_mb: u32,
-}
-
-/// etcd, built from `go.etcd.io/etcd/server/v3` at the tag the Kubernetes
-/// release names (its build/dependencies.yaml).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct EtcdEntry {
-    pub version: String,
-    pub toolchain: String,
-}
-
-impl EtcdEntry {
-    /// The module (and main package) etcd's release binary is built from.
-    pub const MODULE: &'static str = "go.etcd.io/etcd/server/v3";
-}
-
-impl LocalKubernetesEntry {
-    /// The module the server binaries are built from.
-    pub const MODULE: &'static str = "k8s.io/kubernetes";
-}
-
-fn default_guest_memory_mb() -> u32 {
-    3072
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct KindEntry {
-    pub node_image: String,
-    /// Where a `kind` binary comes from when none is on PATH.
-    pub suite: String,
-    pub package: String,
 }
 
 #[derive(Debug, Clone)]

@@ -173,6 +173,7 @@ fn request_for(options: &BisectOptions) -> (&'static str, String, Request) {
             ..Default::default()
         },
         added_versions: Vec::new(),
+        kubernetes: None,
     };
     (axis, fixed, request)
 }

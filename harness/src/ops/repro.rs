@@ -33,11 +33,28 @@ pub fn repro(
 ) -> Result<Repro> {
     let (catalog, _) = project.load_selected(&[])?;
     let every_kernel: Vec<String> = catalog.kernel_ids().iter().map(|k| k.to_string()).collect();
-    let planned = project.plan(&Request {
-        kernels: every_kernel,
-        ..Default::default()
-    })?;
-    let Some(cell) = planned.cells.into_iter().find(|c| c.id == cell_id) else {
+    // A cluster cell's id hashes its Kubernetes release: each is planned.
+    let releases: Vec<Option<String>> = std::iter::once(None)
+        .chain(
+            catalog
+                .kubernetes
+                .iter()
+                .flat_map(|k| k.releases.iter().map(|r| Some(r.version.clone()))),
+        )
+        .collect();
+    let mut found = None;
+    for kubernetes in releases {
+        let planned = project.plan(&Request {
+            kernels: every_kernel.clone(),
+            kubernetes: kubernetes.clone(),
+            ..Default::default()
+        })?;
+        if let Some(cell) = planned.cells.into_iter().find(|c| c.id == cell_id) {
+            found = Some((cell, kubernetes));
+            break;
+        }
+    }
+    let Some((cell, kubernetes)) = found else {
         return Err(FileError::whole_file(
             &project.scenarios_dir,
             format!("no cell `{cell_id}` in the current plan"),
@@ -63,6 +80,7 @@ pub fn repro(
                 ..Default::default()
             },
             added_versions: Vec::new(),
+            kubernetes,
         },
         keep_initramfs: true,
         ..RunOptions::ad_hoc(

@@ -139,6 +139,7 @@ fn scenario_request(
             ..Default::default()
         },
         added_versions: Vec::new(),
+        kubernetes: None,
     };
     let planned = project.plan(&request)?;
     let Some(cell) = planned.cells.first() else {

@@ -16,6 +16,7 @@ pub const SUITES: &[&str] = &[
     "bookworm",
     "bookworm-backports",
     "trixie",
+    "trixie-backports",
     "sid",
 ];
 /// Package lists younger than this are not refreshed.
@@ -137,16 +138,18 @@ impl Apt {
         }
         let _lock = crate::files::FileLock::acquire(&self.root.join("lists.lock"))?;
         self.write_config()?;
-        // The stamp names the mirror its lists came from: lists of another
-        // mirror say nothing of this one (a mirror that does not answer must
-        // be said so, not taken for a package it lacks).
+        // The stamp names the mirror and suites its lists came from: lists
+        // of another mirror say nothing of this one (a mirror that does not
+        // answer must be said so, not taken for a package it lacks), and a
+        // suite added to SUITES has no lists yet.
         let stamp = self.root.join("lists.stamp");
+        let stamped = format!("{}\n{}", self.mirror, SUITES.join(" "));
         let fresh = fs::metadata(&stamp)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age < LISTS_MAX_AGE)
-            && fs::read_to_string(&stamp).is_ok_and(|m| m == self.mirror);
+            && fs::read_to_string(&stamp).is_ok_and(|m| m == stamped);
         if fresh {
             return Ok(());
         }
@@ -184,7 +187,7 @@ impl Apt {
                 ),
             }
         }
-        fs::write(stamp, &self.mirror)?;
+        fs::write(stamp, stamped)?;
         Ok(())
     }
 

@@ -106,8 +106,11 @@ impl Backend for KubernetesBackend {
             outcome.end = BootEnd::Interrupted;
             return outcome;
         }
-        let cluster = match self.start_cluster(cluster, request, kube_proxy, &scratch) {
-            Ok(cluster) => cluster,
+        let started = self
+            .start_cluster(cluster, request, kube_proxy, &scratch)
+            .and_then(|cluster| Ok((served_facts(cluster.as_ref())?, cluster)));
+        let (facts, cluster) = match started {
+            Ok(started) => started,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
                 self.not_up(&mut outcome, &e);
@@ -117,7 +120,7 @@ impl Backend for KubernetesBackend {
         record(
             GuestEvent::Hello {
                 kernel_release: cluster.kernel_release(),
-                facts: cluster.facts(),
+                facts,
             },
             &mut outcome,
         );
@@ -211,6 +214,27 @@ pub fn kubectl_output(mut kubectl: std::process::Command, args: &[&str]) -> anyh
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The cluster's facts, `kubernetes` being the release its API server
+/// reports (`/version`): a cluster assembled from another release than the
+/// run asked for (a build that is not what its cache key says) did not come
+/// up as asked.
+fn served_facts(cluster: &dyn Cluster) -> anyhow::Result<BTreeMap<String, String>> {
+    use anyhow::Context;
+    let mut facts = cluster.facts();
+    let raw = kubectl_output(cluster.kubectl(), &["get", "--raw", "/version"])?;
+    let served = serde_json::from_str::<serde_json::Value>(&raw)
+        .ok()
+        .and_then(|v| v["gitVersion"].as_str().map(str::to_string))
+        .with_context(|| format!("the API server's /version has no gitVersion: {raw}"))?;
+    if let Some(asked) = facts.get("kubernetes").filter(|asked| **asked != served) {
+        anyhow::bail!(
+            "the API server is {served}, the run asked for {asked}: remove the cached build (the cache's kubernetes-built folder) and run again"
+        );
+    }
+    facts.insert("kubernetes".into(), served);
+    Ok(facts)
 }
 
 /// The host kernel's release: what the cluster's pods run on.

@@ -177,6 +177,9 @@ state = "{state}"
                 }
             }, {"type": "loopback"}]
         });
+        // failCgroupV1: false — the host (and a guest whose kernel has v1
+        // memory) is cgroup v1, which the 1.35 kubelet refuses by default;
+        // 1.31–1.34 read the field and default it to false already.
         let kubelet = format!(
             "apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -191,6 +194,7 @@ authorization: {{mode: Webhook}}
 containerRuntimeEndpoint: unix://{socket}
 cgroupDriver: cgroupfs
 cgroupRoot: {CGROUP_ROOT}
+failCgroupV1: false
 failSwapOn: false
 resolvConf: /etc/resolv.conf
 imageGCHighThresholdPercent: 100

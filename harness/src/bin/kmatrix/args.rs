@@ -394,6 +394,12 @@ pub struct SelectArgs {
     /// the command of the scenario's newest artifact version); `ID=` names it.
     #[arg(long = "add-version", value_name = "[ID=]SPEC")]
     pub added_versions: Vec<String>,
+    /// The Kubernetes release every cluster of the run (`k8s-local`,
+    /// `<kernel>+k8s`) is built from: `[local]` or a `[[release]]` of
+    /// images/kubernetes.toml, e.g. `v1.35.4` [default: `[local]`'s]. Cells
+    /// record it (fact `kubernetes`); each release's cells have ids of their own.
+    #[arg(long = "kubernetes", value_name = "RELEASE")]
+    pub kubernetes: Option<String>,
 }
 
 #[derive(clap::Args)]

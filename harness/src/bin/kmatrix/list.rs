@@ -29,10 +29,14 @@ pub fn list(project: &Project) -> Result<ExitCode> {
         let k = &catalog.kernels[id];
         println!("  {:<22} {:<6} {}", k.id.as_str(), k.version, k.description);
     }
-    if catalog.kubernetes.is_some() {
+    if let Some(kubernetes) = &catalog.kubernetes {
         println!(
             "  {:<22} {:<6} the local Kubernetes cluster inside that kernel's QEMU guest (e.g. ubuntu-22.04+k8s)",
             "<kernel>+k8s", ""
+        );
+        println!(
+            "\nKubernetes releases (images/kubernetes.toml; --kubernetes RELEASE, the first is the default):\n  {}",
+            kubernetes.release_versions().join(", ")
         );
     }
     println!("\nToolchains (images/toolchains.toml):");

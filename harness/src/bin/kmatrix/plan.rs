@@ -24,6 +24,7 @@ fn request_of(args: &PlanArgs) -> Request {
         scenarios: args.select.scenarios.clone(),
         kernels: args.select.kernels.clone(),
         added_versions: args.select.added_versions.clone(),
+        kubernetes: args.select.kubernetes.clone(),
         selection: Selection {
             variants: args.select.variants.clone(),
             versions: args.select.versions.clone(),

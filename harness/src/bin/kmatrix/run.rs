@@ -41,6 +41,7 @@ pub fn run(project: &Project, cache_root: &Path, mut args: RunArgs) -> Result<Ex
             scenarios: args.select.scenarios,
             kernels: args.select.kernels,
             added_versions: args.select.added_versions,
+            kubernetes: args.select.kubernetes,
             selection: Selection {
                 variants: args.select.variants,
                 versions: args.select.versions,

@@ -235,8 +235,9 @@ fn plan_the_run(project: &Project, options: &RunOptions, started: SystemTime) ->
         });
     };
     let original = Request::from_selection(&selection, &run_json)?;
-    let mut planned = project.plan(&original)?;
     let given = &options.request;
+    given.same_kubernetes_as(&original, &run_json)?;
+    let mut planned = project.plan(&original)?;
     let narrows = !(given.scenarios.is_empty()
         && given.kernels.is_empty()
         && given.selection.variants.is_empty()
