@@ -371,6 +371,10 @@ impl GuestNode {
 }
 
 impl Cluster for GuestNode {
+    fn kubeconfig(&self) -> PathBuf {
+        self.kubeconfig.clone()
+    }
+
     fn kubectl(&self) -> Command {
         // A hung guest must not hang the run.
         self.kubectl_within(120)

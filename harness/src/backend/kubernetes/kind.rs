@@ -58,6 +58,10 @@ impl KindCluster {
 }
 
 impl Cluster for KindCluster {
+    fn kubeconfig(&self) -> PathBuf {
+        self.kubeconfig.clone()
+    }
+
     fn kubectl(&self) -> Command {
         // kind's own node image carries a kubectl of its version; the host's
         // (if any) is used through `kubectl` on PATH.

@@ -274,6 +274,10 @@ impl LocalCluster {
 }
 
 impl Cluster for LocalCluster {
+    fn kubeconfig(&self) -> PathBuf {
+        self.layout.kubeconfig()
+    }
+
     fn kubectl(&self) -> Command {
         let mut command = Command::new(self.layout.bin("kubectl"));
         command.arg("--kubeconfig").arg(self.layout.kubeconfig());

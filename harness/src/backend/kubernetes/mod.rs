@@ -11,6 +11,7 @@
 
 pub mod guest;
 pub mod images;
+mod api;
 mod iptables;
 pub mod kind;
 pub mod local;
@@ -29,6 +30,9 @@ use std::path::{Path, PathBuf};
 pub trait Cluster {
     /// `kubectl` with this cluster's kubeconfig.
     fn kubectl(&self) -> std::process::Command;
+    /// The kubeconfig the host reaches the API server with (kubectl and
+    /// [`api::KubeApi`]).
+    fn kubeconfig(&self) -> PathBuf;
     /// Makes `archive` (an OCI image archive) runnable on the node without a pull.
     fn load_image(&self, archive: &Path) -> anyhow::Result<()>;
     /// Whether the workloads' images were loaded when the cluster started
@@ -54,6 +58,9 @@ pub trait Cluster {
     /// Copies or writes what the cluster logged so far into the run's log folder.
     fn keep_logs(&self) {}
 }
+
+/// One API request's bound on the host (stretched by [`Cluster::slowdown`]).
+const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct KubernetesBackend {
     pub interrupted: Cancel,
@@ -140,6 +147,11 @@ impl Backend for KubernetesBackend {
                 &mut outcome,
             );
             let deployed = workload::Deployment {
+                api: api::KubeApi::connect(
+                    &cluster.kubeconfig(),
+                    &work.kube.namespace,
+                    API_TIMEOUT * cluster.slowdown(),
+                ),
                 cluster: cluster.as_ref(),
                 work,
                 scratch: &scratch,

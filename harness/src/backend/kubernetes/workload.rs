@@ -3,13 +3,14 @@
 //! that keeps restarting), then each probe run as a pod of its own; the
 //! namespace deleted after. Everything seen becomes agent-style events.
 
+use super::api::KubeApi;
 use super::Cluster;
 use crate::backend::Workload;
 use crate::cancel::{wait_for, Cancel, Deadline, Waited};
 use crate::plan::{CellProbe, ROLLOUT_PROBE};
 use anyhow::{bail, Context, Result};
 use kmatrix_agent::{GuestEvent, ProcessEnd};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -20,10 +21,12 @@ use std::time::{Duration, Instant};
 const RESTARTS_TO_CRASH: i64 = 2;
 /// Log lines kept from a crashed container.
 const LOG_LINES: usize = 20;
-/// What kubectl prints (successfully) for a container whose log is gone.
+/// What the kubelet answers (successfully) for a container whose log is gone.
 const LOGS_GONE: &str = "unable to retrieve container logs";
 
 pub struct Deployment<'a> {
+    /// Typed reads of the cell's namespace (writes go through kubectl).
+    pub api: Result<KubeApi>,
     pub cluster: &'a dyn Cluster,
     pub work: &'a Workload,
     pub scratch: &'a Path,
@@ -188,15 +191,20 @@ impl Deployment<'_> {
         self.apply_in(manifests, true)
     }
 
-    /// The workload's pods, as JSON.
-    fn pods(&self, selector: Option<&str>) -> Result<Vec<Value>> {
-        let mut args = vec!["get", "pods", "-o", "json"];
-        if let Some(selector) = selector {
-            args.extend(["-l", selector]);
-        }
-        let text = self.kubectl_output(&args)?;
-        let list: Value = serde_json::from_str(&text)?;
-        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    fn api(&self) -> Result<&KubeApi> {
+        self.api
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("no client of the cluster's API: {e:#}"))
+    }
+
+    /// The workload's pods (the probes' left out).
+    fn workload_pods(&self) -> Result<Vec<Pod>> {
+        Ok(self
+            .api()?
+            .pods(None)?
+            .into_iter()
+            .filter(|p| !pod_name(p).starts_with("kmatrix-probe-"))
+            .collect())
     }
 
     /// Waits until every rollout target is ready, or one of its containers
@@ -214,24 +222,11 @@ impl Deployment<'_> {
             if self.interrupted.is_cancelled() {
                 bail!("interrupted");
             }
-            let pods: Vec<Value> = self
-                .pods(None)?
-                .into_iter()
-                .filter(|p| {
-                    !p["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or("")
-                        .starts_with("kmatrix-probe-")
-                })
-                .collect();
+            let pods = self.workload_pods()?;
             for pod in &pods {
-                for status in pod["status"]["containerStatuses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    let restarts = status["restartCount"].as_i64().unwrap_or(0);
-                    let waiting = status["state"]["waiting"]["reason"].as_str().unwrap_or("");
+                for status in container_statuses(pod) {
+                    let restarts = i64::from(status.restart_count);
+                    let waiting = waiting_reason(status).unwrap_or_default();
                     if restarts >= RESTARTS_TO_CRASH
                         || (restarts >= 1 && waiting == "CrashLoopBackOff")
                     {
@@ -239,13 +234,14 @@ impl Deployment<'_> {
                     }
                 }
             }
+            let api = self.api()?;
             if targets
                 .iter()
-                .all(|t| self.target_ready(t).unwrap_or(false))
+                .all(|t| api.target_ready(t).unwrap_or(false))
             {
                 let logs = pods
                     .iter()
-                    .map(|p| self.logs(p["metadata"]["name"].as_str().unwrap_or(""), false))
+                    .map(|p| self.logs(pod_name(p), false))
                     .collect::<Vec<_>>()
                     .join("\n");
                 // A container is "ready" the moment it starts (no readiness
@@ -258,14 +254,11 @@ impl Deployment<'_> {
             }
             if deadline.passed() {
                 let running = pods.iter().any(|p| {
-                    p["status"]["containerStatuses"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|s| {
-                            s["state"]["running"].is_object()
-                                || s["state"]["terminated"].is_object()
-                        })
+                    container_statuses(p).any(|s| {
+                        s.state
+                            .as_ref()
+                            .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                    })
                 });
                 if running {
                     return Ok(Rollout::TimedOut);
@@ -280,36 +273,19 @@ impl Deployment<'_> {
         }
     }
 
-    fn target_ready(&self, target: &str) -> Result<bool> {
-        let object: Value =
-            serde_json::from_str(&self.kubectl_output(&["get", target, "-o", "json"])?)?;
-        let status = &object["status"];
-        let kind = target.split('/').next().unwrap_or("");
-        Ok(match kind {
-            "daemonset" => {
-                let wanted = status["desiredNumberScheduled"].as_i64().unwrap_or(0);
-                wanted > 0 && status["numberReady"].as_i64() == Some(wanted)
-            }
-            _ => {
-                let wanted = object["spec"]["replicas"].as_i64().unwrap_or(1);
-                status["readyReplicas"].as_i64() == Some(wanted)
-            }
-        })
-    }
-
-    fn crash_loop(&self, pod: &Value, status: &Value, restarts: i64) -> Rollout {
-        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
-        let container = status["name"].as_str().unwrap_or("");
-        let terminated = if status["lastState"]["terminated"].is_object() {
-            &status["lastState"]["terminated"]
-        } else {
-            &status["state"]["terminated"]
-        };
-        let exit_code = terminated["exitCode"].as_i64().unwrap_or(1) as i32;
-        let reason = terminated["reason"].as_str().unwrap_or("Error");
-        let waiting = status["state"]["waiting"]["reason"]
-            .as_str()
-            .unwrap_or("restarting");
+    fn crash_loop(&self, pod: &Pod, status: &ContainerStatus, restarts: i64) -> Rollout {
+        let pod_name = pod_name(pod);
+        let container = &status.name;
+        let terminated = status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .or_else(|| status.state.as_ref().and_then(|s| s.terminated.as_ref()));
+        let exit_code = terminated.map_or(1, |t| t.exit_code);
+        let reason = terminated
+            .and_then(|t| t.reason.as_deref())
+            .unwrap_or("Error");
+        let waiting = waiting_reason(status).unwrap_or("restarting");
         let logs = self.logs(pod_name, true);
         Rollout::CrashLoop {
             exit_code,
@@ -345,48 +321,42 @@ impl Deployment<'_> {
     }
 
     fn logs_once(&self, pod: &str, previous: bool) -> Result<String> {
-        let tail = LOG_LINES.to_string();
-        let mut args = vec!["logs", pod, "--all-containers", "--tail", &tail];
-        if previous {
-            args.push("--previous");
-        }
-        self.kubectl_output(&args)
+        self.api()?.logs(pod, previous, LOG_LINES as i64)
     }
 
     fn describe_pods(&self) -> String {
-        self.pods(None)
-            .map(|pods| {
-                pods.iter()
-                    .map(|p| {
-                        let name = p["metadata"]["name"].as_str().unwrap_or("?");
-                        let phase = p["status"]["phase"].as_str().unwrap_or("?");
-                        let why: Vec<String> = p["status"]["containerStatuses"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|s| {
-                                let w = &s["state"]["waiting"];
-                                w["reason"].as_str().map(|r| {
-                                    format!("{r}: {}", w["message"].as_str().unwrap_or(""))
-                                })
-                            })
-                            .collect();
-                        let conditions: Vec<String> = p["status"]["conditions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|c| c["message"].as_str().map(str::to_string))
-                            .collect();
-                        format!(
-                            "{name} {phase} {} {}",
-                            why.join("; "),
-                            conditions.join("; ")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_else(|e| format!("(cannot list pods: {e:#})"))
+        let described = self.api().and_then(|api| api.pods(None)).map(|pods| {
+            pods.iter()
+                .map(|p| {
+                    let status = p.status.as_ref();
+                    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("?");
+                    let why: Vec<String> = container_statuses(p)
+                        .filter_map(|s| {
+                            let waiting = s.state.as_ref()?.waiting.as_ref()?;
+                            let reason = waiting.reason.as_deref()?;
+                            Some(format!(
+                                "{reason}: {}",
+                                waiting.message.as_deref().unwrap_or("")
+                            ))
+                        })
+                        .collect();
+                    let conditions: Vec<&str> = status
+                        .and_then(|s| s.conditions.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.message.as_deref())
+                        .collect();
+                    format!(
+                        "{} {phase} {} {}",
+                        pod_name(p),
+                        why.join("; "),
+                        conditions.join("; ")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        described.unwrap_or_else(|e| format!("(cannot list pods: {e:#})"))
     }
 
     /// Fills `{service:NAME}` (ClusterIP:port) and `{endpoint:NAME}` (the
@@ -399,32 +369,9 @@ impl Deployment<'_> {
                 let end = rest.find('}').context("unclosed placeholder")?;
                 let name = &rest[..end];
                 let value = if endpoint {
-                    let e: Value = serde_json::from_str(&self.kubectl_output(&[
-                        "get",
-                        "endpoints",
-                        name,
-                        "-o",
-                        "json",
-                    ])?)?;
-                    let subset = &e["subsets"][0];
-                    format!(
-                        "{}:{}",
-                        subset["addresses"][0]["ip"]
-                            .as_str()
-                            .context("no ready endpoint")?,
-                        subset["ports"][0]["port"]
-                            .as_i64()
-                            .context("no endpoint port")?
-                    )
+                    self.api()?.endpoint_address(name)?
                 } else {
-                    let s: Value = serde_json::from_str(
-                        &self.kubectl_output(&["get", "service", name, "-o", "json"])?,
-                    )?;
-                    format!(
-                        "{}:{}",
-                        s["spec"]["clusterIP"].as_str().context("no ClusterIP")?,
-                        s["spec"]["ports"][0]["port"].as_i64().context("no port")?
-                    )
+                    self.api()?.service_address(name)?
                 };
                 out = format!("{}{value}{}", &out[..start], &rest[end + 1..]);
             }
@@ -493,16 +440,15 @@ impl Deployment<'_> {
             Deadline::after(budget),
             Duration::from_millis(300),
             || -> Result<_> {
-                let pod: Option<Value> = self
-                    .kubectl_output(&["get", "pod", &name, "-o", "json"])
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok());
-                let Some(pod) = pod else { return Ok(None) };
-                let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-                Ok((phase == "Succeeded" || phase == "Failed").then(|| {
-                    pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
-                        .as_i64()
-                        .unwrap_or(1) as i32
+                let Ok(pod) = self.api()?.pod(&name) else {
+                    return Ok(None);
+                };
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                Ok(matches!(phase, Some("Succeeded" | "Failed")).then(|| {
+                    container_statuses(&pod)
+                        .next()
+                        .and_then(|s| s.state.as_ref()?.terminated.as_ref())
+                        .map_or(1, |t| t.exit_code)
                 }))
             },
         );
@@ -545,4 +491,20 @@ impl Deployment<'_> {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+fn pod_name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or("")
+}
+
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+}
+
+fn waiting_reason(status: &ContainerStatus) -> Option<&str> {
+    status.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
 }
