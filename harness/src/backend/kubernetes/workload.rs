@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 const RESTARTS_TO_CRASH: i64 = 2;
 /// Log lines kept from a crashed container.
 const LOG_LINES: usize = 20;
+/// kube-proxy's `minSyncPeriod` (1 s by default, iptables and IPVS) and the
+/// rules' write: how long after an endpoint is ready a ClusterIP leads to it.
+const KUBE_PROXY_SYNC: Duration = Duration::from_secs(2);
 /// What the kubelet answers (successfully) for a container whose log is gone.
 const LOGS_GONE: &str = "unable to retrieve container logs";
 
@@ -359,8 +362,23 @@ impl Deployment<'_> {
         described.unwrap_or_else(|e| format!("(cannot list pods: {e:#})"))
     }
 
+    /// The first ready pod `IP:port` behind a Service, once there is one.
+    fn ready_endpoint(&self, service: &str) -> Result<String> {
+        let waited = wait_for(
+            self.interrupted,
+            Deadline::after(Duration::from_secs(60) * self.cluster.slowdown()),
+            Duration::from_millis(300),
+            || -> Result<_> { Ok(self.api()?.endpoint_address(service).ok()) },
+        )?;
+        match waited {
+            Waited::Ready(address) => Ok(address),
+            Waited::Cancelled => bail!("interrupted"),
+            Waited::TimedOut => self.api()?.endpoint_address(service),
+        }
+    }
+
     /// Fills `{service:NAME}` (ClusterIP:port) and `{endpoint:NAME}` (the
-    /// first ready pod IP:port behind it).
+    /// first ready pod IP:port behind it), once the Service has one.
     fn resolve(&self, arg: &str) -> Result<String> {
         let mut out = arg.to_string();
         for (placeholder, endpoint) in [("{service:", false), ("{endpoint:", true)] {
@@ -368,9 +386,16 @@ impl Deployment<'_> {
                 let rest = &out[start + placeholder.len()..];
                 let end = rest.find('}').context("unclosed placeholder")?;
                 let name = &rest[..end];
+                let ready_endpoint = self.ready_endpoint(name)?;
                 let value = if endpoint {
-                    self.api()?.endpoint_address(name)?
+                    ready_endpoint
                 } else {
+                    // The rollout ends on the pod's log; its Ready condition,
+                    // the EndpointSlice and kube-proxy's rules follow. A
+                    // ClusterIP without rules yet refuses ("connection
+                    // refused", the very symptom of the MPTCP seed): the
+                    // probe waits for kube-proxy's next sync.
+                    std::thread::sleep(KUBE_PROXY_SYNC * self.cluster.slowdown());
                     self.api()?.service_address(name)?
                 };
                 out = format!("{}{value}{}", &out[..start], &rest[end + 1..]);
