@@ -132,6 +132,8 @@ impl Backend for KubernetesBackend {
             &mut outcome,
         );
         let mut died = None;
+        // Variants of a version share its image: the node imports it once.
+        let loaded = std::cell::RefCell::new(std::collections::BTreeSet::new());
         for work in &request.workloads {
             if self.interrupted.is_cancelled() {
                 break;
@@ -157,6 +159,7 @@ impl Backend for KubernetesBackend {
                 scratch: &scratch,
                 interrupted: &self.interrupted,
                 log_dir: &request.log_dir,
+                loaded: &loaded,
             };
             let events = deployed.run();
             if let Some(why) = cluster.died() {

@@ -35,6 +35,8 @@ pub struct Deployment<'a> {
     pub scratch: &'a Path,
     pub interrupted: &'a Cancel,
     pub log_dir: &'a Path,
+    /// The images the node holds already (by tag), imported by earlier cells.
+    pub loaded: &'a std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 /// What the rollout came to.
@@ -126,13 +128,16 @@ impl Deployment<'_> {
     /// Loads the version's image and applies its namespace and manifests.
     fn deploy(&self) -> Result<()> {
         let kube = &self.work.kube;
-        if !self.cluster.images_preloaded() {
+        if self.cluster.images_preloaded() {
+            if self.work.reproducer.is_none() && self.work.real_image.is_none() {
+                bail!("this version has no reproducer binary to make its image from");
+            }
+        } else if !self.loaded.borrow().contains(&kube.image) {
             fs::create_dir_all(self.scratch)?;
             let archive = super::images::workload_image(self.work, self.scratch)?;
             self.cluster.load_image(&archive)?;
             let _ = fs::remove_file(&archive);
-        } else if self.work.reproducer.is_none() && self.work.real_image.is_none() {
-            bail!("this version has no reproducer binary to make its image from");
+            self.loaded.borrow_mut().insert(kube.image.clone());
         }
         self.apply_in(
             &format!(
