@@ -38,8 +38,7 @@ impl KubeApi {
             .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
         let client = runtime.block_on(async {
             let mut config =
-                kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-                    .await?;
+                kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await?;
             config.read_timeout = Some(timeout);
             config.connect_timeout = Some(timeout);
             anyhow::Ok(kube::Client::try_from(config)?)
@@ -142,12 +141,10 @@ impl KubeApi {
             .iter()
             .find_map(|slice| {
                 let port = slice.ports.as_ref()?.first()?.port?;
-                let ready = slice.endpoints.iter().find(|e| {
-                    e.conditions
-                        .as_ref()
-                        .and_then(|c| c.ready)
-                        .unwrap_or(false)
-                })?;
+                let ready = slice
+                    .endpoints
+                    .iter()
+                    .find(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))?;
                 Some(format!("{}:{port}", ready.addresses.first()?))
             })
             .context("no ready endpoint")

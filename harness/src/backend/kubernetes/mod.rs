@@ -9,9 +9,9 @@
 //! of the kernel under test; `kind.rs` is the kind path; `workload.rs`
 //! deploys one cell and probes it.
 
+mod api;
 pub mod guest;
 pub mod images;
-mod api;
 mod iptables;
 pub mod kind;
 pub mod local;

@@ -9,8 +9,8 @@ use crate::backend::Workload;
 use crate::cancel::{wait_for, Cancel, Deadline, Waited};
 use crate::plan::{CellProbe, ROLLOUT_PROBE};
 use anyhow::{bail, Context, Result};
-use kmatrix_agent::{GuestEvent, ProcessEnd};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kmatrix_agent::{GuestEvent, ProcessEnd};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -243,10 +243,7 @@ impl Deployment<'_> {
                 }
             }
             let api = self.api()?;
-            if targets
-                .iter()
-                .all(|t| api.target_ready(t).unwrap_or(false))
-            {
+            if targets.iter().all(|t| api.target_ready(t).unwrap_or(false)) {
                 let logs = pods
                     .iter()
                     .map(|p| self.logs(pod_name(p), false))
