@@ -19,6 +19,7 @@ pub mod node;
 pub mod workload;
 
 use super::{Backend, BootEnd, BootOutcome, BootRequest};
+use crate::backend::Workload;
 use crate::cancel::Cancel;
 use crate::inputs::scenario::KubeProxyMode;
 use crate::provision::{ClusterKind, Environment};
@@ -148,20 +149,7 @@ impl Backend for KubernetesBackend {
                 },
                 &mut outcome,
             );
-            let deployed = workload::Deployment {
-                api: api::KubeApi::connect(
-                    &cluster.kubeconfig(),
-                    &work.kube.namespace,
-                    API_TIMEOUT * cluster.slowdown(),
-                ),
-                cluster: cluster.as_ref(),
-                work,
-                scratch: &scratch,
-                interrupted: &self.interrupted,
-                log_dir: &request.log_dir,
-                loaded: &loaded,
-            };
-            let events = deployed.run();
+            let events = self.deploy(cluster.as_ref(), work, &scratch, &request.log_dir, &loaded);
             if let Some(why) = cluster.died() {
                 // The guest went down during the cell: its events say
                 // nothing of the workload. The runner judges the death.
@@ -199,6 +187,31 @@ impl Backend for KubernetesBackend {
 }
 
 impl KubernetesBackend {
+    /// One cell on the cluster: its events.
+    fn deploy(
+        &self,
+        cluster: &dyn Cluster,
+        work: &Workload,
+        scratch: &Path,
+        log_dir: &Path,
+        loaded: &std::cell::RefCell<std::collections::BTreeSet<String>>,
+    ) -> Vec<GuestEvent> {
+        workload::Deployment {
+            api: api::KubeApi::connect(
+                &cluster.kubeconfig(),
+                &work.kube.namespace,
+                API_TIMEOUT * cluster.slowdown(),
+            ),
+            cluster,
+            work,
+            scratch,
+            interrupted: &self.interrupted,
+            log_dir,
+            loaded,
+        }
+        .run()
+    }
+
     /// Boots a guest of the cluster's kernel with the node.
     fn start_guest(
         &self,
