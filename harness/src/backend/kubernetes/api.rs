@@ -70,14 +70,18 @@ impl KubeApi {
         }
     }
 
-    /// The namespace's pods (those `selector` picks, when given).
-    pub fn pods(&self, selector: Option<&str>) -> Result<Vec<Pod>> {
-        let mut params = ListParams::default();
-        if let Some(selector) = selector {
-            params = params.labels(selector);
-        }
+    /// The namespace's pods.
+    pub fn pods(&self) -> Result<Vec<Pod>> {
         let api = self.api::<Pod>();
-        Ok(self.block_on("list pods", api.list(&params))?.items)
+        Ok(self
+            .block_on("list pods", api.list(&ListParams::default()))?
+            .items)
+    }
+
+    /// The release the API server reports (`/version`'s gitVersion).
+    pub fn server_version(&self) -> Result<String> {
+        let info = self.block_on("get /version", self.client.apiserver_version())?;
+        Ok(info.git_version)
     }
 
     pub fn pod(&self, name: &str) -> Result<Pod> {

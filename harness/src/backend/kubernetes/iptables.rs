@@ -35,8 +35,11 @@ pub(super) fn cleanup_iptables() {
         }
     }
     for (table, rule) in rules {
+        let Some(words) = rule_words(&rule) else {
+            continue;
+        };
         let mut args = vec!["-t".to_string(), table, "-D".into()];
-        args.extend(shell_split(&rule));
+        args.extend(words);
         let _ = Command::new("iptables")
             .args(&args)
             .stderr(Stdio::null())
@@ -52,40 +55,22 @@ pub(super) fn cleanup_iptables() {
     }
 }
 
-/// Splits an iptables-save rule into words, keeping quoted comments whole
-/// (the bridge plugin's say `"name: \"kmatrix\" id: \"…\""`).
-fn shell_split(rule: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    let mut chars = rule.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => word.extend(chars.next()),
-            '"' => quoted = !quoted,
-            ' ' if !quoted => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-            }
-            _ => word.push(c),
-        }
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words
+/// An iptables-save rule's words: its quoting is the shell's (the bridge
+/// plugin's comments say `"name: \"kmatrix\" id: \"…\""`). A rule that does
+/// not split is left alone.
+fn rule_words(rule: &str) -> Option<Vec<String>> {
+    shell_words::split(rule).ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::shell_split;
+    use super::rule_words;
 
     #[test]
     fn iptables_rules_split_with_their_escaped_comments() {
         let rule = r#"POSTROUTING -s 10.244.0.2/32 -m comment --comment "name: \"kmatrix\" id: \"4aae\"" -j CNI-8fe1"#;
         assert_eq!(
-            shell_split(rule),
+            rule_words(rule).unwrap(),
             [
                 "POSTROUTING",
                 "-s",

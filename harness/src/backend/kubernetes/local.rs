@@ -318,10 +318,9 @@ impl Cluster for LocalCluster {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "absent".into());
         facts.insert("mptcp.enabled".into(), mptcp);
-        let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         facts.insert(
             "cluster.cgroup".into(),
-            if unified { "v2" } else { "v1" }.into(),
+            if unified_cgroup() { "v2" } else { "v1" }.into(),
         );
         facts
     }
@@ -433,11 +432,16 @@ fn allow_pod_forwarding() -> Result<()> {
     Ok(())
 }
 
+/// Whether this host mounts cgroup v2 (one tree) rather than v1.
+fn unified_cgroup() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
 /// The kubelet puts every pod under [`CGROUP_ROOT`], which must exist in
 /// each controller's hierarchy (cgroup v1) or in the one tree (v2).
 fn make_cgroup_root() -> Result<()> {
     let relative = CGROUP_ROOT.trim_start_matches('/');
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if unified_cgroup() {
         return fs::create_dir_all(Path::new("/sys/fs/cgroup").join(relative))
             .context("cannot make the pods' cgroup");
     }

@@ -249,13 +249,13 @@ pub fn kubectl_output(mut kubectl: std::process::Command, args: &[&str]) -> anyh
 /// run asked for (a build that is not what its cache key says) did not come
 /// up as asked.
 fn served_facts(cluster: &dyn Cluster) -> anyhow::Result<BTreeMap<String, String>> {
-    use anyhow::Context;
     let mut facts = cluster.facts();
-    let raw = kubectl_output(cluster.kubectl(), &["get", "--raw", "/version"])?;
-    let served = serde_json::from_str::<serde_json::Value>(&raw)
-        .ok()
-        .and_then(|v| v["gitVersion"].as_str().map(str::to_string))
-        .with_context(|| format!("the API server's /version has no gitVersion: {raw}"))?;
+    let served = api::KubeApi::connect(
+        &cluster.kubeconfig(),
+        "default",
+        API_TIMEOUT * cluster.slowdown(),
+    )?
+    .server_version()?;
     if let Some(asked) = facts.get("kubernetes").filter(|asked| **asked != served) {
         anyhow::bail!(
             "the API server is {served}, the run asked for {asked}: remove the cached build (the cache's kubernetes-built folder) and run again"

@@ -209,7 +209,7 @@ impl Deployment<'_> {
     fn workload_pods(&self) -> Result<Vec<Pod>> {
         Ok(self
             .api()?
-            .pods(None)?
+            .pods()?
             .into_iter()
             .filter(|p| !pod_name(p).starts_with("kmatrix-probe-"))
             .collect())
@@ -330,7 +330,7 @@ impl Deployment<'_> {
     }
 
     fn describe_pods(&self) -> String {
-        let described = self.api().and_then(|api| api.pods(None)).map(|pods| {
+        let described = self.api().and_then(|api| api.pods()).map(|pods| {
             pods.iter()
                 .map(|p| {
                     let status = p.status.as_ref();
