@@ -245,3 +245,49 @@ fn a_misspelt_placeholder_or_a_service_without_a_runtime_is_caught_at_plan_time(
         &["no [guest] brings a container runtime", "crun"],
     );
 }
+
+/// A variant with `versions` (kube-vip-cidr's `vip-subnet-*`: a setting
+/// only kube-vip's own v0.9+ builds read under that name) is planned only
+/// with those versions; a version id the file does not define names the
+/// line and the fix.
+#[test]
+fn a_variant_for_some_versions_is_planned_only_with_them() {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&common::repo_root().join("scenarios/kube-vip-cidr"));
+    let output = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
+    let plan = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{plan}");
+    let subnet: Vec<&str> = plan.lines().filter(|l| l.contains("vip-subnet-")).collect();
+    // kube-vip's own v0.9.1, v0.9.2, v1.0.0 × 2 vip_subnet variants.
+    assert_eq!(subnet.len(), 6, "{plan}");
+    assert!(
+        subnet
+            .iter()
+            .all(|l| !l.contains("v0.8.") && !l.contains("v0.7.2")),
+        "a stand-in version got a vip_subnet variant: {plan}"
+    );
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("v0.8.9") && l.contains("baseline")),
+        "{plan}"
+    );
+
+    let scenario = folder.join("scenario.toml");
+    let before = fs::read_to_string(&scenario).unwrap();
+    fs::write(
+        &scenario,
+        before.replacen("\"v0.9.2\", \"v1.0.0\"]", "\"v0.9.3\", \"v1.0.0\"]", 1),
+    )
+    .unwrap();
+    let output = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    let line = fs::read_to_string(&scenario)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("\"v0.9.3\""))
+        .unwrap()
+        + 1;
+    assert!(all.contains(&format!("scenario.toml:{line}:")), "{all}");
+    assert!(all.contains("v0.9.3") && all.contains("fix: "), "{all}");
+}

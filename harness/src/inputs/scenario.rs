@@ -129,6 +129,14 @@ struct VariantSpec {
     /// the plan on kernels that are not clusters.
     #[serde(default)]
     kube_proxy: Option<KubeProxyMode>,
+    /// Only with these versions (a setting only some releases read, e.g.
+    /// one a release renamed); empty: with every version.
+    #[serde(default = "every_version")]
+    versions: Spanned<Vec<String>>,
+}
+
+fn every_version() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
 }
 
 /// kube-proxy's modes kmatrix can start a cluster with.
@@ -210,6 +218,18 @@ pub struct Variant {
     pub kernel_args: Vec<String>,
     /// Only on Kubernetes environments, with kube-proxy in this mode.
     pub kube_proxy: Option<KubeProxyMode>,
+    /// Planned only with these versions; empty: with all.
+    pub versions: Vec<String>,
+}
+
+impl Scenario {
+    /// The variants the plan pairs with `version` (a variant's `versions`
+    /// may name only some).
+    pub fn variants_with<'a>(&'a self, version: &'a str) -> impl Iterator<Item = &'a Variant> {
+        self.variants
+            .iter()
+            .filter(move |v| v.versions.is_empty() || v.versions.iter().any(|id| id == version))
+    }
 }
 
 #[derive(Debug, Clone)]

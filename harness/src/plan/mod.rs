@@ -219,7 +219,7 @@ pub fn plan(
         for version in &scenario.versions {
             let files = version_files(scenario, version)?;
             let mount = artifact_mount(&scenario.id, &version.id);
-            for variant in &scenario.variants {
+            for variant in scenario.variants_with(&version.id) {
                 let bundle = bundle_dir(scenario, version, variant);
                 let probes = cell_probes(
                     scenario,

@@ -493,6 +493,7 @@ fn write_node_files(
         &cluster_files,
         &parts.parts.version,
         &[GUEST_ADDRESS],
+        "127.0.0.1",
         &log_dir.join("kubeadm.log"),
     )?;
     fs::remove_file(cluster_files.join("kubeadm.yaml"))?;

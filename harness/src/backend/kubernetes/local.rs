@@ -4,9 +4,12 @@
 //! and kubeconfigs; every component is a process kmatrix starts, with its
 //! log in the run's folder:
 //!
-//! * etcd, kube-apiserver, the controller manager and the scheduler listen on
-//!   127.0.0.1 only (ports [`super::node::PORTS`]); the kubelet too: its node is named
-//!   `localhost`, so the API server reaches it there;
+//! * etcd, the controller manager and the scheduler listen on 127.0.0.1
+//!   only (ports [`super::node::PORTS`]); the kubelet too: its node is named
+//!   `localhost`, so the API server reaches it there; kube-apiserver listens
+//!   on the pod bridge's address (made before it starts), the endpoint of
+//!   the `kubernetes` Service, so pods with a service account reach it and
+//!   no other network does;
 //! * containerd has its own root, state and socket under the cluster folder
 //!   (a Docker engine's containerd is left alone), `restrict_oom_score_adj`
 //!   (this VM lacks CAP_SYS_RESOURCE), the pause image built from the tree;
@@ -31,7 +34,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::node::{write_credentials, Component, NodeLayout, CGROUP_ROOT, NODE_NAME, PAUSE_IMAGE};
+use super::node::{
+    write_credentials, Component, NodeLayout, CGROUP_ROOT, GATEWAY, NODE_NAME, PAUSE_IMAGE,
+};
 pub use super::node::{BRIDGE, POD_SUBNET};
 /// How long the control plane and the node get to become ready.
 const READY_DEADLINE: Duration = Duration::from_secs(240);
@@ -89,7 +94,10 @@ impl LocalCluster {
                     .as_ref()
                     .unwrap_or(&parts.node)
                     .join("usr/sbin/runc"),
-                apiserver_bind: "127.0.0.1",
+                // Pods reach the API server through the `kubernetes`
+                // Service, whose endpoint is the advertise address: the
+                // bridge's own, not every address of this host.
+                apiserver_bind: GATEWAY,
                 version: parts.version.clone(),
                 kube_proxy,
             },
@@ -136,6 +144,7 @@ impl LocalCluster {
             &self.dir,
             &self.layout.version,
             &[],
+            GATEWAY,
             &self.log_dir.join("kubeadm.log"),
         )?;
         for (path, text) in self.layout.config_files()? {
@@ -171,6 +180,7 @@ impl LocalCluster {
     }
 
     fn launch(&mut self, interrupted: &Cancel) -> Result<()> {
+        make_bridge()?;
         for component in self.layout.control_plane() {
             self.spawn(component)?;
         }
@@ -392,6 +402,33 @@ pub fn sweep() {
         .status();
     remove_cgroups();
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// The pod bridge with its gateway address, before the API server binds
+/// that address (the CNI bridge plugin takes the bridge as it finds it).
+fn make_bridge() -> Result<()> {
+    let gateway = format!(
+        "{GATEWAY}/{}",
+        POD_SUBNET.rsplit('/').next().unwrap_or("24")
+    );
+    for args in [
+        &["link", "add", BRIDGE, "type", "bridge"][..],
+        &["addr", "add", &gateway, "dev", BRIDGE],
+        &["link", "set", BRIDGE, "up"],
+    ] {
+        let output = Command::new("ip")
+            .args(args)
+            .output()
+            .context("cannot run ip")?;
+        if !output.status.success() {
+            bail!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -383,6 +383,7 @@ pub fn write_credentials(
     dir: &Path,
     version: &str,
     extra_sans: &[&str],
+    api_host: &str,
     log_path: &Path,
 ) -> Result<()> {
     for sub in ["pki", "kubeconfig"] {
@@ -429,18 +430,16 @@ networking:
         }
         logged_step(&mut command, &mut log, log_path, &mut |_| {})?;
     }
-    // kubeadm points some kubeconfigs at the advertise address; every
-    // component talks to the API server where it listens.
+    // kubeadm points some kubeconfigs at the advertise address, others at
+    // the control-plane endpoint; every component talks to `api_host`,
+    // where the API server listens.
+    let server = format!("https://{api_host}:{}", PORTS.apiserver);
     for entry in fs::read_dir(dir.join("kubeconfig"))? {
         let path = entry?.path();
-        let text = fs::read_to_string(&path)?;
-        fs::write(
-            &path,
-            text.replace(
-                &format!("https://{GATEWAY}:{}", PORTS.apiserver),
-                &format!("https://127.0.0.1:{}", PORTS.apiserver),
-            ),
-        )?;
+        let text = fs::read_to_string(&path)?
+            .replace(&format!("https://{GATEWAY}:{}", PORTS.apiserver), &server)
+            .replace(&format!("https://127.0.0.1:{}", PORTS.apiserver), &server);
+        fs::write(&path, text)?;
     }
     Ok(())
 }

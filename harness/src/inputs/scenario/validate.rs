@@ -70,7 +70,7 @@ impl Validator<'_> {
             None => None,
         };
         let versions = self.versions(file.version, file.reproducer.as_ref())?;
-        let variants = self.variants(file.variant)?;
+        let variants = self.variants(file.variant, &versions)?;
         let probes = self.probes(file.probe, reproducer_dir.is_some())?;
         self.service_needs(&probes, file.guest.as_ref(), &versions)?;
         let signatures = self.signatures(file.signature)?;
@@ -139,10 +139,30 @@ impl Validator<'_> {
         Ok(())
     }
 
-    pub(super) fn variants(&self, specs: Vec<VariantSpec>) -> Result<Vec<Variant>, FileError> {
+    pub(super) fn variants(
+        &self,
+        specs: Vec<VariantSpec>,
+        versions: &[Version],
+    ) -> Result<Vec<Variant>, FileError> {
         let mut seen = BTreeSet::new();
         for spec in &specs {
             self.unique(&mut seen, &spec.id)?;
+            let unknown = spec
+                .versions
+                .get_ref()
+                .iter()
+                .find(|id| !versions.iter().any(|v| &v.id == *id));
+            if let Some(unknown) = unknown {
+                return Err(self.error(
+                    spec.versions.span(),
+                    format!(
+                        "variant `{}` names version `{unknown}`, which this file does not define",
+                        spec.id.get_ref()
+                    ),
+                    "name [[version]] ids of this file, or leave `versions` out (every version)"
+                        .into(),
+                ));
+            }
         }
         if !seen.contains(BASELINE_VARIANT) {
             return Err(FileError::whole_file(
@@ -159,6 +179,7 @@ impl Validator<'_> {
                 env: spec.env,
                 kernel_args: spec.kernel_args,
                 kube_proxy: spec.kube_proxy,
+                versions: spec.versions.into_inner(),
             })
             .collect())
     }
