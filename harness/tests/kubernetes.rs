@@ -12,7 +12,7 @@
 mod common;
 
 use common::{read_cells, repo_root, text, TempProject};
-use kmatrix_metadata::{CellRecord, RunInfo, Verdict};
+use kmatrix_metadata::{CellRecord, Fidelity, RunInfo, Verdict};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -129,11 +129,41 @@ fn kube_chains() -> usize {
         .count()
 }
 
+/// kube-vip's own v1.0.0 manager, built from its module: with its service
+/// account it reaches the API server (pods do, through the `kubernetes`
+/// Service) and takes the LoadBalancer Service; vip_cidr is no longer read
+/// (v0.9.0 renamed it), so the reported manifest runs; the same mask as
+/// vip_subnet is refused without a panic, the Service left without a VIP.
+fn assert_real_kube_vip(cells: &[CellRecord]) {
+    let taken = cell(cells, "kube-vip-cidr", "v1.0.0", "baseline");
+    assert_eq!(taken.verdict, Verdict::Pass, "{taken:#?}");
+    assert_eq!(taken.fidelity, Some(Fidelity::Release), "{taken:#?}");
+    assert!(
+        taken.facts["artifact"].starts_with("module:github.com/kube-vip/kube-vip@v1.0.0 (h1:"),
+        "{taken:#?}"
+    );
+    let log = &probe(taken, "rollout").stdout;
+    assert!(log.contains("successfully acquired lease"), "{log}");
+    assert!(log.contains("synchronised in"), "{log}");
+    let refused = cell(cells, "kube-vip-cidr", "v1.0.0", "vip-subnet-128");
+    assert_eq!(refused.verdict, Verdict::Fail, "{refused:#?}");
+    assert!(
+        refused
+            .signature
+            .contains("could not format address '<ip>' with subnetMask '128'"),
+        "{refused:#?}"
+    );
+    let both = cell(cells, "kube-vip-cidr", "v1.0.0", "vip-subnet-32-128");
+    assert_eq!(both.verdict, Verdict::Pass, "{both:#?}");
+}
+
 /// One cluster for three scenarios' workloads: ollama reached by pod IP and
 /// through its Service's ClusterIP, kube-vip v0.8.5 crash-looping on the
-/// half-given vip_cidr (and running with the workaround), kube-ovn-cni's
-/// DaemonSet on this host's kernel. Then the cluster is gone, and a second
-/// run reuses the built binaries.
+/// half-given vip_cidr (and running with the workaround), kube-vip's own
+/// v1.0.0 manager (built from its module) taking the reporter's Service
+/// through the API server or refusing the half-given vip_subnet,
+/// kube-ovn-cni's DaemonSet on this host's kernel. Then the cluster is
+/// gone, and a second run reuses the built binaries.
 #[test]
 fn local_cluster_deploys_probes_and_classifies_crash_loops() {
     let project = project_with(&["ollama-mptcp", "kube-vip-cidr", "kube-ovn-tproxy"]);
@@ -153,17 +183,25 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
         "--version",
         "v0.8.5",
         "--version",
+        "v1.0.0",
+        "--version",
         "v1.14.0",
         "--variant",
         "baseline",
         "--variant",
         "vip-cidr-32-128",
+        "--variant",
+        "vip-subnet-128",
+        "--variant",
+        "vip-subnet-32-128",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let cells = read_cells(&out);
-    assert_eq!(cells.len(), 4, "{cells:#?}");
+    // ollama 1, kube-vip v0.8.5 × 2 (the vip_subnet variants are only for
+    // kube-vip's own v0.9+ builds), v1.0.0 × 4, kube-ovn 1.
+    assert_eq!(cells.len(), 8, "{cells:#?}");
 
     // ollama v0.5.13 (go 1.24: an MPTCP listener), its own server built
     // from its module at the tag, on this host's kernel: the Deployment
@@ -211,6 +249,7 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
     assert!(rollout.stderr.contains("restarted"), "{rollout:#?}");
     let fixed = cell(&cells, "kube-vip-cidr", "v0.8.5", "vip-cidr-32-128");
     assert_eq!(fixed.verdict, Verdict::Pass, "{fixed:#?}");
+    assert_real_kube_vip(&cells);
 
     // kube-ovn-cni v1.14.0 with TPROXY on this host's kernel (6.x accepts
     // IP_TRANSPARENT on MPTCP): the DaemonSet runs.

@@ -272,22 +272,15 @@ fn a_variant_for_some_versions_is_planned_only_with_them() {
         "{plan}"
     );
 
-    let scenario = folder.join("scenario.toml");
-    let before = fs::read_to_string(&scenario).unwrap();
-    fs::write(
-        &scenario,
-        before.replacen("\"v0.9.2\", \"v1.0.0\"]", "\"v0.9.3\", \"v1.0.0\"]", 1),
-    )
-    .unwrap();
+    rewrite(
+        &folder,
+        "\"v0.9.2\", \"v1.0.0\"]",
+        "\"v0.9.3\", \"v1.0.0\"]",
+    );
     let output = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
     let all = text(&output);
     assert_eq!(output.status.code(), Some(2), "{all}");
-    let line = fs::read_to_string(&scenario)
-        .unwrap()
-        .lines()
-        .position(|l| l.contains("\"v0.9.3\""))
-        .unwrap()
-        + 1;
+    let line = line_of(&folder, "\"v0.9.3\"");
     assert!(all.contains(&format!("scenario.toml:{line}:")), "{all}");
     assert!(all.contains("v0.9.3") && all.contains("fix: "), "{all}");
 }
