@@ -211,7 +211,7 @@ pub fn build(records: &[CellRecord], scenarios: &[Scenario], catalog: &Catalog) 
         });
         let mut rows = Vec::new();
         for version in &scenario.versions {
-            for variant in &scenario.variants {
+            for variant in scenario.variants_with(&version.id) {
                 let cells: BTreeMap<String, MatrixCell> = mine
                     .iter()
                     .filter(|r| r.version == version.id && r.variant == variant.id)

@@ -209,7 +209,7 @@ impl GuestNode {
     fn wait_for_ready(&self, interrupted: &Cancel) -> Result<()> {
         self.wait_until("a Ready node", interrupted, |n| {
             // Short: Ctrl-C is looked at between two polls.
-            let out = super::kubectl_output(
+            let out = super::command_output(
                 n.kubectl_within(15),
                 &[
                     "get",
@@ -223,7 +223,7 @@ impl GuestNode {
         })?;
         self.wait_until("the default service account", interrupted, |n| {
             Ok(
-                super::kubectl_output(n.kubectl_within(15), &["get", "serviceaccount", "default"])
+                super::command_output(n.kubectl_within(15), &["get", "serviceaccount", "default"])
                     .is_ok(),
             )
         })

@@ -223,7 +223,7 @@ impl LocalCluster {
     }
 
     fn kubectl_output(&self, args: &[&str]) -> Result<String> {
-        super::kubectl_output(self.kubectl(), args)
+        super::command_output(self.kubectl(), args)
     }
 
     /// Polls `ready` until it says yes; a component that exits meanwhile,
@@ -416,17 +416,7 @@ fn make_bridge() -> Result<()> {
         &["addr", "add", &gateway, "dev", BRIDGE],
         &["link", "set", BRIDGE, "up"],
     ] {
-        let output = Command::new("ip")
-            .args(args)
-            .output()
-            .context("cannot run ip")?;
-        if !output.status.success() {
-            bail!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
+        super::command_output(Command::new("ip"), args)?;
     }
     Ok(())
 }

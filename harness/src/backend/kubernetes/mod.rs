@@ -229,14 +229,22 @@ impl KubernetesBackend {
     }
 }
 
-/// Runs `kubectl` (a command from [`Cluster::kubectl`]) with `args`: its
-/// stdout, or an error with its stderr.
-pub fn kubectl_output(mut kubectl: std::process::Command, args: &[&str]) -> anyhow::Result<String> {
+/// Runs `command` (`kubectl` from [`Cluster::kubectl`], `ip`, …) with
+/// `args`: its stdout, or an error naming the program and the arguments,
+/// with its stderr.
+pub fn command_output(mut command: std::process::Command, args: &[&str]) -> anyhow::Result<String> {
     use anyhow::Context;
-    let output = kubectl.args(args).output().context("cannot run kubectl")?;
+    let program = std::path::Path::new(command.get_program())
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let output = command
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
     if !output.status.success() {
         anyhow::bail!(
-            "kubectl {}: {}",
+            "{program} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
         );

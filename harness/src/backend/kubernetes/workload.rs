@@ -122,7 +122,7 @@ impl Deployment<'_> {
     }
 
     fn kubectl_output(&self, args: &[&str]) -> Result<String> {
-        super::kubectl_output(self.kubectl(), args)
+        super::command_output(self.kubectl(), args)
     }
 
     /// Loads the version's image and applies its namespace and manifests.
