@@ -25,6 +25,13 @@ pub struct Expectation {
     /// The case cannot be judged without this probe (see [`needed_missing`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub needed: bool,
+    /// A Kubernetes rollout: a log line that settles it as failed (the
+    /// scenario's `fails_on`); the wait ends there instead of the deadline.
+    #[serde(
+        serialize_with = "serialize_regex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fails_on: Option<Regex>,
 }
 
 impl Expectation {
@@ -37,6 +44,7 @@ impl Expectation {
             unavailable_exit_code: probe.unavailable_exit_code,
             restart_is_crash: false,
             needed: probe.needed,
+            fails_on: None,
         }
     }
 }
@@ -299,6 +307,7 @@ mod tests {
             unavailable_exit_code: Some(77),
             restart_is_crash: false,
             needed: false,
+            fails_on: None,
         }
     }
 

@@ -153,6 +153,10 @@ fn assert_real_kube_vip(cells: &[CellRecord]) {
             .contains("could not format address '<ip>' with subnetMask '128'"),
         "{refused:#?}"
     );
+    // The refusal is a `fails_on` line: the wait ended on it, not at the
+    // rollout's 90 s deadline (which path ended it, not how fast).
+    let waited = probe(refused, "rollout").duration_ms;
+    assert!(waited < 90_000, "the wait ran to the deadline: {waited} ms");
     let both = cell(cells, "kube-vip-cidr", "v1.0.0", "vip-subnet-32-128");
     assert_eq!(both.verdict, Verdict::Pass, "{both:#?}");
 }

@@ -284,3 +284,44 @@ fn a_variant_for_some_versions_is_planned_only_with_them() {
     assert!(all.contains(&format!("scenario.toml:{line}:")), "{all}");
     assert!(all.contains("v0.9.3") && all.contains("fix: "), "{all}");
 }
+
+/// `fails_on` names the scenario's `fail` signatures: another id (or a
+/// crash signature) is refused naming the line and the ids it may use, and
+/// without `ready_log` it is refused (it could never end a wait).
+#[test]
+fn fails_on_names_fail_signatures_and_needs_ready_log() {
+    let project = TempProject::new();
+    let folder = project.add_scenario(&common::repo_root().join("scenarios/kube-vip-cidr"));
+    let plan = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    rewrite(
+        &folder,
+        "fails_on = [\"subnet-refused\"]",
+        "fails_on = [\"mask-refused\"]",
+    );
+    let output = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    let line = line_of(&folder, "fails_on = [\"mask-refused\"]");
+    assert!(all.contains(&format!("scenario.toml:{line}:")), "{all}");
+    assert!(
+        all.contains("`mask-refused`, which is no `fail` signature")
+            && all.contains("here: subnet-refused"),
+        "{all}"
+    );
+
+    rewrite(
+        &folder,
+        "fails_on = [\"mask-refused\"]",
+        "fails_on = [\"subnet-refused\"]",
+    );
+    rewrite(&folder, "ready_log = ", "# ready_log = ");
+    let output = project.kmatrix(&["plan", "--kernel", "k8s-local"]);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("fails_on without ready_log") && all.contains("fix: "),
+        "{all}"
+    );
+}

@@ -121,6 +121,7 @@ mod tests {
                             unavailable_exit_code: None,
                             restart_is_crash: false,
                             needed: false,
+                            fails_on: None,
                         },
                     }],
                     artifact: None,

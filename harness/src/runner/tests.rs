@@ -87,6 +87,7 @@ pub(crate) fn cell(id: &str) -> Cell {
                 unavailable_exit_code: None,
                 restart_is_crash: false,
                 needed: false,
+                fails_on: None,
             },
         }],
         artifact: None,

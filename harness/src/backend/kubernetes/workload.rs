@@ -220,12 +220,14 @@ impl Deployment<'_> {
     fn watch(&self, timeout: Duration) -> Result<Rollout> {
         let deadline = Deadline::after(timeout);
         let targets = &self.work.kube.rollout;
-        let ready_log = self
+        let expect = self
             .work
             .probes
             .iter()
             .find(|p| p.probe_id == ROLLOUT_PROBE)
-            .and_then(|p| p.expect.pass_stdout.as_ref());
+            .map(|p| &p.expect);
+        let ready_log = expect.and_then(|e| e.pass_stdout.as_ref());
+        let fails_on = expect.and_then(|e| e.fails_on.as_ref());
         loop {
             if self.interrupted.is_cancelled() {
                 bail!("interrupted");
@@ -251,9 +253,12 @@ impl Deployment<'_> {
                     .join("\n");
                 // A container is "ready" the moment it starts (no readiness
                 // probe): only its log saying so, or the deadline, ends the
-                // wait, so one about to crash is seen crashing.
+                // wait, so one about to crash is seen crashing. A line the
+                // scenario calls final (`fails_on`) ends it too: the logs
+                // are then what the deadline would have found, sooner.
                 let said_ready = ready_log.is_none_or(|pattern| pattern.is_match(&logs));
-                if said_ready || deadline.passed() {
+                let settled = fails_on.is_some_and(|pattern| pattern.is_match(&logs));
+                if said_ready || settled || deadline.passed() {
                     return Ok(Rollout::Ready { logs });
                 }
             }

@@ -1,7 +1,7 @@
 //! A scenario's `[kubernetes]`: the workload's manifest templates, what
 //! must roll out, and the probes run as pods against it.
 
-use super::{Probe, ProbeSpec, Validator};
+use super::{Probe, ProbeSpec, Signature, SignatureVerdict, Validator};
 use crate::diagnostic::FileError;
 use regex::Regex;
 use serde::Deserialize;
@@ -21,6 +21,10 @@ pub(super) struct KubernetesFileSpec {
     /// What the workload's log must say once it is up (a regex).
     #[serde(default)]
     ready_log: Option<Spanned<String>>,
+    /// Ids of `fail` signatures that, once a running workload logs them,
+    /// settle the rollout: the component refused and will not recover.
+    #[serde(default)]
+    fails_on: Option<Spanned<Vec<String>>>,
     /// Probes run in probe pods after the rollout.
     #[serde(default)]
     probe: Vec<ProbeSpec>,
@@ -44,6 +48,10 @@ pub struct KubernetesSpec {
     pub rollout: Vec<String>,
     pub timeout_secs: u64,
     pub ready_log: Option<Regex>,
+    /// The `fails_on` signatures' patterns as one: seen in a running
+    /// workload's log, the wait ends (instead of at the deadline) and the
+    /// cell is classified from the logs as it would be then.
+    pub fails_on: Option<Regex>,
     /// Their `run` may use `{reproducer}` (the program in the workload's
     /// image), `{service:NAME}` (the Service's ClusterIP:port) and
     /// `{endpoint:NAME}` (its first pod IP:port).
@@ -57,6 +65,7 @@ impl Validator<'_> {
         &self,
         spec: KubernetesFileSpec,
         has_reproducer: bool,
+        signatures: &[Signature],
     ) -> Result<KubernetesSpec, FileError> {
         let folder = self.folder.join(spec.manifests.get_ref());
         let mut templates: Vec<(String, String)> = fs::read_dir(&folder)
@@ -109,13 +118,64 @@ impl Validator<'_> {
             })?),
             None => None,
         };
+        let fails_on = match &spec.fails_on {
+            Some(ids) if ready_log.is_none() => {
+                return Err(self.error(
+                    ids.span(),
+                    "fails_on without ready_log: the rollout already ends when its pods run".into(),
+                    "add ready_log = \"...\" (the line the workload logs once it is up), or drop fails_on".into(),
+                ))
+            }
+            Some(ids) => Some(self.fails_on(ids, signatures)?),
+            None => None,
+        };
         Ok(KubernetesSpec {
             templates,
+            fails_on,
             rollout: spec.rollout.into_inner(),
             timeout_secs: spec.timeout_secs,
             guest: spec.guest,
             ready_log,
             probes: self.probes(spec.probe, has_reproducer)?,
+        })
+    }
+
+    /// `fails_on`'s ids, each a `fail` signature of the scenario, as one
+    /// pattern.
+    fn fails_on(
+        &self,
+        ids: &Spanned<Vec<String>>,
+        signatures: &[Signature],
+    ) -> Result<Regex, FileError> {
+        let failing: Vec<&Signature> = signatures
+            .iter()
+            .filter(|s| s.verdict == SignatureVerdict::Fail)
+            .collect();
+        let mut patterns = Vec::new();
+        for id in ids.get_ref() {
+            let Some(signature) = failing.iter().find(|s| &s.id == id) else {
+                let known: Vec<&str> = failing.iter().map(|s| s.id.as_str()).collect();
+                return Err(self.error(
+                    ids.span(),
+                    format!("fails_on names `{id}`, which is no `fail` signature of this scenario"),
+                    format!(
+                        "name [[signature]] ids whose verdict is \"fail\" (here: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            };
+            patterns.push(format!("(?:{})", signature.pattern.as_str()));
+        }
+        Regex::new(&patterns.join("|")).map_err(|e| {
+            self.error(
+                ids.span(),
+                format!("cannot join the patterns: {e}"),
+                "check the signatures' patterns".into(),
+            )
         })
     }
 }

@@ -75,7 +75,7 @@ impl Validator<'_> {
         self.service_needs(&probes, file.guest.as_ref(), &versions)?;
         let signatures = self.signatures(file.signature)?;
         let kubernetes = match file.kubernetes {
-            Some(spec) => Some(self.kubernetes(spec, reproducer_dir.is_some())?),
+            Some(spec) => Some(self.kubernetes(spec, reproducer_dir.is_some(), &signatures)?),
             None => None,
         };
         Ok(Scenario {
