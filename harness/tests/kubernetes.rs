@@ -96,6 +96,19 @@ fn cluster_leftovers() -> Vec<String> {
     found
 }
 
+/// The CNI network namespaces bind-mounted in the host's /run/netns.
+fn pod_network_namespaces() -> std::collections::BTreeSet<String> {
+    fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("cni-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// (process, local address) of every TCP listener the cluster's processes hold.
 fn listeners_of_the_cluster() -> Vec<(String, String)> {
     let ours: std::collections::BTreeSet<u32> = cluster_processes()
@@ -170,6 +183,7 @@ fn assert_real_kube_vip(cells: &[CellRecord]) {
 /// gone, and a second run reuses the built binaries.
 #[test]
 fn local_cluster_deploys_probes_and_classifies_crash_loops() {
+    let netns_before = pod_network_namespaces();
     let project = project_with(&["ollama-mptcp", "kube-vip-cidr", "kube-ovn-tproxy"]);
     let out = project.root().join("out");
     let output = project.kmatrix(&[
@@ -283,6 +297,16 @@ fn local_cluster_deploys_probes_and_classifies_crash_loops() {
     }
     assert_eq!(cluster_leftovers(), Vec::<String>::new());
     assert_eq!(kube_chains(), 0, "kube-proxy's chains were left behind");
+    // The pods' network namespaces (and so their veths) went with it.
+    let left: Vec<String> = pod_network_namespaces()
+        .difference(&netns_before)
+        .cloned()
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "pod network namespaces left in /run/netns"
+    );
 
     // A second run: the binaries come from the cache (nothing built).
     let again = project.root().join("again");
