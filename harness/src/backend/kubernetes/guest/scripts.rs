@@ -77,6 +77,9 @@ $bb ip addr add {GUEST_ADDRESS}/24 dev "$nic"
 $bb ip route add default via {GUEST_GATEWAY}
 echo 1 > /proc/sys/net/ipv4/ip_forward
 echo "nameserver 10.0.2.3" > $node/etc/resolv.conf
+# Shared, as systemd makes a kubelet host's mounts: a hostPath volume with
+# mountPropagation (kube-ovn's /run/openvswitch) is refused on a private one.
+$bb mount --make-rshared $node
 say "node root ready"
 exec $bb chroot $node /bin/busybox sh {chroot_files}/node.sh
 "#,
@@ -267,6 +270,10 @@ mod tests {
         assert!(script.contains("mount -t cgroup2 cgroup2 $node/sys/fs/cgroup"));
         assert!(script.contains("cgroup.subtree_control"));
         assert!(script.contains(&format!("lowerdir={DISK_MOUNT}")));
+        // Every mount made, then shared (mountPropagation), then the chroot.
+        let shared = script.find("mount --make-rshared $node").expect("shared");
+        let after = &script[shared..];
+        assert!(!after.contains("mount -t") && !after.contains("mount -o bind"));
         assert!(script
             .trim_end()
             .ends_with("exec $bb chroot $node /bin/busybox sh /kmatrix/node.sh"));
