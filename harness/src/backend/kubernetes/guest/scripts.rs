@@ -77,11 +77,16 @@ $bb ip addr add {GUEST_ADDRESS}/24 dev "$nic"
 $bb ip route add default via {GUEST_GATEWAY}
 echo 1 > /proc/sys/net/ipv4/ip_forward
 echo "nameserver 10.0.2.3" > $node/etc/resolv.conf
-# Shared, as systemd makes a kubelet host's mounts: a hostPath volume with
-# mountPropagation (kube-ovn's /run/openvswitch) is refused on a private one.
-$bb mount --make-rshared $node
 say "node root ready"
-exec $bb chroot $node /bin/busybox sh {chroot_files}/node.sh
+# The node's root becomes its mount namespace's root, as switch_root makes
+# it (moved over /, then chroot): a bare chroot leaves the namespace's root
+# on the initramfs, where `kubectl exec` and exec probes land (setns resets
+# root there) and find nothing. Then shared, as systemd leaves a kubelet
+# host's mounts: a hostPath volume with mountPropagation (kube-ovn's
+# /run/openvswitch) is refused on a private one.
+cd $node
+$bb mount --move . /
+exec $bb chroot . /bin/busybox sh -c "/bin/busybox mount --make-rshared / && exec /bin/busybox sh {chroot_files}/node.sh"
 "#,
         chroot_files = CHROOT_FILES,
         hierarchies = CGROUP_HIERARCHIES.join(" "),
@@ -270,12 +275,13 @@ mod tests {
         assert!(script.contains("mount -t cgroup2 cgroup2 $node/sys/fs/cgroup"));
         assert!(script.contains("cgroup.subtree_control"));
         assert!(script.contains(&format!("lowerdir={DISK_MOUNT}")));
-        // Every mount made, then shared (mountPropagation), then the chroot.
-        let shared = script.find("mount --make-rshared $node").expect("shared");
-        let after = &script[shared..];
+        // Every mount made, then the node moved over / (exec's setns lands
+        // there), entered, and made shared (mountPropagation).
+        let moved = script.find("$bb mount --move . /").expect("moved");
+        let after = &script[moved..];
         assert!(!after.contains("mount -t") && !after.contains("mount -o bind"));
-        assert!(script
-            .trim_end()
-            .ends_with("exec $bb chroot $node /bin/busybox sh /kmatrix/node.sh"));
+        assert!(script.trim_end().ends_with(
+            "exec $bb chroot . /bin/busybox sh -c \"/bin/busybox mount --make-rshared / && exec /bin/busybox sh /kmatrix/node.sh\""
+        ));
     }
 }
