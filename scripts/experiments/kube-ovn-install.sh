@@ -149,6 +149,14 @@ watch_cni() { # $1: label. Ready, or a fatal line from the daemon, or 25 min.
   done
   step "$1: kube-ovn-cni neither Ready nor failing in 25 min"; return 2
 }
+if [ "$kernel" != k8s-local ]; then
+  # Under TCG the daemon needs minutes before its health server answers:
+  # the liveness probe (30 s + 3 x 7 s) would restart it forever. The one
+  # change to kube-ovn's manifests besides the two in install.sh.
+  until kubectl -n kube-system get ds kube-ovn-cni >/dev/null 2>&1; do sleep 5; done
+  kubectl -n kube-system patch ds kube-ovn-cni --type=json \
+    -p='[{"op":"replace","path":"/spec/template/spec/containers/0/livenessProbe/initialDelaySeconds","value":300}]'
+fi
 mkdir -p "$work/logs"
 watch_cni "as installed" || true
 kubectl -n kube-system logs ds/kube-ovn-cni --previous > "$work/logs/cni-installed.log" 2>&1 || true
